@@ -1,0 +1,174 @@
+"""Checksums and safe extraction of the archives the datasets are published in.
+
+Extraction refuses any member that would land outside the target folder (``../`` parts, absolute paths,
+links pointing out) and writes into a temporary sibling folder that is renamed only once every member is
+out, so a corrupt, truncated or hostile archive never leaves a half-extracted folder behind.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import lzma
+import os
+import shutil
+import tarfile
+import zipfile
+import zlib
+from pathlib import Path, PurePosixPath
+
+from tqdm.auto import tqdm
+
+from fulora_data.errors import ArchiveError, ChecksumError, UnsafeArchiveError
+
+_CHUNK = 4 * 1024 * 1024
+_PROGRESS_FROM_BYTES = 256 * 1024 * 1024
+
+
+def file_digests(path: str | os.PathLike) -> dict[str, str | int]:
+    """Return the md5 and sha256 hex digests and the size of a file, in one pass.
+
+    Args:
+        path: The file to hash.
+
+    Returns:
+        ``{"md5": ..., "sha256": ..., "num_bytes": ...}``.
+    """
+    path = Path(path)
+    size = path.stat().st_size
+    md5, sha256 = hashlib.md5(usedforsecurity=False), hashlib.sha256()
+    with (
+        open(path, "rb") as handle,
+        tqdm(
+            total=size,
+            unit="B",
+            unit_scale=True,
+            desc=f"Checksum {path.name}",
+            disable=size < _PROGRESS_FROM_BYTES,
+        ) as bar,
+    ):
+        while chunk := handle.read(_CHUNK):
+            md5.update(chunk)
+            sha256.update(chunk)
+            bar.update(len(chunk))
+    return {"md5": md5.hexdigest(), "sha256": sha256.hexdigest(), "num_bytes": size}
+
+
+def verify_checksum(path: str | os.PathLike, digests: dict, *, md5: str | None, sha256: str | None) -> None:
+    """Compare a file's digests with the published ones; a ``None`` published value is not checked.
+
+    Raises:
+        ChecksumError: If a published checksum differs from the file's.
+    """
+    for algorithm, expected in (("md5", md5), ("sha256", sha256)):
+        if expected and digests[algorithm] != expected.lower():
+            raise ChecksumError(
+                f"{path} has {algorithm} {digests[algorithm]} but the published file has {expected}; "
+                "the download is corrupt or it is another file: download it again"
+            )
+
+
+def _check_member_name(archive: Path, name: str) -> PurePosixPath:
+    """Return a member's relative path, refusing one that would escape the extraction folder."""
+    normalised = name.replace("\\", "/")
+    path = PurePosixPath(normalised)
+    drive_like = len(normalised) > 1 and normalised[1] == ":"
+    if path.is_absolute() or drive_like or ".." in path.parts:
+        raise UnsafeArchiveError(
+            f"{archive}: member {name!r} would be written outside the extraction folder; refusing to extract"
+        )
+    return path
+
+
+def archive_kind(path: str | os.PathLike) -> str:
+    """Return ``"zip"`` or ``"tar"`` for an archive, by its content rather than its name.
+
+    Raises:
+        ArchiveError: If the file is neither a zip nor a (compressed) tar archive.
+    """
+    path = Path(path)
+    if zipfile.is_zipfile(path):
+        return "zip"
+    try:
+        if tarfile.is_tarfile(path):
+            return "tar"
+    except (OSError, EOFError, lzma.LZMAError, zlib.error):
+        pass
+    name = path.name.lower()
+    if name.endswith(".zip"):
+        raise ArchiveError(f"{path} is not a readable zip archive: it is corrupt or truncated")
+    if ".tar" in name or name.endswith((".tgz", ".txz")):
+        raise ArchiveError(f"{path} is not a readable tar archive: it is corrupt or truncated")
+    raise ArchiveError(f"{path} is neither a zip nor a tar archive")
+
+
+def extract_archive(archive: str | os.PathLike, dest: str | os.PathLike) -> Path:
+    """Extract a zip or tar archive into ``dest``, all or nothing.
+
+    Args:
+        archive: The archive file.
+        dest: The folder to create; it must not exist yet.
+
+    Returns:
+        ``dest``.
+
+    Raises:
+        UnsafeArchiveError: If a member would be written outside ``dest``.
+        ArchiveError: If the archive is corrupt or truncated.
+    """
+    archive, dest = Path(archive), Path(dest)
+    kind = archive_kind(archive)
+    partial = dest.with_name(f"{dest.name}.partial-{os.getpid()}")
+    shutil.rmtree(partial, ignore_errors=True)
+    partial.mkdir(parents=True)
+    try:
+        if kind == "zip":
+            _extract_zip(archive, partial)
+        else:
+            _extract_tar(archive, partial)
+        partial.rename(dest)
+    except (zipfile.BadZipFile, tarfile.TarError, EOFError, lzma.LZMAError, zlib.error, OSError) as err:
+        shutil.rmtree(partial, ignore_errors=True)
+        if isinstance(err, OSError) and not isinstance(err, tarfile.TarError) and err.errno is not None:
+            raise
+        raise ArchiveError(f"{archive} is corrupt or truncated ({err}); download it again") from err
+    except BaseException:
+        shutil.rmtree(partial, ignore_errors=True)
+        raise
+    return dest
+
+
+def _extract_zip(archive: Path, target: Path) -> None:
+    with zipfile.ZipFile(archive) as zf:
+        members = zf.infolist()
+        for info in members:
+            _check_member_name(archive, info.filename)
+        for info in tqdm(members, desc=f"Extract {archive.name}", unit=" files", disable=len(members) < 200):
+            relative = _check_member_name(archive, info.filename)
+            out = target.joinpath(*relative.parts)
+            if info.is_dir():
+                out.mkdir(parents=True, exist_ok=True)
+                continue
+            out.parent.mkdir(parents=True, exist_ok=True)
+            with zf.open(info) as src, open(out, "wb") as dst:
+                shutil.copyfileobj(src, dst, _CHUNK)
+
+
+def _extract_tar(archive: Path, target: Path) -> None:
+    with tarfile.open(archive, "r:*") as tf:
+        members = tf.getmembers()
+        for member in members:
+            _check_member_name(archive, member.name)
+            if member.issym() or member.islnk():
+                link = PurePosixPath(member.name).parent / member.linkname
+                if PurePosixPath(member.linkname).is_absolute() or ".." in PurePosixPath(
+                    os.path.normpath(str(link))
+                ).parts:
+                    raise UnsafeArchiveError(
+                        f"{archive}: link {member.name!r} points outside the extraction folder; refusing to extract"
+                    )
+        bar = tqdm(members, desc=f"Extract {archive.name}", unit=" files", disable=len(members) < 200)
+        for member in bar:
+            try:
+                tf.extract(member, target, filter="data")
+            except tarfile.FilterError as err:
+                raise UnsafeArchiveError(f"{archive}: member {member.name!r} refused: {err}") from err

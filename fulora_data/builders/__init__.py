@@ -1,0 +1,28 @@
+"""fulora's dataset builders, one module per dataset, registered by name."""
+
+from __future__ import annotations
+
+from fulora_data.builders.african import AfricanBuilder
+from fulora_data.builders.base import FuloraBuilder, FuloraConfig
+from fulora_data.builders.spanish import SpanishBuilder
+from fulora_data.errors import ConfigError
+
+BUILDERS: dict[str, type[FuloraBuilder]] = {
+    "spanish": SpanishBuilder,
+    "african": AfricanBuilder,
+}
+
+
+def get_builder_class(name: str) -> type[FuloraBuilder]:
+    """Return the builder class registered under ``name``.
+
+    Raises:
+        ConfigError: If no builder has that name.
+    """
+    try:
+        return BUILDERS[name]
+    except KeyError:
+        raise ConfigError(f"unknown dataset {name!r}; choose one of {', '.join(sorted(BUILDERS))}") from None
+
+
+__all__ = ["BUILDERS", "FuloraBuilder", "FuloraConfig", "get_builder_class"]

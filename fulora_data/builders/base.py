@@ -1,0 +1,274 @@
+"""The base every fulora dataset builder shares: its config, source resolution and example writing.
+
+A builder subclass declares its provenance as class constants, reads its source's metadata into a list of
+``Record``s per split (``_read_records``), and this base turns them into examples. PNG bytes go into the
+dataset exactly as they are in the source: nothing is decoded and re-encoded, only checked.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar
+
+import datasets
+from PIL import Image, UnidentifiedImageError
+
+from fulora_data.archives import extract_archive, file_digests, verify_checksum
+from fulora_data.errors import ConfigError, DataError, SourceNotFoundError
+from fulora_data.taxonomy import base_features, plane_names, prompt_for
+
+PROVENANCE_FILE = "fulora_provenance.json"
+
+
+@dataclass
+class FuloraConfig(datasets.BuilderConfig):
+    """Options every fulora builder accepts.
+
+    Attributes:
+        source: The dataset's archive, its extracted folder, or ``None`` to download the archive.
+        source_fingerprint: Size and modification time of the source, set by ``fulora_data.prepare`` so
+            that a changed source is rebuilt rather than served from the cache.
+        drop_test_duplicates: Remove test images whose pixels equal a training image's (see the audit).
+    """
+
+    source: str | None = None
+    source_fingerprint: str | None = None
+    drop_test_duplicates: bool = False
+
+
+@dataclass
+class Record:
+    """One image as listed by a source, before its bytes are read."""
+
+    image_id: str
+    path: Path
+    plane: str
+    patient_id: str
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class ResolvedSource:
+    """Where a builder found its data, and how it knows it is the right data."""
+
+    root: Path
+    kind: str  # "folder", "archive" or "download"
+    location: str
+    digests: dict[str, Any] | None = None
+
+
+class FuloraBuilder(datasets.GeneratorBasedBuilder):
+    """Shared behaviour of fulora's builders. Subclasses set the constants and ``_read_records``."""
+
+    BUILDER_CONFIG_CLASS = FuloraConfig
+
+    # Provenance, set by each subclass.
+    NAME: ClassVar[str] = ""
+    DESCRIPTION: ClassVar[str] = ""
+    HOMEPAGE: ClassVar[str] = ""
+    SOURCE_URL: ClassVar[str | None] = None
+    ARCHIVE_NAME: ClassVar[str] = ""
+    ARCHIVE_MD5: ClassVar[str | None] = None
+    ARCHIVE_SHA256: ClassVar[str | None] = None
+    LICENSE: ClassVar[str] = ""
+    CITATION: ClassVar[str] = ""
+    RELEASE_NOTES: ClassVar[dict[str, str]] = {}
+    # A file whose presence marks the root of the extracted source (searched up to two levels down).
+    ROOT_MARKER: ClassVar[str] = ""
+    # Split sizes of the complete published release, per config; checked when the source is complete.
+    EXPECTED_SPLITS: ClassVar[dict[str, dict[str, int]]] = {}
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("dataset_name", self.NAME)
+        super().__init__(*args, **kwargs)
+        self._provenance: dict[str, Any] = {}
+
+    # ----------------------------------------------------------------- subclass interface
+    def _with_cervix(self) -> bool:
+        """Whether this config keeps Maternal cervix as label 5."""
+        return False
+
+    def _extra_features(self) -> dict[str, datasets.features.FeatureType]:
+        """Columns this dataset adds after the shared ones."""
+        return {}
+
+    def _read_records(self, source: ResolvedSource) -> dict[str, list[Record]]:
+        """Read the source's metadata and return the records of each split, in a deterministic order."""
+        raise NotImplementedError
+
+    def _is_complete_release(self, source: ResolvedSource, records: dict[str, list[Record]]) -> bool:
+        """Whether the source is the whole published release (so ``EXPECTED_SPLITS`` apply)."""
+        return False
+
+    # ----------------------------------------------------------------- datasets.DatasetBuilder
+    def _info(self) -> datasets.DatasetInfo:
+        features = base_features(self._with_cervix())
+        features.update(self._extra_features())
+        return datasets.DatasetInfo(
+            description=self.DESCRIPTION,
+            features=datasets.Features(features),
+            homepage=self.HOMEPAGE,
+            license=self.LICENSE,
+            citation=self.CITATION,
+        )
+
+    def _split_generators(self, dl_manager):
+        source = self._resolve_source(dl_manager)
+        records = self._read_records(source)
+        for split, rows in records.items():
+            for record in rows:
+                if not record.path.is_file():
+                    raise DataError(
+                        f"{record.path} is missing: the metadata lists image {record.image_id!r} "
+                        f"({split} split) but the file is not in the source"
+                    )
+        if self.config.drop_test_duplicates:
+            records, dropped = self._drop_test_duplicates(records)
+            self._provenance["dropped_test_duplicates_of_train"] = dropped
+        self._verify_split_sizes(source, records)
+        self._provenance.update(self._source_provenance(source))
+        self._provenance["splits"] = {split: len(rows) for split, rows in records.items()}
+        return [
+            datasets.SplitGenerator(name=split, gen_kwargs={"records": rows}) for split, rows in records.items()
+        ]
+
+    def _generate_examples(self, records: list[Record]):
+        names = plane_names(self._with_cervix())
+        for record in records:
+            data = record.path.read_bytes()
+            check_image_bytes(data, record.path)
+            example = {
+                "image": {"bytes": data, "path": record.path.name},
+                "label": names.index(record.plane),
+                "text": prompt_for(record.plane),
+                "source": "real",
+                "image_id": record.image_id,
+                "patient_id": record.patient_id,
+            }
+            example.update(record.extra)
+            yield record.image_id, example
+
+    def _download_and_prepare(self, dl_manager, verification_mode, **prepare_split_kwargs):
+        super()._download_and_prepare(dl_manager, verification_mode, **prepare_split_kwargs)
+        # Written inside the builder's temporary folder, so it lands atomically with the data.
+        provenance = {
+            "builder": self.NAME,
+            "config": self.config.name,
+            "version": str(self.config.version),
+            **self._provenance,
+        }
+        Path(self._output_dir, PROVENANCE_FILE).write_text(json.dumps(provenance, indent=2, sort_keys=True))
+
+    # ----------------------------------------------------------------- source resolution
+    def _resolve_source(self, dl_manager) -> ResolvedSource:
+        """Find the data: a given folder, a given archive, or a download, in that order.
+
+        Raises:
+            SourceNotFoundError: If the given path does not exist or the download is impossible.
+        """
+        given = self.config.source
+        if given:
+            path = Path(given).expanduser()
+            if path.is_dir():
+                return ResolvedSource(root=self._find_root(path), kind="folder", location=str(path))
+            if path.is_file():
+                return self._from_archive(path, kind="archive")
+            raise SourceNotFoundError(
+                f"{path} does not exist; pass --source with the {self.ARCHIVE_NAME} archive or its extracted "
+                f"folder (download it from {self.HOMEPAGE})"
+            )
+        if not self.SOURCE_URL:
+            raise SourceNotFoundError(
+                f"{self.NAME} has no download address; pass --source with its archive or folder"
+            )
+        try:
+            downloaded = dl_manager.download(self.SOURCE_URL)
+        except Exception as err:  # every transport error means the same thing to the user
+            raise SourceNotFoundError(
+                f"could not download {self.SOURCE_URL} ({type(err).__name__}); download {self.ARCHIVE_NAME} "
+                f"from {self.HOMEPAGE} and pass it with --source PATH"
+            ) from err
+        return self._from_archive(Path(downloaded), kind="download", location=self.SOURCE_URL)
+
+    def _from_archive(self, archive: Path, *, kind: str, location: str | None = None) -> ResolvedSource:
+        digests = file_digests(archive)
+        verify_checksum(archive, digests, md5=self.ARCHIVE_MD5, sha256=self.ARCHIVE_SHA256)
+        extracted_root = Path(self._cache_dir_root) / "fulora_extracted"
+        target = extracted_root / f"{self.NAME}-{digests['sha256'][:20]}"
+        if not target.is_dir():
+            extracted_root.mkdir(parents=True, exist_ok=True)
+            extract_archive(archive, target)
+        return ResolvedSource(
+            root=self._find_root(target, archive=archive),
+            kind=kind,
+            location=location or str(archive),
+            digests=digests,
+        )
+
+    def _find_root(self, folder: Path, archive: Path | None = None) -> Path:
+        """Return the folder holding ``ROOT_MARKER``: ``folder`` itself or one up to two levels down."""
+        candidates = [folder, *sorted(p for p in folder.iterdir() if p.is_dir())]
+        candidates += [q for p in candidates[1:] for q in sorted(p.iterdir()) if q.is_dir()]
+        for candidate in candidates:
+            if (candidate / self.ROOT_MARKER).is_file():
+                return candidate
+        where = archive or folder
+        raise SourceNotFoundError(
+            f"{where} has no {self.ROOT_MARKER}: it is not the {self.NAME} dataset "
+            f"({self.ARCHIVE_NAME} from {self.HOMEPAGE}, or its extracted folder)"
+        )
+
+    def _source_provenance(self, source: ResolvedSource) -> dict[str, Any]:
+        info: dict[str, Any] = {"source": {"kind": source.kind, "location": source.location}}
+        if source.digests:
+            info["source"]["archive"] = self.ARCHIVE_NAME
+            info["source"].update(source.digests)
+            info["source"]["published_md5"] = self.ARCHIVE_MD5
+        return info
+
+    # ----------------------------------------------------------------- checks
+    def _verify_split_sizes(self, source: ResolvedSource, records: dict[str, list[Record]]) -> None:
+        expected = self.EXPECTED_SPLITS.get(self.config.name)
+        if not expected or self.config.drop_test_duplicates or not self._is_complete_release(source, records):
+            return
+        for split, count in expected.items():
+            got = len(records.get(split, []))
+            if got != count:
+                raise DataError(
+                    f"{source.location}: the {self.config.name!r} {split} split has {got} images but the "
+                    f"published release has {count}; the source is damaged or not the published version"
+                )
+
+    def _drop_test_duplicates(self, records: dict[str, list[Record]]) -> tuple[dict[str, list[Record]], int]:
+        """Remove test records whose pixels equal a training record's; return the records and the count."""
+        from fulora_data.pixels import pixel_digest
+
+        if "train" not in records or "test" not in records:
+            raise ConfigError(
+                f"drop_test_duplicates needs a train and a test split; {self.config.name!r} has "
+                f"{', '.join(records)}"
+            )
+        train_digests = {pixel_digest(r.path.read_bytes()) for r in records["train"]}
+        kept = [r for r in records["test"] if pixel_digest(r.path.read_bytes()) not in train_digests]
+        dropped = len(records["test"]) - len(kept)
+        return {**records, "test": kept}, dropped
+
+
+def check_image_bytes(data: bytes, path: Path) -> None:
+    """Check that bytes are a readable image without decoding its pixels.
+
+    PIL's ``verify`` walks the PNG chunks and checks their CRCs, which catches truncated and corrupt
+    files at a fraction of the cost of a full decode.
+
+    Raises:
+        DataError: If the bytes are not a readable image.
+    """
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            image.verify()
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+        raise DataError(f"{path} does not decode as an image ({err})") from err
+

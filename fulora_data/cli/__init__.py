@@ -1,0 +1,30 @@
+"""The ``fulora`` command: a thin click layer; each command parses options and calls one library function."""
+
+from __future__ import annotations
+
+import click
+
+from fulora_data import __version__
+from fulora_data.errors import FuloraError
+
+
+class FuloraGroup(click.Group):
+    """A click group that reports fulora's errors as one line and a non-zero exit, without a traceback."""
+
+    def invoke(self, ctx: click.Context):
+        try:
+            return super().invoke(ctx)
+        except FuloraError as err:
+            raise click.ClickException(str(err)) from None
+
+
+@click.group(cls=FuloraGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="fulora")
+def main() -> None:
+    """fulora: synthetic fetal-ultrasound datasets, LoRA training, generation and zero-shot evaluation."""
+
+
+# Command modules register themselves on import; keep one line per module.
+from fulora_data.cli.data import data  # noqa: E402
+
+main.add_command(data)
