@@ -160,9 +160,10 @@ def _extract_tar(archive: Path, target: Path) -> None:
             _check_member_name(archive, member.name)
             if member.issym() or member.islnk():
                 link = PurePosixPath(member.name).parent / member.linkname
-                if PurePosixPath(member.linkname).is_absolute() or ".." in PurePosixPath(
-                    os.path.normpath(str(link))
-                ).parts:
+                if (
+                    PurePosixPath(member.linkname).is_absolute()
+                    or ".." in PurePosixPath(os.path.normpath(str(link))).parts
+                ):
                     raise UnsafeArchiveError(
                         f"{archive}: link {member.name!r} points outside the extraction folder; refusing to extract"
                     )

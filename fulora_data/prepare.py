@@ -216,7 +216,9 @@ def list_builders() -> list[dict[str, Any]]:
                 "name": name,
                 "version": str(cls.BUILDER_CONFIGS[0].version),
                 "default_config": cls.DEFAULT_CONFIG_NAME,
-                "configs": [{"name": c.name, "description": c.description or ""} for c in cls.BUILDER_CONFIGS],
+                "configs": [
+                    {"name": c.name, "description": c.description or ""} for c in cls.BUILDER_CONFIGS
+                ],
                 "options": option_names(name),
                 "homepage": cls.HOMEPAGE,
                 "license": cls.LICENSE,

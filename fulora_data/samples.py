@@ -27,11 +27,19 @@ AFRICAN_HEADER = ["Patient_num", "Plane", "Train", "Center", "Image_name"]
 _CODE_OF = {plane: code for code, plane in STUDY_PLANE_CODES.items()}
 _COUNTRY_CODES = {"Algeria": "DZA", "Egypt": "EGY", "Ghana": "GHA", "Malawi": "MWI", "Uganda": "UGA"}
 # The real per-country sizes (width, height), divided by 8 for the default tiny archives.
-AFRICAN_SIZES = {"Algeria": (500, 430), "Egypt": (400, 450), "Ghana": (500, 500), "Malawi": (500, 400), "Uganda": (600, 500)}
+AFRICAN_SIZES = {
+    "Algeria": (500, 430),
+    "Egypt": (400, 450),
+    "Ghana": (500, 500),
+    "Malawi": (500, 400),
+    "Uganda": (600, 500),
+}
 _AFRICAN_RGB = {"Egypt", "Uganda"}
 
 
-def render_plane_image(plane: str, size: tuple[int, int], rng: np.random.Generator, mode: str = "L") -> Image.Image:
+def render_plane_image(
+    plane: str, size: tuple[int, int], rng: np.random.Generator, mode: str = "L"
+) -> Image.Image:
     """Draw a procedural ultrasound-like image of a plane.
 
     Args:
@@ -231,7 +239,15 @@ def write_african_source(
                 image = render_plane_image(plane, size, rng, mode=mode)
                 (work / country / f"{name}.png").write_bytes(png_bytes(image))
                 train = 1 if patient <= patients_per_country // 2 else 0
-                rows.append({"Patient_num": patient, "Plane": plane, "Train": train, "Center": country, "Image_name": name})
+                rows.append(
+                    {
+                        "Patient_num": patient,
+                        "Plane": plane,
+                        "Train": train,
+                        "Center": country,
+                        "Image_name": name,
+                    }
+                )
     with open(work / "African_planes_database.csv", "w", newline="") as handle:
         writer = csv.DictWriter(handle, fieldnames=AFRICAN_HEADER)
         writer.writeheader()

@@ -65,7 +65,9 @@ class AfricanBuilder(FuloraBuilder):
   year={2023},
   doi={10.1038/s41598-023-29490-3}
 }"""
-    RELEASE_NOTES = {"1.0.0": "First release: configs all and one per country, from Zenodo record 7540448 v1.0."}
+    RELEASE_NOTES = {
+        "1.0.0": "First release: configs all and one per country, from Zenodo record 7540448 v1.0."
+    }
     ROOT_MARKER = CSV_NAME
     COMPLETE_ROWS = 450
     EXPECTED_SPLITS = {"all": {"train": 217, "test": 233}}

@@ -132,7 +132,8 @@ class FuloraBuilder(datasets.GeneratorBasedBuilder):
         self._provenance.update(self._source_provenance(source))
         self._provenance["splits"] = {split: len(rows) for split, rows in records.items()}
         return [
-            datasets.SplitGenerator(name=split, gen_kwargs={"records": rows}) for split, rows in records.items()
+            datasets.SplitGenerator(name=split, gen_kwargs={"records": rows})
+            for split, rows in records.items()
         ]
 
     def _generate_examples(self, records: list[Record]):
@@ -271,4 +272,3 @@ def check_image_bytes(data: bytes, path: Path) -> None:
             image.verify()
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
         raise DataError(f"{path} does not decode as an image ({err})") from err
-

@@ -80,7 +80,9 @@ def require_columns(path: Path, header: list[str], required: tuple[str, ...]) ->
     """Raise a DataError naming the file and the columns it lacks."""
     missing = [c for c in required if c not in header]
     if missing:
-        raise DataError(f"{path} has no column {', '.join(map(repr, missing))} (columns: {', '.join(header)})")
+        raise DataError(
+            f"{path} has no column {', '.join(map(repr, missing))} (columns: {', '.join(header)})"
+        )
 
 
 def draw_per_plane(records: list[Record], per_plane: int, seed: int, planes=PLANES) -> list[Record]:
@@ -134,7 +136,9 @@ def select_listed(records: list[Record], subset_csv: Path, planes: list[str], po
         )
     for name, plane in wanted.items():
         if plane is not None and by_id[name].plane != plane:
-            raise DataError(f"{subset_csv} labels {name!r} as {plane!r} but the source says {by_id[name].plane!r}")
+            raise DataError(
+                f"{subset_csv} labels {name!r} as {plane!r} but the source says {by_id[name].plane!r}"
+            )
     return [r for r in records if r.image_id in wanted]
 
 
@@ -160,7 +164,9 @@ class SpanishBuilder(FuloraBuilder):
   year={2020},
   doi={10.1038/s41598-020-67076-5}
 }"""
-    RELEASE_NOTES = {"1.0.0": "First release: configs full, es, es-1150, lora-100 from Zenodo record 3904280 v1."}
+    RELEASE_NOTES = {
+        "1.0.0": "First release: configs full, es, es-1150, lora-100 from Zenodo record 3904280 v1."
+    }
     ROOT_MARKER = CSV_NAME
     # The published release: 12,400 rows; train 7,129 and test 5,271; ES = train without cervix.
     COMPLETE_ROWS = 12400
@@ -168,8 +174,12 @@ class SpanishBuilder(FuloraBuilder):
 
     BUILDER_CONFIG_CLASS = SpanishConfig
     BUILDER_CONFIGS = [
-        SpanishConfig(name="full", version=_VERSION, pool="all", description="All six classes, train and test."),
-        SpanishConfig(name="es", version=_VERSION, pool="es", description="Training split, five classes (ES)."),
+        SpanishConfig(
+            name="full", version=_VERSION, pool="all", description="All six classes, train and test."
+        ),
+        SpanishConfig(
+            name="es", version=_VERSION, pool="es", description="Training split, five classes (ES)."
+        ),
         SpanishConfig(
             name="es-1150", version=_VERSION, pool="es", per_plane=230, description="230 ES images per plane."
         ),
@@ -217,7 +227,11 @@ class SpanishBuilder(FuloraBuilder):
                 path=source.root / "Images" / f"{name}.png",
                 plane=plane,
                 patient_id=row["Patient_num"],
-                extra={"brain_plane": row["Brain_plane"], "operator": row["Operator"], "us_machine": row["US_Machine"]},
+                extra={
+                    "brain_plane": row["Brain_plane"],
+                    "operator": row["Operator"],
+                    "us_machine": row["US_Machine"],
+                },
             )
             splits["train" if flag == "1" else "test"].append(record)
         if self.config.pool == "all":

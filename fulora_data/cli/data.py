@@ -18,7 +18,9 @@ source_option = click.option(
 cache_option = click.option(
     "--cache-dir", type=click.Path(path_type=Path), default=None, help="Where built datasets are cached."
 )
-config_option = click.option("--config", "-c", default=None, help="Dataset config (default: the dataset's default).")
+config_option = click.option(
+    "--config", "-c", default=None, help="Dataset config (default: the dataset's default)."
+)
 
 
 def builder_options(func):
@@ -45,7 +47,9 @@ def _options(name: str, **values) -> dict:
     given = {k: v for k, v in values.items() if v is not None}
     for key in given:
         if key not in accepted:
-            raise click.BadParameter(f"{name} has no option {key.replace('_', '-')!r}", param_hint=f"--{key.replace('_', '-')}")
+            raise click.BadParameter(
+                f"{name} has no option {key.replace('_', '-')!r}", param_hint=f"--{key.replace('_', '-')}"
+            )
     return given
 
 
