@@ -1,0 +1,125 @@
+"""``fulora evaluate``: score a classifier zero-shot, from a checkpoint or from a predictions CSV.
+
+fulora evaluate --model CKPT --data african:test [--protocol paper|standard] [--json] [--report DIR]
+fulora evaluate predictions FILE [--protocol paper|standard] [--json] [--report DIR]
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from fulora_data import evaluation as library
+
+
+def _common_options(func):
+    """Options shared by both forms: protocol, output and bootstrap."""
+    func = click.option("--seed", type=int, default=0, show_default=True, help="Bootstrap seed.")(func)
+    func = click.option(
+        "--n-bootstrap",
+        type=click.IntRange(min=0),
+        default=1000,
+        show_default=True,
+        help="Bootstrap resamples for the standard protocol's 95% intervals (0: none).",
+    )(func)
+    func = click.option(
+        "--ci-by-patient",
+        is_flag=True,
+        help="Bootstrap patients (patient_id) instead of images.",
+    )(func)
+    func = click.option(
+        "--report",
+        "report_dir",
+        type=click.Path(file_okay=False, path_type=Path),
+        default=None,
+        help="Write a Markdown report with a confusion-matrix PNG to this folder.",
+    )(func)
+    func = click.option("--json", "as_json", is_flag=True, help="Print the results as JSON (fractions).")(
+        func
+    )
+    func = click.option(
+        "--protocol",
+        type=click.Choice(library.PROTOCOLS),
+        default="paper",
+        show_default=True,
+        help="paper: exactly the study's table; standard: macro over all classes, OvR AUC, bootstrap CIs.",
+    )(func)
+    return func
+
+
+def _echo(result: dict, as_json: bool) -> None:
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+    else:
+        click.echo(library.format_summary(result))
+        if result.get("report"):
+            click.echo(f"report: {result['report']}")
+
+
+@click.group("evaluate", invoke_without_command=True)
+@click.option(
+    "--model", "checkpoint", type=click.Path(path_type=Path), default=None, help="Classifier checkpoint."
+)
+@click.option(
+    "--data", "data_spec", default=None, help="Test data as NAME[/CONFIG]:SPLIT, e.g. african:test."
+)
+@click.option(
+    "--source",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="The dataset's archive or its extracted folder; omit to download the archive.",
+)
+@click.option(
+    "--cache-dir", type=click.Path(path_type=Path), default=None, help="Where built datasets are cached."
+)
+@click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
+@click.option("--device", default=None, help="Torch device (default: cuda when available).")
+@_common_options
+@click.pass_context
+def evaluate(ctx, checkpoint, data_spec, source, cache_dir, batch_size, device, protocol, as_json, report_dir,
+             ci_by_patient, n_bootstrap, seed) -> None:  # fmt: skip
+    """Evaluate a classifier zero-shot: run --model on --data, or score a CSV with `predictions`."""
+    if ctx.invoked_subcommand is not None:
+        if checkpoint is not None or data_spec is not None:
+            raise click.UsageError("--model/--data run a checkpoint; do not combine them with a subcommand")
+        return
+    if checkpoint is None or data_spec is None:
+        raise click.UsageError(
+            "give --model CKPT and --data NAME[/CONFIG]:SPLIT, or use: evaluate predictions FILE"
+        )
+    result = library.evaluate_checkpoint(
+        checkpoint,
+        data_spec,
+        protocol=protocol,
+        source=source,
+        cache_dir=cache_dir,
+        batch_size=batch_size,
+        device=device,
+        report_dir=report_dir,
+        ci_by_patient=ci_by_patient,
+        n_bootstrap=n_bootstrap,
+        seed=seed,
+    )
+    _echo(result, as_json)
+
+
+@evaluate.command("predictions")
+@click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
+@click.option("--model-name", default=None, help="The classifier (e.g. resnet18), to compare with the study.")
+@click.option("--train-set", default=None, help="Its training set: ES, ES+DA, HB or HB+DA.")
+@_common_options
+def predictions(file, model_name, train_set, protocol, as_json, report_dir, ci_by_patient, n_bootstrap, seed):
+    """Score a predictions CSV (columns reference, prediction; optional prob_<plane>, country)."""
+    result = library.evaluate_predictions(
+        file,
+        protocol=protocol,
+        report_dir=report_dir,
+        model_name=model_name,
+        train_set=train_set,
+        ci_by_patient=ci_by_patient,
+        n_bootstrap=n_bootstrap,
+        seed=seed,
+    )
+    _echo(result, as_json)
