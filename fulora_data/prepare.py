@@ -16,7 +16,7 @@ from fulora_data.builders import BUILDERS, FuloraBuilder, FuloraConfig, get_buil
 from fulora_data.builders.base import PROVENANCE_FILE
 from fulora_data.errors import ConfigError, FuloraError
 
-_BASE_FIELDS = {f.name for f in dataclasses.fields(FuloraConfig)} - {"drop_test_duplicates"}
+_BASE_FIELDS = {f.name for f in dataclasses.fields(FuloraConfig)} - {"drop_test_duplicates", "archive_md5"}
 
 
 def option_names(name: str) -> list[str]:

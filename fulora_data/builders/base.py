@@ -32,11 +32,14 @@ class FuloraConfig(datasets.BuilderConfig):
         source_fingerprint: Size and modification time of the source, set by ``fulora_data.prepare`` so
             that a changed source is rebuilt rather than served from the cache.
         drop_test_duplicates: Remove test images whose pixels equal a training image's (see the audit).
+        archive_md5: The md5 the archive must have, for releases whose checksum fulora cannot know offline
+            (it overrides ``ARCHIVE_MD5``).
     """
 
     source: str | None = None
     source_fingerprint: str | None = None
     drop_test_duplicates: bool = False
+    archive_md5: str | None = None
 
 
 @dataclass
@@ -196,7 +199,8 @@ class FuloraBuilder(datasets.GeneratorBasedBuilder):
 
     def _from_archive(self, archive: Path, *, kind: str, location: str | None = None) -> ResolvedSource:
         digests = file_digests(archive)
-        verify_checksum(archive, digests, md5=self.ARCHIVE_MD5, sha256=self.ARCHIVE_SHA256)
+        md5 = self.config.archive_md5 or self.ARCHIVE_MD5
+        verify_checksum(archive, digests, md5=md5, sha256=self.ARCHIVE_SHA256)
         extracted_root = Path(self._cache_dir_root) / "fulora_extracted"
         target = extracted_root / f"{self.NAME}-{digests['sha256'][:20]}"
         if not target.is_dir():
@@ -227,7 +231,7 @@ class FuloraBuilder(datasets.GeneratorBasedBuilder):
         if source.digests:
             info["source"]["archive"] = self.ARCHIVE_NAME
             info["source"].update(source.digests)
-            info["source"]["published_md5"] = self.ARCHIVE_MD5
+            info["source"]["expected_md5"] = self.config.archive_md5 or self.ARCHIVE_MD5
         return info
 
     # ----------------------------------------------------------------- checks

@@ -85,7 +85,9 @@ def require_columns(path: Path, header: list[str], required: tuple[str, ...]) ->
         )
 
 
-def draw_per_plane(records: list[Record], per_plane: int, seed: int, planes=PLANES) -> list[Record]:
+def draw_per_plane(
+    records: list[Record], per_plane: int, seed: int, planes=PLANES, where: str = "the source"
+) -> list[Record]:
     """Draw ``per_plane`` records of each plane, reproducibly.
 
     The rule: for each plane in label order, sort its records by image name and take the positions chosen
@@ -101,7 +103,7 @@ def draw_per_plane(records: list[Record], per_plane: int, seed: int, planes=PLAN
         pool = sorted(r.image_id for r in records if r.plane == plane)
         if len(pool) < per_plane:
             raise DataError(
-                f"the source has {len(pool)} {plane} images to draw from but {per_plane} per plane are needed; "
+                f"{where} has {len(pool)} {plane} images to draw from but {per_plane} per plane are needed; "
                 "use a larger source or pass --subset-csv"
             )
         chosen.update(pool[i] for i in rng.choice(len(pool), size=per_plane, replace=False))
@@ -245,7 +247,9 @@ class SpanishBuilder(FuloraBuilder):
             self._provenance["subset"] = {"method": "csv", "csv": str(subset)}
         elif self.config.per_plane is not None:
             selected = {
-                split: draw_per_plane(rows_, self.config.per_plane, self.config.seed, classes)
+                split: draw_per_plane(
+                    rows_, self.config.per_plane, self.config.seed, classes, source.location
+                )
                 for split, rows_ in selected.items()
             }
             self._provenance["subset"] = {

@@ -39,6 +39,12 @@ def builder_options(func):
         default=None,
         help="Remove test images whose pixels equal a training image's (a leakage-free test split).",
     )(func)
+    func = click.option(
+        "--md5",
+        "archive_md5",
+        default=None,
+        help="Refuse the archive unless its md5 is this (for releases without a published checksum).",
+    )(func)
     return func
 
 
