@@ -214,7 +214,8 @@ def list_builders() -> list[dict[str, Any]]:
         rows.append(
             {
                 "name": name,
-                "version": str(cls.BUILDER_CONFIGS[0].version),
+                "version": str(cls.VERSION),
+                "release_notes": dict(cls.RELEASE_NOTES),
                 "default_config": cls.DEFAULT_CONFIG_NAME,
                 "configs": [
                     {"name": c.name, "description": c.description or ""} for c in cls.BUILDER_CONFIGS

@@ -68,6 +68,7 @@ class AfricanBuilder(FuloraBuilder):
     RELEASE_NOTES = {
         "1.0.0": "First release: configs all and one per country, from Zenodo record 7540448 v1.0."
     }
+    VERSION = _VERSION
     ROOT_MARKER = CSV_NAME
     COMPLETE_ROWS = 450
     EXPECTED_SPLITS = {"all": {"train": 217, "test": 233}}

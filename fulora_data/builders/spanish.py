@@ -169,6 +169,7 @@ class SpanishBuilder(FuloraBuilder):
     RELEASE_NOTES = {
         "1.0.0": "First release: configs full, es, es-1150, lora-100 from Zenodo record 3904280 v1."
     }
+    VERSION = _VERSION
     ROOT_MARKER = CSV_NAME
     # The published release: 12,400 rows; train 7,129 and test 5,271; ES = train without cervix.
     COMPLETE_ROWS = 12400
