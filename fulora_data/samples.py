@@ -258,3 +258,126 @@ def write_african_source(
         return _pack(work, dest / "Zenodo_dataset.tar.xz", top="Zenodo_dataset")
     finally:
         shutil.rmtree(work.parent)
+
+
+SYNTHETIC_FOLDERS = {
+    "Other": "Other",
+    "Fetal abdomen": "Fetal abdomen",
+    "Fetal brain": "Fetal brain",
+    "Fetal femur": "Fetal femur",
+    "Fetal thorax": "Fetal thorax",
+}
+
+
+def synthetic_names(per_plane: int, rng: np.random.Generator) -> list[tuple[str, str]]:
+    """Make ``(image name, plane)`` pairs in the release's naming: ``<index:05d>-<seed>``, seeds consecutive
+    from a random start per plane, as the study's generation runs produced them."""
+    pairs = []
+    for plane in PLANES:
+        start = int(rng.integers(0, 2**32 - per_plane))
+        pairs += [(f"{i:05d}-{start + i}", plane) for i in range(per_plane)]
+    return pairs
+
+
+def write_synthetic_labels_csv(path: Path, pairs: Iterable[tuple[str, str]]) -> Path:
+    """Write a labels CSV in the study's dialect (``Image_name,Plane,Train``, UTF-8 BOM, CRLF)."""
+    with open(path, "w", newline="", encoding="utf-8-sig") as handle:
+        writer = csv.writer(handle, lineterminator="\r\n")
+        writer.writerow(["Image_name", "Plane", "Train"])
+        writer.writerows([name, plane, 1] for name, plane in pairs)
+    return path
+
+
+def write_synthetic_release(
+    dest: str | Path,
+    *,
+    per_plane: int = 4,
+    seed: int = 0,
+    layout: str = "folders",
+    archive: bool = True,
+    size: tuple[int, int] = (48, 48),
+) -> tuple[Path, Path]:
+    """Write a procedural stand-in for the study's ``synthetic_train_5000.zip`` and its labels CSV.
+
+    Args:
+        dest: Folder to write into (created if needed).
+        per_plane: Images per plane (the release has 1,000).
+        seed: Seed of everything random.
+        layout: ``"folders"`` (``synthetic_train_5000/<plane>/<name>.png``) or ``"flat"`` (all PNGs in
+            ``synthetic_train_5000/``, labels only in the CSV): the real zip's inner layout is undocumented.
+        archive: Write ``synthetic_train_5000.zip`` instead of the extracted folder.
+        size: Image size (the release's images are RGB).
+
+    Returns:
+        The zip or folder, and ``dest/synthetic_train_5000.csv`` (the labels, written for both layouts).
+    """
+    if layout not in ("folders", "flat"):
+        raise ValueError(f"layout must be 'folders' or 'flat', got {layout!r}")
+    dest = Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    pairs = synthetic_names(per_plane, rng)
+    work = Path(tempfile.mkdtemp(dir=dest)) if archive else dest
+    top = work / "synthetic_train_5000"
+    for name, plane in pairs:
+        folder = top / SYNTHETIC_FOLDERS[plane] if layout == "folders" else top
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / f"{name}.png").write_bytes(png_bytes(render_plane_image(plane, size, rng, mode="RGB")))
+    labels = write_synthetic_labels_csv(dest / "synthetic_train_5000.csv", pairs)
+    if not archive:
+        return top, labels
+    try:
+        return _pack(work, dest / "synthetic_train_5000.zip"), labels
+    finally:
+        shutil.rmtree(work)
+
+
+def write_generated_folder(
+    dest: str | Path,
+    *,
+    per_plane: int = 4,
+    seed: int = 0,
+    shard_size: int = 7,
+    size: tuple[int, int] = (48, 48),
+    sampler: str = "EulerDiscreteScheduler",
+) -> Path:
+    """Write a procedural set in fulora's generated-folder format (``fulora_data.generated``).
+
+    Args:
+        dest: The folder to write (created if needed).
+        per_plane: Images per plane.
+        seed: Seed of everything random.
+        shard_size: Images per WebDataset shard.
+        size: Image size.
+        sampler: The sampler name recorded for every image.
+
+    Returns:
+        ``dest``.
+    """
+    from fulora_data.generated import GeneratedWriter, GenerationRecord
+    from fulora_data.taxonomy import prompt_for
+
+    rng = np.random.default_rng(seed)
+    pairs = synthetic_names(per_plane, rng)
+    with GeneratedWriter(dest, shard_size=shard_size, info={"command": "fulora_data.samples"}) as writer:
+        for index, (name, plane) in enumerate(pairs):
+            record = GenerationRecord(
+                image_id=name,
+                plane=plane,
+                prompt=prompt_for(plane),
+                negative_prompt="",
+                sampler=sampler,
+                steps=20,
+                guidance_scale=7.5,
+                seed=int(name.split("-")[1]),
+                width=size[0],
+                height=size[1],
+                base_model="stable-diffusion-v1-5/stable-diffusion-v1-5",
+                base_model_revision="0" * 40,
+                adapter="fulora/lora-rank128",
+                adapter_revision="1" * 40,
+                lora_rank=128,
+                generation_index=index,
+            )
+            writer.add(png_bytes(render_plane_image(plane, size, rng, mode="RGB")), record)
+    return Path(dest)

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 from fulora_data.builders.african import AfricanBuilder
 from fulora_data.builders.base import FuloraBuilder, FuloraConfig
+from fulora_data.builders.hybrid import HybridBuilder
 from fulora_data.builders.spanish import SpanishBuilder
+from fulora_data.builders.synthetic import SyntheticBuilder
 from fulora_data.errors import ConfigError
 
 BUILDERS: dict[str, type[FuloraBuilder]] = {
     "spanish": SpanishBuilder,
     "african": AfricanBuilder,
+    "synthetic": SyntheticBuilder,
+    "hybrid": HybridBuilder,
 }
 
 
