@@ -1,0 +1,270 @@
+"""Publish fulora datasets and models to the Hugging Face Hub, each release under a tag that never moves.
+
+A dataset release is a folder written by ``fulora data export``: ``README.md`` (the card, whose YAML
+``configs`` tell ``datasets`` where the Parquet shards are), ``data/<config>/<split>-*.parquet`` and the
+manifest ``fulora_export.json`` (``name``, ``version``, ``configs``). Once pushed and tagged ``v<version>``,
+``datasets.load_dataset("fulora/NAME", CONFIG)`` and ``load_dataset(..., revision="v1.0.0")`` read it
+with no script. A model release is a folder with a ``README.md`` model card and safetensors weights.
+
+Uploads go through ``HfApi.upload_folder``: large files travel by LFS (or Xet), the Hub is asked first which
+blobs it already holds, so running a failed push again resumes it, and an unchanged folder makes no commit.
+``HF_ENDPOINT`` (or ``endpoint=``) chooses the Hub; the token comes from ``token=``, ``HF_TOKEN`` or
+``hf auth login``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import re
+from pathlib import Path
+
+from fulora_data.errors import ConfigError, DataError, FuloraError, SourceNotFoundError
+
+logger = logging.getLogger(__name__)
+
+MANIFEST = "fulora_export.json"
+CARD = "README.md"
+_REPO_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*")
+_TAG = re.compile(r"[A-Za-z0-9][\w.-]*")
+
+
+class HubError(FuloraError):
+    """The Hub refused a push, or could not be reached; the message says what to do next."""
+
+
+def read_export_manifest(folder: str | Path) -> dict:
+    """Check that a folder is a Hub-ready fulora dataset export and return its manifest.
+
+    Args:
+        folder: The folder written by ``fulora data export``.
+
+    Returns:
+        The manifest, with ``configs`` normalised to a list of config names.
+
+    Raises:
+        SourceNotFoundError: If the folder does not exist.
+        DataError: If the card or manifest is missing or malformed, or a config has no Parquet shards.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise SourceNotFoundError(f"export folder {str(folder)!r} does not exist or is not a folder")
+    for required in (CARD, MANIFEST):
+        if not (folder / required).is_file():
+            raise DataError(
+                f"{str(folder)!r} is not a fulora dataset export: {required} is missing (write it with `fulora data export`)"
+            )
+    try:
+        manifest = json.loads((folder / MANIFEST).read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as err:
+        raise DataError(f"{folder / MANIFEST} is not valid JSON: {err}") from None
+    if not isinstance(manifest, dict):
+        raise DataError(f"{folder / MANIFEST} must hold a JSON object, got {type(manifest).__name__}")
+    missing = [key for key in ("name", "version", "configs") if key not in manifest]
+    if missing:
+        raise DataError(f"{folder / MANIFEST} lacks {', '.join(missing)}")
+    version = manifest["version"]
+    if not (isinstance(version, str) and re.fullmatch(r"\d+\.\d+\.\d+", version)):
+        raise DataError(f"{folder / MANIFEST}: version must look like '1.0.0', got {version!r}")
+    configs = manifest["configs"]
+    if isinstance(configs, dict):
+        configs = list(configs)
+    if not isinstance(configs, list) or not configs:
+        raise DataError(f"{folder / MANIFEST}: configs must be a non-empty list, got {configs!r}")
+    names = [c.get("config_name", c.get("name")) if isinstance(c, dict) else c for c in configs]
+    for name in names:
+        if not (isinstance(name, str) and _TAG.fullmatch(name)):
+            raise DataError(f"{folder / MANIFEST}: bad config name {name!r}")
+        if not any((folder / "data" / name).glob("*.parquet")):
+            raise DataError(f"{str(folder)!r} has no Parquet shards for config {name!r} under data/{name}/")
+    return {**manifest, "configs": names}
+
+
+def push_dataset(
+    folder: str | Path,
+    repo_id: str,
+    *,
+    token: str | None = None,
+    private: bool = False,
+    tag: str | None = None,
+    endpoint: str | None = None,
+    commit_message: str | None = None,
+) -> dict:
+    """Push a dataset export folder to a Hub dataset repository and tag the commit.
+
+    The repository is created if needed. For every config in the export, the folder is authoritative:
+    shards of that config on the Hub that the folder no longer has are deleted in the same commit (a stale
+    shard would otherwise be read by ``load_dataset``); other configs on the Hub are left alone.
+
+    Args:
+        folder: The folder written by ``fulora data export``.
+        repo_id: The dataset repository, e.g. ``"fulora/synthetic"``.
+        token: A Hub token with write access; default: ``HF_TOKEN`` or the ``hf auth login`` token.
+        private: Create the repository as private (an existing repository keeps its visibility).
+        tag: The release tag; default ``v<version>`` from the manifest.
+        endpoint: The Hub URL; default ``HF_ENDPOINT`` or https://huggingface.co.
+        commit_message: The commit summary; default names the dataset, configs and tag.
+
+    Returns:
+        ``{"repo_id", "commit", "tag", "url", "pushed"}``; ``pushed`` is False when the tag already
+        pointed at identical content and nothing was uploaded.
+
+    Raises:
+        SourceNotFoundError, DataError: If the folder is not a fulora export.
+        ConfigError: If ``repo_id`` or ``tag`` is malformed.
+        HubError: If the tag exists with different content, the token is refused, or the upload fails.
+    """
+    manifest = read_export_manifest(folder)
+    tag = tag or f"v{manifest['version']}"
+    message = (
+        commit_message or f"Upload {manifest['name']} {tag} ({', '.join(manifest['configs'])}) with fulora"
+    )
+    delete_patterns = [f"data/{config}/**" for config in manifest["configs"]]
+    return _push(Path(folder), repo_id, "dataset", token, private, tag, endpoint, message, delete_patterns)
+
+
+def push_model(
+    folder: str | Path,
+    repo_id: str,
+    *,
+    token: str | None = None,
+    private: bool = False,
+    tag: str | None = None,
+    endpoint: str | None = None,
+    commit_message: str | None = None,
+) -> dict:
+    """Push a model folder (a LoRA adapter or a classifier) to a Hub model repository, optionally tagged.
+
+    Args:
+        folder: A folder with a ``README.md`` model card and at least one ``.safetensors`` file.
+        repo_id: The model repository, e.g. ``"fulora/sd15-lora-r128"``.
+        token: A Hub token with write access; default: ``HF_TOKEN`` or the ``hf auth login`` token.
+        private: Create the repository as private (an existing repository keeps its visibility).
+        tag: A release tag for the commit; a tag never moves. Default: no tag.
+        endpoint: The Hub URL; default ``HF_ENDPOINT`` or https://huggingface.co.
+        commit_message: The commit summary.
+
+    Returns:
+        ``{"repo_id", "commit", "tag", "url", "pushed"}``.
+
+    Raises:
+        SourceNotFoundError, DataError: If the folder lacks the card or the weights.
+        ConfigError: If ``repo_id`` or ``tag`` is malformed.
+        HubError: If the tag exists with different content, the token is refused, or the upload fails.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise SourceNotFoundError(f"model folder {str(folder)!r} does not exist or is not a folder")
+    if not (folder / CARD).is_file():
+        raise DataError(f"model folder {str(folder)!r} has no {CARD} model card")
+    if not any(folder.rglob("*.safetensors")):
+        raise DataError(f"model folder {str(folder)!r} has no .safetensors weights")
+    message = commit_message or f"Upload {folder.name} with fulora" + (f" ({tag})" if tag else "")
+    return _push(folder, repo_id, "model", token, private, tag, endpoint, message, None)
+
+
+def _push(folder: Path, repo_id, repo_type, token, private, tag, endpoint, message, delete_patterns) -> dict:
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import HfHubHTTPError, HTTPError, LocalTokenNotFoundError
+
+    if not isinstance(repo_id, str) or not _REPO_ID.fullmatch(repo_id):
+        raise ConfigError(f"repo id must look like 'namespace/name', got {repo_id!r}")
+    if tag is not None and not (isinstance(tag, str) and _TAG.fullmatch(tag)):
+        raise ConfigError(f"tag must be letters, digits, '.', '_' or '-', got {tag!r}")
+    api = HfApi(endpoint=endpoint, token=token)
+    where = f"{repo_id} on {api.endpoint}"
+    try:
+        api.whoami()  # fail on a missing or refused token before hashing gigabytes
+    except LocalTokenNotFoundError:
+        raise HubError("no Hugging Face token: pass --token, set HF_TOKEN or run `hf auth login`") from None
+    except HfHubHTTPError as err:
+        raise HubError(f"the Hub at {api.endpoint} refused the token: {_reason(err)}") from None
+    except (HTTPError, OSError) as err:
+        raise HubError(f"could not reach the Hub at {api.endpoint}: {_reason(err)}") from None
+    try:
+        url = str(api.create_repo(repo_id, repo_type=repo_type, private=private, exist_ok=True))
+        if tag is not None:
+            tagged = {
+                ref.name: ref.target_commit for ref in api.list_repo_refs(repo_id, repo_type=repo_type).tags
+            }
+            if tag in tagged:
+                if not _same_content(api, folder, repo_id, repo_type, tagged[tag]):
+                    raise HubError(
+                        f"tag {tag!r} of {where} points at commit {tagged[tag][:10]} with different content, and a tag "
+                        "never moves: bump the version or choose another tag"
+                    )
+                logger.info("Tag %s of %s already points at identical content; nothing pushed.", tag, where)
+                return {"repo_id": repo_id, "commit": tagged[tag], "tag": tag, "url": url, "pushed": False}
+        logger.info("Uploading %s to %s", folder, where)
+        commit = api.upload_folder(
+            repo_id=repo_id,
+            folder_path=folder,
+            repo_type=repo_type,
+            commit_message=message,
+            delete_patterns=delete_patterns,
+        )
+        if tag is not None:
+            api.create_tag(repo_id, tag=tag, revision=commit.oid, repo_type=repo_type, tag_message=message)
+    except (HTTPError, OSError, RuntimeError) as err:
+        # huggingface_hub reports a failed LFS upload as a RuntimeError caused by the HTTP error
+        if isinstance(err, RuntimeError) and not isinstance(err.__cause__, (HTTPError, OSError)):
+            raise
+        reason = _reason(err) + (f" ({_reason(err.__cause__)})" if isinstance(err, RuntimeError) else "")
+        raise HubError(
+            f"pushing {str(folder)!r} to {where} failed: {reason}; run the same command again to resume "
+            "(files the Hub already holds are not uploaded twice)"
+        ) from None
+    logger.info("Pushed %s to %s at commit %s%s", folder, where, commit.oid, f" (tag {tag})" if tag else "")
+    return {"repo_id": repo_id, "commit": commit.oid, "tag": tag, "url": url, "pushed": True}
+
+
+def _reason(err: Exception) -> str:
+    """One line from a Hub or network error: the server's own message when it sent one."""
+    text = getattr(err, "server_message", None) or str(err) or type(err).__name__
+    return " ".join(text.split())
+
+
+def _local_files(folder: Path) -> dict[str, Path]:
+    """The files ``upload_folder`` sends: everything but ``.git`` and ``.cache/huggingface``."""
+    files = {}
+    for path in sorted(folder.rglob("*")):
+        rel = path.relative_to(folder).as_posix()
+        if (
+            path.is_file()
+            and ".git" not in rel.split("/")
+            and not re.search(r"(^|/)\.cache/huggingface/", rel)
+        ):
+            files[rel] = path
+    return files
+
+
+def _same_content(api, folder: Path, repo_id: str, repo_type: str, commit: str) -> bool:
+    """Whether the commit holds exactly the folder's files, compared by the hashes the Hub reports."""
+    from huggingface_hub.hf_api import RepoFile
+
+    remote = {
+        entry.path: entry
+        for entry in api.list_repo_tree(repo_id, repo_type=repo_type, revision=commit, recursive=True)
+        if isinstance(entry, RepoFile)
+    }
+    local = _local_files(folder)
+    if ".gitattributes" not in local:  # the Hub writes one when it creates a repository
+        remote.pop(".gitattributes", None)
+    if set(remote) != set(local):
+        return False
+    for path, entry in remote.items():
+        sha256, git_oid = _hashes(local[path])
+        if (entry.lfs.sha256 if entry.lfs else entry.blob_id) != (sha256 if entry.lfs else git_oid):
+            return False
+    return True
+
+
+def _hashes(path: Path) -> tuple[str, str]:
+    """The file's sha256 (the LFS object id) and git blob sha1 (a regular file's id), in one read."""
+    sha256, git = hashlib.sha256(), hashlib.sha1(b"blob %d\0" % path.stat().st_size)
+    with path.open("rb") as file:
+        while chunk := file.read(1 << 20):
+            sha256.update(chunk)
+            git.update(chunk)
+    return sha256.hexdigest(), git.hexdigest()
