@@ -27,6 +27,8 @@ def main() -> None:
 # Command modules register themselves on import; keep one line per module.
 from fulora_data.cli.data import data  # noqa: E402
 from fulora_data.cli.evaluate import evaluate  # noqa: E402
+from fulora_data.cli.hub import model  # noqa: E402
 
 main.add_command(data)
 main.add_command(evaluate)
+main.add_command(model)
