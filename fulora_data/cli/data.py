@@ -31,7 +31,7 @@ def builder_options(func):
         default=None,
         help="spanish: keep exactly the images listed in this CSV (an Image_name column).",
     )(func)
-    func = click.option("--seed", type=int, default=None, help="spanish: seed of the per-plane draw.")(func)
+    func = click.option("--seed", type=int, default=None, help="spanish, hybrid: seed of the draws.")(func)
     func = click.option("--country", default=None, help="african: keep one country.")(func)
     func = click.option(
         "--drop-test-duplicates",
@@ -44,6 +44,26 @@ def builder_options(func):
         "archive_md5",
         default=None,
         help="Refuse the archive unless its md5 is this (for releases without a published checksum).",
+    )(func)
+    # synthetic and hybrid (issue 3)
+    path = click.Path(path_type=Path)
+    for flag, kind, text in (
+        ("--labels", path, "synthetic, hybrid: labels CSV (Image_name, Plane) if no plane folders."),
+        ("--real-config", None, "hybrid: the spanish config of the real part (default es-1150)."),
+        ("--real-source", path, "hybrid: the Spanish archive or folder."),
+        ("--real-subset-csv", path, "hybrid: keep exactly these Spanish images (an Image_name column)."),
+        ("--synthetic-config", None, "hybrid: the synthetic config (release or generated)."),
+        ("--synthetic-source", path, "hybrid: the synthetic zip or folder."),
+        ("--synthetic-per-plane", int, "hybrid: synthetic images per plane (default 1000)."),
+        ("--validation-size", int, "hybrid: images held out for validation (default 200, at most a tenth)."),
+    ):
+        func = click.option(flag, type=kind, default=None, help=text)(func)
+    func = click.option(
+        "--no-verify",
+        "verify_checksum",
+        flag_value=False,
+        default=None,
+        help="synthetic, hybrid: build from a local archive that is not the published file (skip its md5).",
     )(func)
     return func
 
