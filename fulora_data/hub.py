@@ -206,6 +206,10 @@ def _push(folder: Path, repo_id, repo_type, token, private, tag, endpoint, messa
         )
         if tag is not None:
             api.create_tag(repo_id, tag=tag, revision=commit.oid, repo_type=repo_type, tag_message=message)
+    except ValueError as err:
+        if "README.md" not in str(err):  # huggingface_hub relays the Hub's verdict on the card's metadata
+            raise
+        raise HubError(f"the Hub refused the metadata of {folder / CARD}: {_reason(err)}") from None
     except (HTTPError, OSError, RuntimeError) as err:
         # huggingface_hub reports a failed LFS upload as a RuntimeError caused by the HTTP error
         if isinstance(err, RuntimeError) and not isinstance(err.__cause__, (HTTPError, OSError)):

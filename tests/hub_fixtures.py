@@ -43,7 +43,10 @@ def pytest_configure(config):
         HF_HOME=home,
         HF_HUB_DISABLE_TELEMETRY="1",
     )
-    os.environ.pop("HF_TOKEN", None)  # a developer's real token must never reach the stand-in, or the Hub
+    # A developer's real token must never reach the stand-in (or the Hub), nor offline or staging switches
+    # change what the clients do.
+    for name in ("HF_TOKEN", "HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE", "HUGGINGFACE_CO_STAGING"):
+        os.environ.pop(name, None)
 
 
 def pytest_unconfigure(config):

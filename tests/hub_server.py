@@ -400,11 +400,12 @@ class _Handler(BaseHTTPRequestHandler):
         match = re.match(r"^---\s*\n(.*?)\n---\s*\n", content, re.S)
         try:
             metadata = yaml.safe_load(match.group(1)) if match else {}
+            error = (
+                None if metadata is None or isinstance(metadata, dict) else "YAML metadata must be a mapping"
+            )
         except yaml.YAMLError as err:
-            raise HubError(400, "Invalid YAML in README.md", headers={}) from err
-        if metadata is not None and not isinstance(metadata, dict):
-            return 400, {"errors": [{"message": "YAML metadata must be a mapping"}], "warnings": []}, {}
-        return 200, {"errors": [], "warnings": []}, {}
+            error = f"Invalid YAML: {' '.join(str(err).split())}"
+        return (400 if error else 200), {"errors": [{"message": error}] if error else [], "warnings": []}, {}
 
     def r_info(self, body, type, ns, name, rev="main"):
         repo = self._repo(type, ns, name)

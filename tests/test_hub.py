@@ -16,7 +16,12 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 from huggingface_hub import HfApi, hf_hub_download
-from huggingface_hub.errors import RepositoryNotFoundError
+from huggingface_hub.errors import (
+    EntryNotFoundError,
+    HfHubHTTPError,
+    RepositoryNotFoundError,
+    RevisionNotFoundError,
+)
 from PIL import Image
 
 from fulora_data.cli import main
@@ -242,6 +247,22 @@ def test_private_dataset_needs_the_token(hub_server, tmp_path):
     assert Path(path).read_bytes() == (folder / "README.md").read_bytes()
 
 
+def test_stand_in_hub_refuses_what_the_hub_refuses(hub_server):
+    api = HfApi(token=hub_server.token)
+    api.create_repo(REPO, repo_type="dataset")
+    with pytest.raises(HfHubHTTPError) as exists:
+        api.create_repo(REPO, repo_type="dataset")
+    assert exists.value.response.status_code == 409
+    api.create_tag(REPO, tag="v1", repo_type="dataset")
+    with pytest.raises(HfHubHTTPError) as tagged:
+        api.create_tag(REPO, tag="v1", repo_type="dataset")
+    assert tagged.value.response.status_code == 409
+    with pytest.raises(RevisionNotFoundError):
+        api.dataset_info(REPO, revision="v2")
+    with pytest.raises(EntryNotFoundError):
+        hf_hub_download(REPO, "missing.txt", repo_type="dataset", token=hub_server.token)
+
+
 def _drop(name):
     return lambda folder: (folder / name).unlink()
 
@@ -290,6 +311,18 @@ def test_bad_export_folder_is_refused_before_contacting_the_hub(hub_server, tmp_
 
     assert str(folder) in str(caught.value) and "\n" not in str(caught.value)
     assert hub_server.requests == []
+
+
+def test_card_metadata_the_hub_refuses_is_one_clear_error(hub_server, tmp_path):
+    folder = tmp_path / "export"
+    make_export(folder)
+    (folder / "README.md").write_text("---\n- not\n- a mapping\n---\n# Demo\n", encoding="utf-8")
+
+    with pytest.raises(
+        HubError, match=r"refused the metadata of .*README.md: Invalid metadata in README.md. - YAML"
+    ):
+        push_dataset(folder, REPO, token=hub_server.token)
+    assert hub_server.count("commit") == 0 and hub_server.lfs_uploads == []
 
 
 def test_missing_folder_is_refused(tmp_path):
