@@ -256,9 +256,19 @@ class FuloraBuilder(datasets.GeneratorBasedBuilder):
                 f"drop_test_duplicates needs a train and a test split; {self.config.name!r} has "
                 f"{', '.join(records)}"
             )
-        train_digests = {pixel_digest(r.path.read_bytes()) for r in records["train"]}
-        kept = [r for r in records["test"] if pixel_digest(r.path.read_bytes()) not in train_digests]
+
+        def digest(record: Record) -> str:
+            try:
+                return pixel_digest(record.path.read_bytes())
+            except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
+                raise DataError(f"{record.path} does not decode as an image ({err})") from err
+
+        train_digests = {digest(r) for r in records["train"]}
+        kept = [r for r in records["test"] if digest(r) not in train_digests]
         dropped = len(records["test"]) - len(kept)
+        self._provenance["dropped_test_ids"] = sorted(
+            {r.image_id for r in records["test"]} - {r.image_id for r in kept}
+        )
         return {**records, "test": kept}, dropped
 
 
