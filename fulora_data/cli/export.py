@@ -1,0 +1,48 @@
+"""``fulora data export``: write a Hub-ready folder (Parquet shards, card, manifest) for a dataset."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from fulora_data.cli.data import _options, builder_options, cache_option, data, source_option
+
+
+@data.command("export")
+@click.argument("name")
+@click.option(
+    "--config",
+    "-c",
+    "configs",
+    multiple=True,
+    help="Config to export (repeat for several; default: the default).",
+)
+@click.option("--out", required=True, type=click.Path(path_type=Path), help="The export folder.")
+@click.option(
+    "--max-shard-size", type=int, default=None, help="Most bytes of data per Parquet shard (500 MB)."
+)
+@click.option("--repo-id", default=None, help="Hub repository named in the card (default fulora/NAME).")
+@source_option
+@cache_option
+@builder_options
+def export_command(name, configs, out, max_shard_size, repo_id, source, cache_dir, **options) -> None:
+    """Export dataset NAME to OUT: data/<config>/<split>-*.parquet, README.md card, fulora_export.json."""
+    from fulora_data.export import DEFAULT_MAX_SHARD_SIZE, export
+
+    manifest = export(
+        name,
+        list(configs),
+        out,
+        source=source,
+        cache_dir=cache_dir,
+        max_shard_size=max_shard_size or DEFAULT_MAX_SHARD_SIZE,
+        repo_id=repo_id,
+        **_options(name, **options),
+    )
+    for config in configs or manifest["configs"][-1:]:
+        sizes = ", ".join(
+            f"{s} {d['num_examples']}" for s, d in manifest["details"][config]["splits"].items()
+        )
+        click.echo(f"{name}/{config} {manifest['version']}: {sizes}")
+    click.echo(f"exported to {out} (configs: {', '.join(manifest['configs'])})")

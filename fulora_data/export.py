@@ -1,0 +1,182 @@
+"""Export built datasets as Hub-ready repository folders: Parquet shards, a card and a manifest.
+
+Layout of an export folder (one dataset, one or more configs)::
+
+    README.md                                   the card (YAML ``configs`` point at the shards)
+    fulora_export.json                          {"format", "name", "version", "configs": [...], "details": {...}}
+    data/<config>/<split>-00000-of-00002.parquet
+
+The Parquet shards embed the image bytes, so ``datasets.load_dataset(folder, config)`` (and, once pushed,
+``load_dataset("fulora/<name>", config)``) returns the builder's rows and features with no script. Shards are
+cut so that each holds at most ``max_shard_size`` bytes of Arrow data (500 MB by default, the size
+``push_to_hub`` uses).
+
+Exporting another config into the same folder adds it; re-exporting a config replaces only that config's
+shards. A non-empty folder without ``fulora_export.json``, or one holding another dataset or version, is
+refused. Writes are atomic: shards go to a temporary folder inside the export folder that is renamed into
+place, and the card and manifest are written to temporary files and renamed.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+from tqdm.auto import tqdm
+
+from fulora_data.errors import ConfigError, DataError
+
+MANIFEST = "fulora_export.json"
+FORMAT = "fulora-export"
+DEFAULT_MAX_SHARD_SIZE = 500 * 1024 * 1024
+
+
+def read_manifest(folder: str | os.PathLike) -> dict[str, Any] | None:
+    """Return an export folder's manifest, or ``None`` if it has none.
+
+    Raises:
+        DataError: If the manifest is not valid JSON.
+    """
+    path = Path(folder) / MANIFEST
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError) as err:
+        raise DataError(f"{path} is not valid JSON ({err})") from err
+
+
+def _check_target(out: Path, name: str, version: str) -> dict[str, Any] | None:
+    if out.exists() and not out.is_dir():
+        raise ConfigError(f"--out {out} is a file, not a folder")
+    manifest = read_manifest(out) if out.is_dir() else None
+    if manifest is None:
+        if out.is_dir() and any(out.iterdir()):
+            raise ConfigError(
+                f"--out {out} is not empty and is not a fulora export; choose an empty or new folder"
+            )
+        return None
+    if manifest.get("name") != name:
+        raise ConfigError(
+            f"--out {out} holds an export of {manifest.get('name')!r}, not {name!r}; choose another folder"
+        )
+    if manifest.get("version") != version:
+        raise ConfigError(
+            f"--out {out} holds version {manifest.get('version')} of {name}, not {version}; a release tag never "
+            "moves, so export this version into a new folder"
+        )
+    return manifest
+
+
+def _atomic_text(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(path)
+
+
+def write_parquet_shards(
+    dataset, folder: Path, split: str, *, max_shard_size: int = DEFAULT_MAX_SHARD_SIZE
+) -> list[dict[str, Any]]:
+    """Write one split as ``<split>-XXXXX-of-YYYYY.parquet`` shards with the image bytes embedded.
+
+    Returns:
+        One ``{"file", "num_rows", "num_bytes"}`` per shard.
+    """
+    nbytes = dataset._estimate_nbytes() if len(dataset) else 0
+    num_shards = max(1, math.ceil(nbytes / max_shard_size)) if len(dataset) else 1
+    num_shards = min(num_shards, max(1, len(dataset)))
+    files = []
+    for index in range(num_shards):
+        shard = dataset.shard(num_shards=num_shards, index=index, contiguous=True)
+        path = folder / f"{split}-{index:05d}-of-{num_shards:05d}.parquet"
+        shard.to_parquet(str(path))
+        files.append({"file": path.name, "num_rows": len(shard), "num_bytes": path.stat().st_size})
+    return files
+
+
+def export(
+    name: str,
+    configs: list[str] | tuple[str, ...] | None,
+    out: str | os.PathLike,
+    *,
+    source: str | os.PathLike | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    max_shard_size: int = DEFAULT_MAX_SHARD_SIZE,
+    repo_id: str | None = None,
+    **options: Any,
+) -> dict[str, Any]:
+    """Build (or reuse) configs of a dataset and export them into a Hub-ready folder.
+
+    Args:
+        name: A registered dataset.
+        configs: Configs to export; ``None`` or empty for the default config.
+        out: The export folder: new, empty, or an earlier export of the same dataset and version.
+        source: The dataset's archive or folder (``None`` downloads it).
+        cache_dir: Where built datasets are cached.
+        max_shard_size: Most bytes of Arrow data per Parquet shard.
+        repo_id: The Hub repository named in the card's loading example (default ``fulora/<name>``).
+        **options: Builder options (``fulora_data.prepare.option_names``).
+
+    Returns:
+        The manifest written.
+
+    Raises:
+        ConfigError: For a folder that is not empty and not an export of this dataset and version.
+    """
+    from fulora_data.builders import get_builder_class
+    from fulora_data.cards import render_card, summarize
+    from fulora_data.prepare import build, make_builder
+
+    cls = get_builder_class(name)
+    version = str(cls.VERSION)
+    out = Path(out).expanduser()
+    if max_shard_size < 1:
+        raise ConfigError(f"max_shard_size must be positive, got {max_shard_size!r}")
+    manifest = _check_target(out, name, version) or {
+        "format": FORMAT,
+        "name": name,
+        "version": version,
+        "configs": [],
+        "details": {},
+    }
+    wanted = list(dict.fromkeys(configs or [cls.DEFAULT_CONFIG_NAME]))
+    builders = [
+        make_builder(name, config, source=source, cache_dir=cache_dir, **options) for config in wanted
+    ]
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "data").mkdir(exist_ok=True)
+    for builder in builders:
+        config = builder.config.name
+        splits = build(builder)
+        summary = summarize(builder, splits)
+        staging = Path(tempfile.mkdtemp(prefix=f".{config}-", dir=out / "data"))
+        try:
+            for split, dataset in tqdm(splits.items(), desc=f"Export {name}/{config}", unit=" split"):
+                files = write_parquet_shards(dataset, staging, split, max_shard_size=max_shard_size)
+                summary["splits"][split]["files"] = [f"data/{config}/{f['file']}" for f in files]
+                summary["splits"][split]["parquet_bytes"] = sum(f["num_bytes"] for f in files)
+                summary["splits"][split]["num_bytes"] = dataset._estimate_nbytes() if len(dataset) else 0
+            target = out / "data" / config
+            old = out / "data" / f".{config}-old-{os.getpid()}"
+            if target.exists():
+                target.rename(old)
+            staging.rename(target)
+            shutil.rmtree(old, ignore_errors=True)
+        finally:
+            shutil.rmtree(staging, ignore_errors=True)
+        summary["options"] = {k: v for k, v in options.items() if v is not None}
+        manifest["details"][config] = summary
+        if config not in manifest["configs"]:
+            manifest["configs"].append(config)
+        readme = out / "README.md"
+        existing = readme.read_text(encoding="utf-8") if readme.is_file() else None
+        ordered = {c: manifest["details"][c] for c in manifest["configs"] if c in manifest["details"]}
+        card = render_card(name, ordered, existing=existing, repo_id=repo_id)
+        _atomic_text(out / MANIFEST, json.dumps(manifest, indent=2, sort_keys=True, default=str))
+        _atomic_text(readme, card)
+    return manifest
