@@ -1,0 +1,239 @@
+"""Classifier input: a 224x224 copy of a dataset split decoded once, and the study's augmentations.
+
+The study resizes every image to 224x224 *before* augmenting it, so nothing is lost by resizing once:
+``prepare_image_cache`` decodes each PNG of a split one time (grayscale, PIL bilinear resize, as
+``torchvision.transforms.Resize((224, 224))`` does on a PIL image) into a uint8 ``.npy`` array under a
+cache folder, keyed by the dataset's fingerprint and the size. The epoch loop reads that array through
+a memory map and never touches a PNG.
+
+Augmentation ("DA"), applied per image to the cached tensor, in the study's order:
+``RandomRotation(15)``, ``RandomResizedCrop(size, scale=(0.08, 1))``, ``RandomHorizontalFlip()``.
+Then the gray channel is repeated to three and normalised with ImageNet's mean and std. Each image's
+random draw is seeded by ``(seed, epoch, index)``, so an epoch's batches are the same whatever the
+number of loader workers and whether training was interrupted and resumed.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import numpy as np
+
+from fulora_data.classifier.models import IMAGENET_MEAN, IMAGENET_STD
+from fulora_data.errors import ConfigError, DataError, require
+
+CACHE_FORMAT = 1  # bump when the way the cache is made changes, so old caches are not reused
+_CHUNK = 64
+
+
+def default_cache_root() -> Path:
+    """Where resized copies go when the caller names no folder: ``$FULORA_CACHE`` or ``~/.cache/fulora``."""
+    root = os.environ.get("FULORA_CACHE") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "fulora"
+    )
+    return Path(root) / "image-cache"
+
+
+def cache_key(dataset, image_size: int) -> str:
+    """Identify a split's resized copy: the dataset's fingerprint, its length and the size."""
+    fingerprint = getattr(dataset, "_fingerprint", None)
+    if not fingerprint:
+        raise DataError("the dataset has no fingerprint; load it with fulora_data.prepare or datasets")
+    text = f"{fingerprint}:{len(dataset)}:{image_size}:v{CACHE_FORMAT}"
+    return f"{hashlib.sha256(text.encode()).hexdigest()[:20]}-{image_size}px"
+
+
+def _resize_png(data: bytes, image_size: int) -> np.ndarray:
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as image:
+        gray = image.convert("L") if image.mode != "L" else image
+        return np.asarray(gray.resize((image_size, image_size), Image.BILINEAR), dtype=np.uint8)
+
+
+def decode_resized(dataset, image_size: int, indices=None) -> np.ndarray:
+    """Decode images of a split straight from their PNG bytes and resize them (no cache).
+
+    Returns:
+        A uint8 array ``[n, image_size, image_size]``.
+    """
+    import datasets
+
+    raw = dataset.cast_column("image", datasets.Image(decode=False))
+    indices = range(len(dataset)) if indices is None else indices
+    rows = [raw[int(i)]["image"]["bytes"] for i in indices]
+    return (
+        np.stack([_resize_png(b, image_size) for b in rows])
+        if rows
+        else np.zeros((0, image_size, image_size), np.uint8)
+    )
+
+
+def prepare_image_cache(
+    dataset, image_size: int = 224, *, cache_dir: str | os.PathLike | None = None, progress: bool = True
+) -> Path:
+    """Write (once) a split's images resized to ``image_size`` as a uint8 ``.npy`` file.
+
+    The file appears only when complete: it is written under a temporary name and renamed. A second call
+    with the same split and size returns the existing file without decoding anything.
+
+    Args:
+        dataset: A ``datasets.Dataset`` with an ``image`` and a ``label`` column.
+        image_size: Side of the square copy.
+        cache_dir: Folder for the copies (default: ``default_cache_root()``).
+        progress: Show a tqdm bar while decoding.
+
+    Returns:
+        The folder holding ``images.npy``, ``labels.npy`` and ``meta.json``.
+
+    Raises:
+        DataError: If the split is empty or lacks an ``image``/``label`` column.
+    """
+    import datasets
+    from tqdm.auto import tqdm
+
+    for name in ("image", "label"):
+        if name not in dataset.column_names:
+            raise DataError(
+                f"the dataset has no {name!r} column (columns: {', '.join(dataset.column_names)})"
+            )
+    if len(dataset) == 0:
+        raise DataError("the dataset split is empty: there are no images to train or predict on")
+    folder = Path(cache_dir or default_cache_root()) / cache_key(dataset, image_size)
+    if (folder / "meta.json").is_file():
+        return folder
+    folder.mkdir(parents=True, exist_ok=True)
+    n = len(dataset)
+    partial = folder / f"images.npy.partial-{os.getpid()}"
+    images = np.lib.format.open_memmap(partial, mode="w+", dtype=np.uint8, shape=(n, image_size, image_size))
+    raw = dataset.cast_column("image", datasets.Image(decode=False)).select_columns(["image"])
+    bar = tqdm(total=n, desc=f"resizing to {image_size}px (once)", unit="img", disable=not progress)
+    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:  # PIL releases the GIL
+        for start in range(0, n, _CHUNK):
+            chunk = raw[start : start + _CHUNK]["image"]
+            arrays = pool.map(lambda item: _resize_png(item["bytes"], image_size), chunk)
+            for offset, array in enumerate(arrays):
+                images[start + offset] = array
+            bar.update(len(chunk))
+    bar.close()
+    images.flush()
+    del images
+    labels = np.asarray(dataset.select_columns(["label"]).with_format(None)["label"][:], dtype=np.int64)
+    np.save(folder / "labels.npy", labels)
+    os.replace(partial, folder / "images.npy")
+    meta = {"n": n, "image_size": image_size, "fingerprint": dataset._fingerprint, "format": CACHE_FORMAT}
+    tmp = folder / f"meta.json.partial-{os.getpid()}"
+    tmp.write_text(json.dumps(meta, indent=2))
+    os.replace(tmp, folder / "meta.json")  # written last: its presence means the copy is complete
+    return folder
+
+
+def augmentation(image_size: int):
+    """The study's data augmentation, for a ``[1, H, W]`` float tensor already at ``image_size``."""
+    transforms = require("torchvision.transforms", "train")
+    return transforms.Compose(
+        [
+            transforms.RandomRotation(15),
+            transforms.RandomResizedCrop(image_size, scale=(0.08, 1.0), antialias=True),
+            transforms.RandomHorizontalFlip(),
+        ]
+    )
+
+
+def normalise(tensor):
+    """Repeat a ``[1, H, W]`` (or ``[B, 1, H, W]``) gray tensor in [0, 1] to 3 channels, ImageNet-normalised."""
+    torch = require("torch", "train")
+    mean = torch.tensor(IMAGENET_MEAN, dtype=tensor.dtype).view(3, 1, 1)
+    std = torch.tensor(IMAGENET_STD, dtype=tensor.dtype).view(3, 1, 1)
+    repeat = (3, 1, 1) if tensor.dim() == 3 else (1, 3, 1, 1)
+    return (tensor.repeat(*repeat) - mean) / std
+
+
+class CachedImages:
+    """A map-style torch dataset over a resized copy: ``(image [3, S, S] float32, label)`` pairs.
+
+    (It does not subclass ``torch.utils.data.Dataset`` so that importing this module needs no torch.)
+
+    Args:
+        folder: A folder written by ``prepare_image_cache``.
+        indices: The rows to serve (e.g. the training part after the validation hold-out).
+        augment: Apply the study's augmentation.
+        seed: Seed of the augmentation draws.
+    """
+
+    def __init__(self, folder: str | os.PathLike, indices=None, *, augment: bool = False, seed: int = 0):
+        self.folder = Path(folder)
+        meta = json.loads((self.folder / "meta.json").read_text())
+        self.image_size = int(meta["image_size"])
+        self.labels = np.load(self.folder / "labels.npy")
+        self.indices = np.arange(len(self.labels)) if indices is None else np.asarray(indices, dtype=np.int64)
+        self.augment = augment
+        self.seed = seed
+        self.epoch = 0
+        self._images = None  # opened lazily, so that loader workers each map the file themselves
+        self._transform = augmentation(self.image_size) if augment else None
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch whose augmentation draws ``__getitem__`` makes."""
+        self.epoch = epoch
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getstate__(self):
+        state = dict(self.__dict__)
+        state["_images"] = None  # never pickle a memory map into a worker
+        return state
+
+    def __getitem__(self, item: int):
+        torch = require("torch", "train")
+        if self._images is None:
+            self._images = np.load(self.folder / "images.npy", mmap_mode="r")
+        row = int(self.indices[item])
+        tensor = torch.from_numpy(np.array(self._images[row], dtype=np.float32) / 255.0).unsqueeze(0)
+        if self._transform is not None:
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(augmentation_seed(self.seed, self.epoch, row))
+                tensor = self._transform(tensor)
+        return normalise(tensor), int(self.labels[row])
+
+
+def augmentation_seed(seed: int, epoch: int, row: int) -> int:
+    """The seed of one image's augmentation in one epoch (independent of order and workers)."""
+    return (seed * 1_000_003 + epoch * 7_919_993 + row * 2_654_435_761) % (2**63 - 1)
+
+
+def split_validation(n: int, requested: int, seed: int) -> tuple[np.ndarray, np.ndarray, str | None]:
+    """Hold out ``requested`` random images for validation, fewer for a tiny set.
+
+    The study held out 200 random images of ~6,000. A set too small to spare that many (fewer than five
+    training images per validation image) keeps a fifth for validation instead, and a note says so.
+
+    Args:
+        n: Images in the training split.
+        requested: Images to hold out (0 disables validation).
+        seed: Seed of the draw.
+
+    Returns:
+        ``(train_indices, validation_indices, note)``, the indices sorted, ``note`` None unless scaled down.
+
+    Raises:
+        ConfigError: If ``requested`` is negative or the set is too small to train on.
+    """
+    if requested < 0:
+        raise ConfigError(f"validation_size must be 0 or more; got {requested!r}")
+    if n < 2:
+        raise ConfigError(f"the training set has {n} images; at least 2 are needed")
+    size, note = requested, None
+    if requested > n // 5:
+        size = max(1, n // 5)
+        note = (
+            f"the training set has only {n} images: holding out {size} for validation instead of {requested}"
+        )
+    order = np.random.default_rng(seed).permutation(n)
+    return np.sort(order[size:]), np.sort(order[:size]), note

@@ -1,0 +1,83 @@
+"""``fulora train``: train models. ``fulora train classifier`` trains one of the study's plane classifiers."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from fulora_data.classifier.models import ARCHITECTURES
+from fulora_data.classifier.train import TRAIN_SETS, TrainConfig, parse_train_set
+from fulora_data.classifier.train import train as train_classifier
+
+
+@click.group("train")
+def train() -> None:
+    """Train models: the study's zero-shot plane classifiers."""
+
+
+@train.command("classifier")
+@click.option("--arch", type=click.Choice(list(ARCHITECTURES)), default=None, help="Architecture [resnet18].")
+@click.option("--train-set", default=None, help=f"Training set: {', '.join(TRAIN_SETS)} [ES].")
+@click.option("--source", type=click.Path(path_type=Path), default=None, help="Spanish archive or folder.")
+@click.option(
+    "--synthetic-source",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="HB only: the synthetic images for the hybrid set.",
+)
+@click.option(
+    "--preset",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=None,
+    help="A YAML preset (training/configs/classifier_*.yaml); options given here override it.",
+)
+@click.option(
+    "--weights", default=None, help="imagenet, none (random init) or a local weights file [imagenet]."
+)
+@click.option("--epochs", type=int, default=None, help="Training epochs [20].")
+@click.option("--batch-size", type=int, default=None, help="Batch size [24].")
+@click.option(
+    "--learning-rate", "--lr", "learning_rate", type=float, default=None, help="SGD learning rate [1e-3]."
+)
+@click.option("--image-size", type=int, default=None, help="Input size [224].")
+@click.option(
+    "--validation-size", type=int, default=None, help="Training images held out for validation [200]."
+)
+@click.option("--seed", type=int, default=None, help="Seed [0].")
+@click.option("--num-workers", type=int, default=None, help="DataLoader workers [2].")
+@click.option("--mixed-precision", type=click.Choice(["no", "fp16", "bf16"]), default=None, help="[no].")
+@click.option("--cpu", is_flag=True, default=None, help="Train on the CPU even if a GPU is present.")
+@click.option("--cache-dir", type=click.Path(path_type=Path), default=None, help="Where datasets are cached.")
+@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True)
+@click.option("--resume", is_flag=True, help="Continue the run in --out after its last finished epoch.")
+@click.option(
+    "--push-to-hub", default=None, metavar="REPO", help="Push the trained model to this Hub repository."
+)
+@click.option("--hub-token", default=None, envvar="HF_TOKEN", help="Hub token (default: HF_TOKEN).")
+@click.option("--private", is_flag=True, help="Create the Hub repository as private.")
+@click.option("--json", "as_json", is_flag=True, help="Print the run's summary as JSON.")
+def classifier(
+    preset, out_dir, resume, push_to_hub, hub_token, private, as_json, train_set, cache_dir, **options
+) -> None:
+    """Train a plane classifier with the study's settings (resumable; keeps the best validation epoch)."""
+    values = {k: (str(v) if isinstance(v, Path) else v) for k, v in options.items()}
+    values["train_set"] = parse_train_set(train_set) if train_set is not None else None
+    values["data_cache_dir"] = str(cache_dir) if cache_dir is not None else None
+    config = TrainConfig.from_yaml(preset, **values) if preset else TrainConfig.preset("paper", **values)
+    summary = train_classifier(
+        config, out_dir, resume=resume, push_to_hub=push_to_hub, hub_token=hub_token, hub_private=private
+    )
+    if as_json:
+        click.echo(json.dumps(summary, indent=2))
+        return
+    best = summary["best"]
+    accuracy = "n/a" if best["accuracy"] is None else f"{best['accuracy']:.4f}"
+    click.echo(
+        f"{config.arch} on {config.train_set}: {summary['epochs_done']}/{config.epochs} epochs, best epoch "
+        f"{best['epoch']} (validation accuracy {accuracy})"
+    )
+    click.echo(f"model: {summary['model_dir']}")
+    if summary["hub"]:
+        click.echo(f"pushed: {summary['hub'].get('url')}")
