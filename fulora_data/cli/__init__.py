@@ -29,7 +29,9 @@ from fulora_data.cli import export as _export  # noqa: E402, F401  (registers `f
 from fulora_data.cli.data import data  # noqa: E402
 from fulora_data.cli.evaluate import evaluate  # noqa: E402
 from fulora_data.cli.hub import model  # noqa: E402
+from fulora_data.cli.train import train  # noqa: E402
 
 main.add_command(data)
 main.add_command(evaluate)
 main.add_command(model)
+main.add_command(train)
