@@ -146,7 +146,9 @@ def test_group_usage_errors(tmp_path):
     assert _run().exit_code == 2
     assert "--data" in _run("--model", tmp_path).output and _run("--model", tmp_path).exit_code == 2
     result = _run("--model", tmp_path, "--data", "african:test", "predictions", _csv(tmp_path))
-    assert result.exit_code == 2 and "subcommand" in result.output
+    assert result.exit_code == 2 and "--model, --data belong to the --model form" in result.output
+    result = _run("--protocol", "standard", "predictions", _csv(tmp_path))
+    assert result.exit_code == 2 and "--protocol belong to the --model form" in result.output
 
 
 def test_model_form_refuses_bad_spec_and_missing_checkpoint(tmp_path):

@@ -82,8 +82,18 @@ def evaluate(ctx, checkpoint, data_spec, source, cache_dir, batch_size, device, 
              ci_by_patient, n_bootstrap, seed) -> None:  # fmt: skip
     """Evaluate a classifier zero-shot: run --model on --data, or score a CSV with `predictions`."""
     if ctx.invoked_subcommand is not None:
-        if checkpoint is not None or data_spec is not None:
-            raise click.UsageError("--model/--data run a checkpoint; do not combine them with a subcommand")
+        # Options before the subcommand name belong to the --model form; silently ignoring them would
+        # score with settings the user did not ask for.
+        given = [
+            param.opts[0]
+            for param in ctx.command.params
+            if ctx.get_parameter_source(param.name) == click.core.ParameterSource.COMMANDLINE
+        ]
+        if given:
+            raise click.UsageError(
+                f"{', '.join(given)} belong to the --model form; put options after the subcommand, "
+                f"e.g. evaluate {ctx.invoked_subcommand} FILE --protocol standard"
+            )
         return
     if checkpoint is None or data_spec is None:
         raise click.UsageError(
