@@ -129,7 +129,6 @@ def export(
         ConfigError: For a folder that is not empty and not an export of this dataset and version.
     """
     from fulora_data.builders import get_builder_class
-    from fulora_data.cards import render_card, summarize
     from fulora_data.prepare import build, make_builder
 
     cls = get_builder_class(name)
@@ -145,14 +144,31 @@ def export(
         "details": {},
     }
     wanted = list(dict.fromkeys(configs or [cls.DEFAULT_CONFIG_NAME]))
-    builders = [
-        make_builder(name, config, source=source, cache_dir=cache_dir, **options) for config in wanted
-    ]
+    builders = [make_builder(name, c, source=source, cache_dir=cache_dir, **options) for c in wanted]
+    built = [
+        (builder, build(builder)) for builder in builders
+    ]  # every build succeeds before a byte is written
+    created = [path for path in (out, out / "data") if not path.exists()]
     out.mkdir(parents=True, exist_ok=True)
     (out / "data").mkdir(exist_ok=True)
-    for builder in builders:
+    try:
+        _write_configs(out, name, built, manifest, options, max_shard_size, repo_id)
+    except BaseException:
+        for path in reversed(created):  # leave no empty folder that a retry would take for a foreign one
+            if path.is_dir() and not any(path.iterdir()):
+                path.rmdir()
+        raise
+    return manifest
+
+
+def _write_configs(
+    out: Path, name: str, built, manifest: dict, options: dict, max_shard_size: int, repo_id
+) -> None:
+    """Write each built config's shards, then the manifest and the card, all atomically."""
+    from fulora_data.cards import render_card, summarize
+
+    for builder, splits in built:
         config = builder.config.name
-        splits = build(builder)
         summary = summarize(builder, splits)
         staging = Path(tempfile.mkdtemp(prefix=f".{config}-", dir=out / "data"))
         try:
@@ -179,4 +195,3 @@ def export(
         card = render_card(name, ordered, existing=existing, repo_id=repo_id)
         _atomic_text(out / MANIFEST, json.dumps(manifest, indent=2, sort_keys=True, default=str))
         _atomic_text(readme, card)
-    return manifest
