@@ -243,3 +243,13 @@ def test_complete_release_split_sizes_are_verified(tmp_path):
         writer.writerows(rows)
     with pytest.raises(FuloraError, match=r"has \d+ images but the published release has 2(17|33)"):
         library.prepare("african", source=source, cache_dir=tmp_path / "cache")
+
+
+def test_bytes_are_stored_even_when_run_from_the_image_folder(spanish_folder, tmp_path, monkeypatch):
+    """A relative image name that resolves to a file must not make datasets store a path instead of bytes."""
+    monkeypatch.chdir(spanish_folder / "Images")
+    splits = library.prepare("spanish", "es", source=spanish_folder, cache_dir=tmp_path)
+    stored = _stored_bytes(splits["train"])
+    assert all(data is not None for data in stored.values())
+    for image_id, data in stored.items():
+        assert data == (spanish_folder / "Images" / f"{image_id}.png").read_bytes()

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar
@@ -121,9 +122,13 @@ class FuloraBuilder(datasets.GeneratorBasedBuilder):
     def _split_generators(self, dl_manager):
         source = self._resolve_source(dl_manager)
         records = self._read_records(source)
+        listed: dict[str, set[str]] = {}
         for split, rows in records.items():
             for record in rows:
-                if not record.path.is_file():
+                folder = str(record.path.parent)
+                if folder not in listed:  # one directory listing instead of a stat per image
+                    listed[folder] = _file_names(folder)
+                if record.path.name not in listed[folder]:
                     raise DataError(
                         f"{record.path} is missing: the metadata lists image {record.image_id!r} "
                         f"({split} split) but the file is not in the source"
@@ -145,7 +150,8 @@ class FuloraBuilder(datasets.GeneratorBasedBuilder):
             data = record.path.read_bytes()
             check_image_bytes(data, record.path)
             example = {
-                "image": {"bytes": data, "path": record.path.name},
+                # No path: datasets would store a path instead of the bytes whenever one resolves to a file.
+                "image": {"bytes": data, "path": None},
                 "label": names.index(record.plane),
                 "text": prompt_for(record.plane),
                 "source": "real",
@@ -215,6 +221,8 @@ class FuloraBuilder(datasets.GeneratorBasedBuilder):
 
     def _find_root(self, folder: Path, archive: Path | None = None) -> Path:
         """Return the folder holding ``ROOT_MARKER``: ``folder`` itself or one up to two levels down."""
+        if (folder / self.ROOT_MARKER).is_file():
+            return folder
         candidates = [folder, *sorted(p for p in folder.iterdir() if p.is_dir())]
         candidates += [q for p in candidates[1:] for q in sorted(p.iterdir()) if q.is_dir()]
         for candidate in candidates:
@@ -286,3 +294,12 @@ def check_image_bytes(data: bytes, path: Path) -> None:
             image.verify()
     except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as err:
         raise DataError(f"{path} does not decode as an image ({err})") from err
+
+
+def _file_names(folder: str) -> set[str]:
+    """Names of the regular files in a folder (empty when it does not exist)."""
+    try:
+        with os.scandir(folder) as entries:
+            return {entry.name for entry in entries if entry.is_file()}
+    except (FileNotFoundError, NotADirectoryError):
+        return set()
