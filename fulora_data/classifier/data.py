@@ -8,7 +8,8 @@ a memory map and never touches a PNG.
 
 Augmentation ("DA"), applied per image to the cached tensor, in the study's order:
 ``RandomRotation(15)``, ``RandomResizedCrop(size, scale=(0.08, 1))``, ``RandomHorizontalFlip()``.
-Then the gray channel is repeated to three and normalised with ImageNet's mean and std. Each image's
+The transforms run on the 8-bit PIL image, as in the study. Then the gray channel is repeated to three and
+normalised with ImageNet's mean and std. Each image's
 random draw is seeded by ``(seed, epoch, index)``, so an epoch's batches are the same whatever the
 number of loader workers and whether training was interrupted and resumed.
 """
@@ -134,24 +135,56 @@ def prepare_image_cache(
 
 
 def augmentation(image_size: int):
-    """The study's data augmentation, for a ``[1, H, W]`` float tensor already at ``image_size``."""
+    """The study's data augmentation, for a grayscale PIL image already at ``image_size``.
+
+    Applied to PIL images as in the study's torchvision pipeline (rotation with nearest-neighbour
+    sampling, bilinear crop resize); on an 8-bit image this is also far cheaper than on a float tensor.
+    """
     transforms = require("torchvision.transforms", "train")
     return transforms.Compose(
         [
             transforms.RandomRotation(15),
-            transforms.RandomResizedCrop(image_size, scale=(0.08, 1.0), antialias=True),
+            transforms.RandomResizedCrop(image_size, scale=(0.08, 1.0)),
             transforms.RandomHorizontalFlip(),
         ]
     )
 
 
-def normalise(tensor):
-    """Repeat a ``[1, H, W]`` (or ``[B, 1, H, W]``) gray tensor in [0, 1] to 3 channels, ImageNet-normalised."""
+_MEAN = np.asarray(IMAGENET_MEAN, dtype=np.float32).reshape(3, 1, 1)
+_STD = np.asarray(IMAGENET_STD, dtype=np.float32).reshape(3, 1, 1)
+
+
+def normalise(pixels: np.ndarray) -> np.ndarray:
+    """Turn ``[H, W]`` uint8 gray pixels into a ``[3, H, W]`` float32 array: repeated, ImageNet-normalised."""
+    gray = np.asarray(pixels, dtype=np.float32) * np.float32(1 / 255)
+    return (gray[None] - _MEAN) / _STD
+
+
+def model_input(pixels: np.ndarray, transform=None, seed: int | None = None):
+    """Turn one cached image into the model's input tensor, augmented with a seeded draw if asked.
+
+    Args:
+        pixels: ``[S, S]`` uint8 gray pixels.
+        transform: The augmentation (``augmentation(S)``) or None.
+        seed: Seed of this image's augmentation draw (the global torch RNG is left as it was).
+
+    Returns:
+        A ``[3, S, S]`` float32 tensor.
+    """
     torch = require("torch", "train")
-    mean = torch.tensor(IMAGENET_MEAN, dtype=tensor.dtype).view(3, 1, 1)
-    std = torch.tensor(IMAGENET_STD, dtype=tensor.dtype).view(3, 1, 1)
-    repeat = (3, 1, 1) if tensor.dim() == 3 else (1, 3, 1, 1)
-    return (tensor.repeat(*repeat) - mean) / std
+    if transform is not None:
+        from PIL import Image
+
+        # torchvision draws from the global CPU generator: seed it for this image, then put it back.
+        # (torch.manual_seed would also queue CUDA/XPU seeding calls, which costs more than the transforms.)
+        generator = torch.default_generator
+        saved = generator.get_state()
+        generator.manual_seed(seed or 0)
+        try:
+            pixels = np.asarray(transform(Image.fromarray(np.asarray(pixels), mode="L")))
+        finally:
+            generator.set_state(saved)
+    return torch.from_numpy(normalise(pixels))
 
 
 class CachedImages:
@@ -191,16 +224,11 @@ class CachedImages:
         return state
 
     def __getitem__(self, item: int):
-        torch = require("torch", "train")
         if self._images is None:
             self._images = np.load(self.folder / "images.npy", mmap_mode="r")
         row = int(self.indices[item])
-        tensor = torch.from_numpy(np.array(self._images[row], dtype=np.float32) / 255.0).unsqueeze(0)
-        if self._transform is not None:
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(augmentation_seed(self.seed, self.epoch, row))
-                tensor = self._transform(tensor)
-        return normalise(tensor), int(self.labels[row])
+        seed = augmentation_seed(self.seed, self.epoch, row) if self._transform is not None else None
+        return model_input(self._images[row], self._transform, seed), int(self.labels[row])
 
 
 def augmentation_seed(seed: int, epoch: int, row: int) -> int:
