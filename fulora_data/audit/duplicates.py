@@ -9,7 +9,7 @@ import datasets
 import numpy as np
 
 from fulora_data.audit.features import ImageTable, extract
-from fulora_data.audit.search import hamming_pairs
+from fulora_data.audit.search import hamming_pairs, principal_projection
 from fulora_data.audit.thresholds import (
     DEFAULT_SIMILARITY,
     DEFAULT_THRESHOLD,
@@ -50,7 +50,10 @@ def exact_pairs(digests: list[str]) -> list[tuple[int, int]]:
 
 def near_pairs(table: ImageTable, threshold: int, similarity: float) -> list[tuple[int, int, int, float]]:
     """Pairs of distinct pixels within ``threshold`` pHash bits and at least ``similarity`` apart."""
-    first, second, distance = hamming_pairs(table.phash, threshold)
+    # A pair with similarity >= s lies within sqrt(2 - 2 s) on any axis: prune crowded pHash buckets with it.
+    radius = float(np.sqrt(max(0.0, 2.0 - 2.0 * similarity))) + 1e-4
+    projection = principal_projection(table.thumbnails)
+    first, second, distance = hamming_pairs(table.phash, threshold, projection, radius)
     if not len(first):
         return []
     scores = np.einsum("ij,ij->i", table.thumbnails[first], table.thumbnails[second])

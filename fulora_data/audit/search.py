@@ -25,17 +25,23 @@ def _band_bounds(threshold: int) -> list[tuple[int, int]]:
     return [(k * HASH_BITS // bands, (k + 1) * HASH_BITS // bands) for k in range(bands)]
 
 
-def _equal_key_pairs(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Return every pair ``(i, j)``, ``i < j``, of positions whose keys are equal."""
-    order = np.argsort(keys, kind="stable")
+def _equal_key_pairs(
+    keys: np.ndarray, values: np.ndarray | None = None, radius: float = np.inf
+) -> tuple[np.ndarray, np.ndarray]:
+    """Return every pair ``(i, j)``, ``i < j``, of positions with equal keys and values at most ``radius`` apart."""
+    order = np.lexsort((values, keys)) if values is not None else np.argsort(keys, kind="stable")
     sorted_keys = keys[order]
+    sorted_values = values[order] if values is not None else None
     firsts, seconds = [], []
-    # Compare each sorted position with the one `offset` further on, while any run is that long: the work
-    # is the candidate pairs themselves plus one pass per offset up to the longest run.
+    # Compare each sorted position with the one `offset` further on while its run goes on: the work is the
+    # candidate pairs themselves plus one pass per offset up to the longest run. Within a key the values
+    # are sorted, so once a partner is beyond the radius every later one is too.
     active = np.arange(len(keys) - 1)
     offset = 1
     while active.size:
         same = sorted_keys[active] == sorted_keys[active + offset]
+        if sorted_values is not None:
+            same &= sorted_values[active + offset] - sorted_values[active] <= radius
         active = active[same]
         firsts.append(order[active])
         seconds.append(order[active + offset])
@@ -47,12 +53,22 @@ def _equal_key_pairs(keys: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return np.minimum(a, b), np.maximum(a, b)
 
 
-def hamming_pairs(hashes: np.ndarray, threshold: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Find every pair of hashes at most ``threshold`` bits apart.
+def hamming_pairs(
+    hashes: np.ndarray,
+    threshold: int,
+    projection: np.ndarray | None = None,
+    radius: float = np.inf,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Find every pair of hashes at most ``threshold`` bits apart (and, optionally, close on a projection).
 
     Args:
         hashes: ``uint64`` hashes, one per image.
         threshold: The largest Hamming distance reported (0 to 63).
+        projection: Optional one number per image; pairs further apart than ``radius`` on it are left out.
+            The audit passes each thumbnail's coordinate on the thumbnails' first principal axis: two unit
+            vectors with similarity ``s`` differ by at most ``sqrt(2 - 2 s)`` along any unit axis
+            (Cauchy-Schwarz), so this prunes no near-duplicate pair and splits crowded hash buckets.
+        radius: See ``projection``.
 
     Returns:
         Arrays ``(i, j, distance)`` with ``i < j``, sorted by ``(i, j)``.
@@ -62,17 +78,26 @@ def hamming_pairs(hashes: np.ndarray, threshold: int) -> tuple[np.ndarray, np.nd
     if n < 2:
         empty = np.zeros(0, np.int64)
         return empty, empty, empty
-    candidates = []
+    found = []
     for low, high in _band_bounds(threshold):
         mask = np.uint64((1 << (high - low)) - 1)
         keys = (hashes >> np.uint64(low)) & mask
-        a, b = _equal_key_pairs(keys)
-        candidates.append(a * n + b)
-    codes = np.unique(np.concatenate(candidates))
+        a, b = _equal_key_pairs(keys, projection, radius)
+        # Verify each band's candidates at once, so only true pairs are kept for de-duplication.
+        close = hamming(hashes[a], hashes[b]) <= threshold
+        found.append(a[close] * n + b[close])
+    codes = np.unique(np.concatenate(found))
     first, second = codes // n, codes % n
-    distance = hamming(hashes[first], hashes[second])
-    keep = distance <= threshold
-    return first[keep], second[keep], distance[keep]
+    return first, second, hamming(hashes[first], hashes[second])
+
+
+def principal_projection(vectors: np.ndarray) -> np.ndarray:
+    """Each row's coordinate on the rows' first principal axis (a unit vector)."""
+    if len(vectors) < 2:
+        return np.zeros(len(vectors), dtype=np.float64)
+    centred = vectors - vectors.mean(axis=0)
+    _, eigenvectors = np.linalg.eigh(centred.T.astype(np.float64) @ centred)
+    return vectors.astype(np.float64) @ eigenvectors[:, -1]
 
 
 def brute_force_hamming_pairs(
