@@ -185,8 +185,9 @@ class HybridBuilder(FuloraBuilder):
             )
         real = {"source": c.real_source, "subset_csv": c.real_subset_csv}
         synthetic = {"source": c.synthetic_source, "labels": c.labels}
-        if c.synthetic_config == "release":
-            synthetic["verify_checksum"] = c.verify_checksum
+        if c.synthetic_config == "release" and not c.verify_checksum:
+            # Only when off: passing the default would give the part another cache key than a plain prepare.
+            synthetic["verify_checksum"] = False
         return {
             "real": ("spanish", c.real_config, real),
             "synthetic": ("synthetic", c.synthetic_config, synthetic),
