@@ -353,7 +353,7 @@ class SyntheticBuilder(FuloraBuilder):
         for record, data in stream:
             check_image_bytes(data, record.path / record.image_id if record.generated else record.path)
             example = {
-                "image": {"bytes": data, "path": f"{record.image_id}.png"},
+                "image": {"bytes": data, "path": None},
                 "label": names.index(record.plane),
                 "text": prompt_for(record.plane),
                 "source": "synthetic",
