@@ -364,3 +364,52 @@ def test_cli_errors_are_one_line(trained, sources, tmp_path):
         main, ["train", "classifier", "--preset", str(preset), "--out", str(tmp_path / "y")]
     )
     assert result.exit_code != 0 and "unknown training option 'epochz'" in result.output
+
+
+# --------------------------------------------------------------------------- the grid
+def test_reproduction_grid_writes_the_comparison_with_the_studys_row(sources, tmp_path):
+    import csv
+    import importlib.util
+
+    from fulora_data.evaluation import published_row
+
+    spec = importlib.util.spec_from_file_location("reproduce_grid", REPO / "scripts" / "reproduce_grid.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    args = ["--out", str(tmp_path / "grid"), "--spanish-source", str(sources["spanish"])]
+    args += ["--african-source", str(sources["african"]), "--cache-dir", str(sources["cache"])]
+    args += ["--models", "resnet18", "--train-sets", "ES", "--weights", "none", "--epochs", "1"]
+    args += ["--image-size", "32", "--num-workers", "0"]
+    assert script.main(args) == 0
+    rows = list(csv.DictReader((tmp_path / "grid" / "comparison.csv").open()))
+    assert len(rows) == 1 and rows[0]["model"] == "resnet18" and rows[0]["train_set"] == "ES"
+    paper = published_row("resnet18", "ES")
+    assert float(rows[0]["paper_accuracy_pct"]) == paper["accuracy"]
+    scores = json.loads((tmp_path / "grid" / "resnet18-ES" / "african_test_paper.json").read_text())
+    assert float(rows[0]["accuracy_pct"]) == round(100 * scores["accuracy"], 2)
+    assert float(rows[0]["diff_accuracy_pct"]) == pytest.approx(
+        round(100 * scores["accuracy"], 2) - paper["accuracy"]
+    )
+    assert "| resnet18 | ES |" in (tmp_path / "grid" / "comparison.md").read_text()
+    # a second run reuses the finished cell instead of training it again
+    stamp = (tmp_path / "grid" / "resnet18-ES" / "model" / "model.safetensors").stat().st_mtime_ns
+    assert script.main(args) == 0
+    assert (tmp_path / "grid" / "resnet18-ES" / "model" / "model.safetensors").stat().st_mtime_ns == stamp
+    assert script.main(args[:-2] + ["--num-workers", "-1"]) == 1  # refused before anything runs
+
+
+def test_a_given_validation_split_replaces_the_random_hold_out(es, tmp_path):
+    # the hybrid builder provides such a split (grouped by patient); here, a slice of the tiny ES set
+    train_part, validation_part = es.select(range(16)), es.select(range(16, 20))
+    config = tiny(train_set="HB", image_cache_dir=str(tmp_path / "img"))
+    result = train(
+        config, tmp_path / "hb", dataset=train_part, validation_dataset=validation_part, progress=False
+    )
+    assert result["images"] == {"train": 16, "validation": 4} and not result["notes"]
+    saved = json.loads((tmp_path / "hb" / "model" / "config.json").read_text())
+    assert saved["train_set"] == "HB" and saved["dataset"] == {
+        "name": "hybrid",
+        "config": "es1150-syn5000",
+        "fingerprint": train_part._fingerprint,
+        "num_images": 20,
+    }

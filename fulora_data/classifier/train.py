@@ -93,7 +93,7 @@ class TrainConfig:
         num_workers: DataLoader worker processes (no effect on the results).
         mixed_precision: ``no``, ``fp16`` (GPU only) or ``bf16``.
         cpu: Train on the CPU even if a GPU is present.
-        source: The Spanish archive or folder (``None`` downloads it).
+        source: The Spanish archive or folder (``None`` downloads it); for HB, the real part.
         synthetic_source: The synthetic images for ``HB`` (passed to the ``hybrid`` builder).
         data_cache_dir: Where built datasets are cached (default: the ``datasets`` cache).
         image_cache_dir: Where the resized copies go (default: beside the built dataset).
@@ -250,21 +250,26 @@ def parse_train_set(name: str) -> str:
 
 
 def load_training_set(config: TrainConfig):
-    """Build (or reuse) the training split a config names.
+    """Build (or reuse) the training data a config names.
+
+    ``ES`` is the ``spanish`` ``es`` train split (``source`` is its archive or folder); ``HB`` is the
+    ``hybrid`` ``es1150-syn5000`` set (``source`` is its real part, ``synthetic_source`` its synthetic part),
+    whose builder already holds out a patient-grouped validation split.
 
     Returns:
-        The ``train`` split, a ``datasets.Dataset``.
+        ``(train, validation)``: ``datasets.Dataset`` splits; ``validation`` is None when the builder has none.
     """
     from fulora_data.prepare import prepare
 
     name, config_name = config.dataset
-    options: dict[str, Any] = {}
-    if config.synthetic_source is not None:
-        options["synthetic_source"] = config.synthetic_source
-    splits = prepare(name, config_name, source=config.source, cache_dir=config.data_cache_dir, **options)
+    if name == "hybrid":
+        options: dict[str, Any] = {"real_source": config.source, "synthetic_source": config.synthetic_source}
+        splits = prepare(name, config_name, cache_dir=config.data_cache_dir, **options)
+    else:
+        splits = prepare(name, config_name, source=config.source, cache_dir=config.data_cache_dir)
     if "train" not in splits:
         raise DataError(f"{name}/{config_name} has no train split (splits: {', '.join(splits)})")
-    return splits["train"]
+    return splits["train"], splits.get("validation")
 
 
 def default_image_cache(dataset) -> Path | None:
@@ -389,6 +394,7 @@ def train(
     *,
     resume: bool = False,
     dataset=None,
+    validation_dataset=None,
     stop_after: int | None = None,
     push_to_hub: str | None = None,
     hub_token: str | None = None,
@@ -404,6 +410,8 @@ def train(
         resume: Continue the run in ``out_dir`` after its last finished epoch.
         dataset: A ``datasets.Dataset`` to train on instead of building ``config.train_set``'s data
             (the name still decides augmentation and is recorded).
+        validation_dataset: A validation split to use instead of holding out ``validation_size`` random
+            training images (the hybrid builder provides one, grouped by patient).
         stop_after: Stop once this many epochs are finished in total (a budgeted or interrupted run;
             ``--resume`` continues it).
         push_to_hub: A Hub model repository to push ``OUT/model`` to when training completes.
@@ -437,22 +445,35 @@ def train(
 
     # ---- 2. data: the training split, its resized copy, the validation hold-out
     if dataset is None:
-        dataset = load_training_set(config)
+        dataset, validation_dataset = load_training_set(config)
     label_names = list(dataset.features["label"].names)
     cache_dir = config.image_cache_dir or default_image_cache(dataset)
     cache = prepare_image_cache(dataset, config.image_size, cache_dir=cache_dir, progress=progress)
-    train_idx, val_idx, note = split_validation(len(dataset), config.validation_size, config.seed)
-    if note:
-        notes.append(note)
-        log(f"note: {note}")
-    train_data = CachedImages(cache, train_idx, augment=config.augment, seed=config.seed)
-    val_data = CachedImages(cache, val_idx, augment=False)
-    counts = {"train": len(train_idx), "validation": len(val_idx)}
+    if validation_dataset is not None and len(validation_dataset):
+        if list(validation_dataset.features["label"].names) != label_names:
+            raise DataError("the validation split's classes differ from the training split's")
+        val_cache = prepare_image_cache(
+            validation_dataset,
+            config.image_size,
+            cache_dir=config.image_cache_dir or default_image_cache(validation_dataset),
+            progress=progress,
+        )
+        train_data = CachedImages(cache, augment=config.augment, seed=config.seed)
+        val_data = CachedImages(val_cache, augment=False)
+        log(f"note: validating on the dataset's own validation split ({len(val_data)} images)")
+    else:
+        train_idx, val_idx, note = split_validation(len(dataset), config.validation_size, config.seed)
+        if note:
+            notes.append(note)
+            log(f"note: {note}")
+        train_data = CachedImages(cache, train_idx, augment=config.augment, seed=config.seed)
+        val_data = CachedImages(cache, val_idx, augment=False)
+    counts = {"train": len(train_data), "validation": len(val_data)}
     dataset_info = {
         "name": config.dataset[0],
         "config": config.dataset[1],
         "fingerprint": getattr(dataset, "_fingerprint", None),
-        "num_images": len(dataset),
+        "num_images": len(train_data) + len(val_data),
     }
 
     # ---- 3. model, optimiser, scheduler, accelerator
