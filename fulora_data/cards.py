@@ -27,7 +27,8 @@ from huggingface_hub import DatasetCard, DatasetCardData
 from fulora_data.builders import get_builder_class
 from fulora_data.taxonomy import PLANES_WITH_CERVIX, PROMPTS
 
-TEMPLATE = Path(__file__).resolve().parents[1] / "cards" / "dataset_card.md"
+# fulora_data/templates links to the repository's cards/ folder, so the templates ship inside the package.
+TEMPLATE = Path(__file__).parent / "templates" / "dataset_card.md"
 BEGIN, END = "<!-- fulora:begin", "<!-- fulora:end -->"
 
 PRETTY_NAMES = {

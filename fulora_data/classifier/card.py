@@ -12,7 +12,8 @@ from string import Template
 
 from fulora_data.errors import SourceNotFoundError
 
-TEMPLATE = Path(__file__).resolve().parents[2] / "cards" / "classifier_card.md"
+# fulora_data/templates links to the repository's cards/ folder, so the templates ship inside the package.
+TEMPLATE = Path(__file__).parents[1] / "templates" / "classifier_card.md"
 
 TRAIN_SET_DESCRIPTIONS = {
     "ES": "the Spanish FETAL_PLANES_DB training images without Maternal cervix",
@@ -56,7 +57,7 @@ def render_model_card(
         The card's Markdown, starting with its YAML metadata.
 
     Raises:
-        SourceNotFoundError: If the template file is missing (a source checkout is needed).
+        SourceNotFoundError: If the template file is missing (a broken installation).
     """
     if not TEMPLATE.is_file():
         raise SourceNotFoundError(f"the model card template {TEMPLATE} is missing")

@@ -1,0 +1,31 @@
+"""`fulora demo`: the main job on the embedded default data, end to end."""
+
+from __future__ import annotations
+
+import datasets
+from click.testing import CliRunner
+
+from fulora_data.cli import main
+from fulora_data.demo import run_demo
+
+
+def test_demo_runs_every_step_and_its_outputs_load(tmp_path):
+    lines: list[str] = []
+    summary = run_demo(tmp_path / "demo", epochs=1, log=lines.append)
+    assert summary["sizes"]["spanish/lora-100"] == {"train": 100}
+    assert summary["sizes"]["african/all"]["test"] > 0
+    hybrid = summary["sizes"]["hybrid/es1150-generated"]
+    assert hybrid["train"] + hybrid["validation"] == 100 + summary["sizes"]["synthetic/generated"]["train"]
+    exported = datasets.load_dataset(summary["exports"]["spanish/lora-100"], "lora-100", split="train")
+    assert len(exported) == 100 and exported.features["label"].names[0] == "Other"
+    assert (tmp_path / "demo" / "hub" / "synthetic" / "README.md").is_file()
+    assert set(summary["audit"]) >= {"exact_duplicate_pairs", "cross_split_duplicate_pairs"}
+    for name in ("accuracy", "recall", "precision", "f1"):
+        assert 0.0 <= summary["zero_shot"][name] <= 1.0
+    assert (tmp_path / "demo" / "report" / "report.md").is_file()
+    assert lines[0].startswith("[1/6]") and any(line.startswith("[6/6]") for line in lines)
+
+
+def test_demo_command_has_help():
+    result = CliRunner().invoke(main, ["demo", "--help"])
+    assert result.exit_code == 0 and "--workdir" in result.output
