@@ -22,6 +22,7 @@ from fulora_data.audit import (
     parse_against,
     write_report,
 )
+from fulora_data.audit.search import principal_projection
 from fulora_data.cli import main
 from fulora_data.errors import ConfigError, DataError
 from fulora_data.pixels import pixel_digest
@@ -155,7 +156,7 @@ def test_a_plain_dataset_is_audited_as_one_split(planted):
     assert result["cross_split_duplicate_pairs"] == 0
 
 
-@pytest.mark.parametrize("threshold", [0, 1, 3, 4, 7, 12])
+@pytest.mark.parametrize("threshold", range(13))
 def test_band_search_equals_brute_force(threshold):
     rng = np.random.default_rng(threshold)
     hashes = rng.integers(0, 2**63, 2000, dtype=np.int64).view(np.uint64) * np.uint64(2)
@@ -173,6 +174,58 @@ def test_band_search_equals_brute_force(threshold):
 
 def test_band_search_with_fewer_than_two_hashes():
     assert all(len(a) == 0 for a in hamming_pairs(np.zeros(1, np.uint64), 4))
+
+
+def _clustered_hashes_and_vectors(seed: int, threshold: int, n: int = 1500, dim: int = 24):
+    """Hashes and unit vectors in clusters, so many pairs sit near both the bit and the similarity limits."""
+    rng = np.random.default_rng(seed)
+    clusters = rng.integers(0, 40, n)
+    centres = rng.normal(size=(40, dim))
+    vectors = centres[clusters] + rng.normal(size=(n, dim)) * rng.uniform(0.02, 0.4, (n, 1))
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    # Four clusters share each root hash: the hash alone cannot tell them apart, the thumbnails can.
+    roots = rng.integers(0, 2**63, 10, dtype=np.int64).view(np.uint64)
+    hashes = roots[clusters % 10].copy()
+    for k in range(n):
+        flips = rng.choice(64, size=int(rng.integers(0, threshold + 3)), replace=False)
+        hashes[k] ^= np.uint64(sum(1 << int(b) for b in flips))
+    return hashes, vectors.astype(np.float32)
+
+
+@pytest.mark.parametrize("threshold", range(13))
+@pytest.mark.parametrize("similarity", [0.9, 0.98])
+def test_grid_search_misses_no_near_duplicate(threshold, similarity):
+    hashes, vectors = _clustered_hashes_and_vectors(threshold, threshold)
+    radius = float(np.sqrt(2 - 2 * similarity)) + 1e-4
+    projection = principal_projection(vectors)
+    assert projection.shape == (len(vectors), 3)
+    first, second, distance = hamming_pairs(hashes, threshold, projection, radius)
+    # Brute force over all pairs, in the full space: every true near duplicate must be found.
+    left, right, all_distance = brute_force_hamming_pairs(hashes, 64)
+    near = (all_distance <= threshold) & (
+        np.einsum("ij,ij->i", vectors[left], vectors[right]) >= similarity - 1e-5
+    )
+    found = set(zip(first.tolist(), second.tolist(), strict=True))
+    truth = set(zip(left[near].tolist(), right[near].tolist(), strict=True))
+    assert truth and truth <= found
+    # And the grid returns exactly the pairs within the threshold and the radius on the projection.
+    projected = np.square(projection[left] - projection[right]).sum(axis=1) <= radius * radius
+    keep = (all_distance <= threshold) & projected
+    assert keep.sum() < (all_distance <= threshold).sum()  # the grid does leave pairs out
+    np.testing.assert_array_equal(first, left[keep])
+    np.testing.assert_array_equal(second, right[keep])
+    np.testing.assert_array_equal(distance, all_distance[keep])
+    # One axis (a plain window) finds the same true pairs.
+    one_axis = hamming_pairs(hashes, threshold, projection[:, 0], radius)
+    assert truth <= set(zip(one_axis[0].tolist(), one_axis[1].tolist(), strict=True))
+
+
+def test_grid_search_refuses_a_projection_of_the_wrong_shape():
+    hashes = np.arange(10, dtype=np.uint64)
+    with pytest.raises(ValueError, match=r"got \(9, 3\)"):
+        hamming_pairs(hashes, 4, np.zeros((9, 3)), 0.2)
+    with pytest.raises(ValueError, match=r"got \(10, 5\)"):
+        hamming_pairs(hashes, 4, np.zeros((10, 5)), 0.2)
 
 
 # ----------------------------------------------------------------------------- memorisation
