@@ -1,4 +1,4 @@
-"""Shared test set-up: every test runs with its own Hugging Face cache and no real Hub."""
+"""Shared test set-up: a session-wide fresh Hugging Face home and a stand-in Hub (see hub_fixtures.py)."""
 
 from __future__ import annotations
 
@@ -17,7 +17,12 @@ needs_shared = pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="../shared/da
 
 @pytest.fixture(autouse=True)
 def _isolated_hf_home(tmp_path_factory, monkeypatch):
-    """Point every Hugging Face cache at a fresh folder and keep tests off the network."""
+    """Give each test fresh Hugging Face cache variables.
+
+    ``datasets`` and ``huggingface_hub`` read these once, at import, so in-process they keep the session-wide
+    values that ``hub_fixtures.pytest_configure`` set; these per-test values reach subprocesses and any code
+    that reads the environment when it runs. Tests pass ``cache_dir`` explicitly wherever they build data.
+    """
     home = tmp_path_factory.mktemp("hf_home")
     monkeypatch.setenv("HF_HOME", str(home))
     monkeypatch.setenv("HF_DATASETS_CACHE", str(home / "datasets"))
