@@ -64,3 +64,51 @@ def test_evaluating_on_data_with_another_class_count_is_one_error_line(run):
         "Error: " in result.output and "5-class classifier" in result.output and "6 classes" in result.output
     )
     assert "Traceback" not in result.output
+
+
+def test_hybrid_training_set_end_to_end(run, tmp_path):
+    """HB trains on real + synthetic rows, with builder options passed through --data-option."""
+    from fulora_data.samples import write_generated_folder
+
+    generated = write_generated_folder(tmp_path / "gen", per_plane=3, seed=5)
+    out = tmp_path / "resnet18-hb"
+    args = ["train", "classifier", "--arch", "resnet18", "--train-set", "HB", "--source", str(run["spanish"])]
+    args += ["--synthetic-source", str(generated), "--cache-dir", str(run["cache"]), "--weights", "none"]
+    args += ["--image-size", "32", "--epochs", "1", "--batch-size", "8", "--num-workers", "0"]
+    args += ["--data-option", "real_config=es", "--data-option", "synthetic_config=generated"]
+    args += ["--data-option", "synthetic_per_plane=2", "--out", str(out), "--json"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    summary = json.loads(result.stdout)
+    real = len(prepare("spanish", "es", source=run["spanish"], cache_dir=run["cache"])["train"])
+    assert summary["images"]["train"] + summary["images"]["validation"] == real + 2 * 5
+    hybrid = prepare(
+        "hybrid",
+        cache_dir=run["cache"],
+        real_source=run["spanish"],
+        synthetic_source=generated,
+        real_config="es",
+        synthetic_config="generated",
+        synthetic_per_plane=2,
+    )
+    assert summary["images"] == {"train": len(hybrid["train"]), "validation": len(hybrid["validation"])}
+    args = ["evaluate", "--model", str(out), "--data", "african:test", "--source", str(run["african"])]
+    args += ["--cache-dir", str(run["cache"]), "--json"]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert 0.0 <= json.loads(result.stdout)["accuracy"] <= 1.0
+
+
+@pytest.mark.parametrize(
+    ("option", "message"),
+    [
+        ("nonsense=1", "dataset_options: spanish has no option 'nonsense'"),
+        ("no-equals", "expected KEY=VALUE"),
+    ],
+)
+def test_bad_data_options_are_refused(run, tmp_path, option, message):
+    args = ["train", "classifier", "--train-set", "ES", "--source", str(run["spanish"]), "--weights", "none"]
+    args += ["--data-option", option, "--out", str(tmp_path / "out")]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code != 0
+    assert message in result.output

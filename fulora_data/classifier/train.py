@@ -27,7 +27,7 @@ import random
 import shutil
 import sys
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -70,6 +70,7 @@ _RESUME_FIELDS = (
     "validation_size",
     "seed",
     "mixed_precision",
+    "dataset_options",
 )
 
 
@@ -97,6 +98,8 @@ class TrainConfig:
         synthetic_source: The synthetic images for ``HB`` (passed to the ``hybrid`` builder).
         data_cache_dir: Where built datasets are cached (default: the ``datasets`` cache).
         image_cache_dir: Where the resized copies go (default: beside the built dataset).
+        dataset_options: Options of the training set's builder (``fulora data list`` shows them), e.g. for
+            ``HB`` ``{"labels": "synthetic_train_5000.csv"}`` or ``{"real_subset_csv": ...}``.
     """
 
     arch: str = "resnet18"
@@ -118,6 +121,7 @@ class TrainConfig:
     synthetic_source: str | None = None
     data_cache_dir: str | None = None
     image_cache_dir: str | None = None
+    dataset_options: dict[str, Any] = field(default_factory=dict)
 
     @property
     def augment(self) -> bool:
@@ -221,6 +225,17 @@ class TrainConfig:
                 f"synthetic_source is only used by the hybrid training sets (HB, HB+DA); got train_set "
                 f"{self.train_set!r}"
             )
+        if not isinstance(self.dataset_options, dict):
+            raise ConfigError(f"dataset_options must be a mapping; got {self.dataset_options!r}")
+        from fulora_data.prepare import option_names
+
+        accepted = set(option_names(self.dataset[0]))
+        for key in self.dataset_options:
+            if key not in accepted or key in ("source", "real_source", "synthetic_source"):
+                raise ConfigError(
+                    f"dataset_options: {self.dataset[0]} has no option {key!r} here; "
+                    f"choose from {', '.join(sorted(accepted - {'real_source', 'synthetic_source'}))}"
+                )
         for name in ("source", "synthetic_source"):
             value = getattr(self, name)
             if value is not None and not Path(value).expanduser().exists():
@@ -264,9 +279,13 @@ def load_training_set(config: TrainConfig):
     name, config_name = config.dataset
     if name == "hybrid":
         options: dict[str, Any] = {"real_source": config.source, "synthetic_source": config.synthetic_source}
-        splits = prepare(name, config_name, cache_dir=config.data_cache_dir, **options)
+        splits = prepare(
+            name, config_name, cache_dir=config.data_cache_dir, **options, **config.dataset_options
+        )
     else:
-        splits = prepare(name, config_name, source=config.source, cache_dir=config.data_cache_dir)
+        splits = prepare(
+            name, config_name, source=config.source, cache_dir=config.data_cache_dir, **config.dataset_options
+        )
     if "train" not in splits:
         raise DataError(f"{name}/{config_name} has no train split (splits: {', '.join(splits)})")
     return splits["train"], splits.get("validation")
