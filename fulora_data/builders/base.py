@@ -145,21 +145,24 @@ class FuloraBuilder(datasets.GeneratorBasedBuilder):
         ]
 
     def _generate_examples(self, records: list[Record]):
-        names = plane_names(self._with_cervix())
         for record in records:
             data = record.path.read_bytes()
             check_image_bytes(data, record.path)
-            example = {
-                # No path: datasets would store a path instead of the bytes whenever one resolves to a file.
-                "image": {"bytes": data, "path": None},
-                "label": names.index(record.plane),
-                "text": prompt_for(record.plane),
-                "source": "real",
-                "image_id": record.image_id,
-                "patient_id": record.patient_id,
-            }
-            example.update(record.extra)
-            yield record.image_id, example
+            yield record.image_id, self._example(record, data, source="real")
+
+    def _example(self, record: Record, data: bytes, *, source: str) -> dict[str, Any]:
+        """Return the example of a record whose image bytes have been read and checked."""
+        example = {
+            # No path: datasets would store a path instead of the bytes whenever one resolves to a file.
+            "image": {"bytes": data, "path": None},
+            "label": plane_names(self._with_cervix()).index(record.plane),
+            "text": prompt_for(record.plane),
+            "source": source,
+            "image_id": record.image_id,
+            "patient_id": record.patient_id,
+        }
+        example.update(record.extra)
+        return example
 
     def _download_and_prepare(self, dl_manager, verification_mode, **prepare_split_kwargs):
         super()._download_and_prepare(dl_manager, verification_mode, **prepare_split_kwargs)

@@ -37,7 +37,7 @@ from fulora_data.generated import (
     iter_images,
     read_generated,
 )
-from fulora_data.taxonomy import CERVIX, PLANES, canonical_plane, plane_names, prompt_for
+from fulora_data.taxonomy import CERVIX, PLANES, canonical_plane
 
 _VERSION = datasets.Version("1.0.0")
 NAME_RE = re.compile(r"^(\d+)-(\d+)$")
@@ -342,7 +342,6 @@ class SyntheticBuilder(FuloraBuilder):
 
     # ------------------------------------------------------------------ examples
     def _generate_examples(self, records: list[Record]):
-        names = plane_names(False)
         generated = [r.generated for r in records if r.generated is not None]
         if generated:
             folder = Path(self.config.source).expanduser()
@@ -352,13 +351,4 @@ class SyntheticBuilder(FuloraBuilder):
             stream = ((record, record.path.read_bytes()) for record in records)
         for record, data in stream:
             check_image_bytes(data, record.path / record.image_id if record.generated else record.path)
-            example = {
-                "image": {"bytes": data, "path": None},
-                "label": names.index(record.plane),
-                "text": prompt_for(record.plane),
-                "source": "synthetic",
-                "image_id": record.image_id,
-                "patient_id": "",
-            }
-            example.update(record.extra)
-            yield record.image_id, example
+            yield record.image_id, self._example(record, data, source="synthetic")
