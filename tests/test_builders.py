@@ -149,12 +149,15 @@ def test_subset_csv_selects_exactly_the_listed_images(spanish_folder, tmp_path):
         "spanish", "lora-100", source=spanish_folder, cache_dir=tmp_path, subset_csv=subset
     )
     assert sorted(library.column(splits["train"], "image_id")) == sorted(r["Image_name"] for r in listed)
-    assert (
-        library.info("spanish", "lora-100", source=spanish_folder, cache_dir=tmp_path, subset_csv=subset)[
-            "provenance"
-        ]["subset"]["method"]
-        == "csv"
-    )
+    recorded = library.info(
+        "spanish", "lora-100", source=spanish_folder, cache_dir=tmp_path, subset_csv=subset
+    )["provenance"]["subset"]
+    # the list is identified by name and content, never by the publisher's local path
+    assert recorded == {
+        "method": "csv",
+        "csv": "subset.csv",
+        "csv_sha256": hashlib.sha256(subset.read_bytes()).hexdigest(),
+    }
 
 
 def test_african_splits_countries_and_modes(african_folder, african_archive, tmp_path):

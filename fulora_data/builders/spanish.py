@@ -20,6 +20,7 @@ Subsets are drawn by a seeded rule (``draw_per_plane``); ``subset_csv`` reproduc
 from __future__ import annotations
 
 import csv
+import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -245,7 +246,11 @@ class SpanishBuilder(FuloraBuilder):
         if self.config.subset_csv:
             subset = Path(self.config.subset_csv)
             selected = self._select_listed(selected, subset, classes)
-            self._provenance["subset"] = {"method": "csv", "csv": str(subset)}
+            self._provenance["subset"] = {
+                "method": "csv",
+                "csv": subset.name,
+                "csv_sha256": hashlib.sha256(subset.read_bytes()).hexdigest(),
+            }
         elif self.config.per_plane is not None:
             selected = {
                 split: draw_per_plane(
