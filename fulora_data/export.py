@@ -193,5 +193,7 @@ def _write_configs(
         existing = readme.read_text(encoding="utf-8") if readme.is_file() else None
         ordered = {c: manifest["details"][c] for c in manifest["configs"] if c in manifest["details"]}
         card = render_card(name, ordered, existing=existing, repo_id=repo_id)
-        _atomic_text(out / MANIFEST, json.dumps(manifest, indent=2, sort_keys=True, default=str))
+        # Key order is data here: a later export re-renders this config's card from the manifest, and the
+        # card's features give load_dataset its column order (and the split order of the tables).
+        _atomic_text(out / MANIFEST, json.dumps(manifest, indent=2, default=str))
         _atomic_text(readme, card)

@@ -25,6 +25,7 @@ def _same(built: datasets.DatasetDict, folder, config):
     assert set(loaded) == set(built)
     for split in built:
         assert loaded[split].features == built[split].features
+        assert loaded[split].column_names == built[split].column_names  # Features == ignores the order
         assert _plain(loaded[split]) == _plain(built[split])  # image bytes, labels, provenance, row order
 
 
@@ -58,6 +59,10 @@ def test_reexport_replaces_only_its_config(tmp_path):
     assert {p.name: p.read_bytes() for p in (out / "data" / "full").iterdir()} == full_before
     assert json.loads((out / MANIFEST).read_text())["configs"] == ["full", "es"]
     _same(prepare("spanish", "es", source=source, cache_dir=tmp_path / "cache"), out, "es")
+    # "full" was rendered into the card again, from the manifest: same columns, same split order.
+    _same(prepare("spanish", "full", source=source, cache_dir=tmp_path / "cache"), out, "full")
+    full = next(c for c in DatasetCard.load(out / "README.md").data.configs if c["config_name"] == "full")
+    assert [f["split"] for f in full["data_files"]] == ["train", "test"]
 
 
 def test_synthetic_and_hybrid_round_trip(tmp_path):
