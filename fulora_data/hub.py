@@ -93,9 +93,10 @@ def push_dataset(
 ) -> dict:
     """Push a dataset export folder to a Hub dataset repository and tag the commit.
 
-    The repository is created if needed. For every config in the export, the folder is authoritative:
-    shards of that config on the Hub that the folder no longer has are deleted in the same commit (a stale
-    shard would otherwise be read by ``load_dataset``); other configs on the Hub are left alone.
+    The repository is created if needed. The folder is authoritative: files on the Hub that the folder does
+    not have (a stale shard, which ``load_dataset`` would read as data, or a config this release dropped)
+    are deleted in the same commit, so the tagged commit holds exactly this export and its card lists every
+    config in it. Earlier releases stay readable at their own tags. ``.gitattributes`` is kept.
 
     Args:
         folder: The folder written by ``fulora data export``.
@@ -120,7 +121,9 @@ def push_dataset(
     message = (
         commit_message or f"Upload {manifest['name']} {tag} ({', '.join(manifest['configs'])}) with fulora"
     )
-    delete_patterns = [f"data/{config}/**" for config in manifest["configs"]]
+    # Not only this export's configs: a config left behind would sit under the new tag with the old
+    # version's data, unlisted in the new card and manifest, so load_dataset could not reach it.
+    delete_patterns = ["*"]
     return _push(Path(folder), repo_id, "dataset", token, private, tag, endpoint, message, delete_patterns)
 
 

@@ -176,7 +176,7 @@ def test_a_tag_never_moves(hub_server, tmp_path):
     assert hub_server.count("commit") == 1
 
 
-def test_new_version_replaces_its_configs_shards_and_keeps_the_old_tag(hub_server, tmp_path):
+def test_new_version_replaces_the_release_and_keeps_the_old_tag(hub_server, tmp_path):
     old = tmp_path / "v1"
     make_export(old, configs={"full": {"train": 2, "test": 1}, "other": {"train": 1}}, seed=0)
     v1 = push_dataset(old, REPO, token=hub_server.token)
@@ -188,11 +188,11 @@ def test_new_version_replaces_its_configs_shards_and_keeps_the_old_tag(hub_serve
     assert v2["tag"] == "v1.1.0" and hub_server.tags(REPO) == {"v1.0.0": v1["commit"], "v1.1.0": v2["commit"]}
     now = hub_server.files(REPO, "v1.1.0")
     assert "data/full/train-00001-of-00002.parquet" not in now  # a stale shard would be loaded as data
-    assert (
-        now["data/other/train-00000-of-00001.parquet"]
-        == (old / "data/other/train-00000-of-00001.parquet").read_bytes()
-    )
+    # v1.1.0 is exactly its export: no v1.0.0 shards of "other", which its card and manifest no longer list.
+    assert now == {**local_files(new), ".gitattributes": now[".gitattributes"]}
     assert hub_server.files(REPO, "v1.0.0") == {**local_files(old), ".gitattributes": now[".gitattributes"]}
+    other = datasets.load_dataset(REPO, "other", revision="v1.0.0", cache_dir=str(tmp_path / "cache"))
+    assert other["train"].num_rows == 2
     loaded = datasets.load_dataset(REPO, "full", revision="v1.1.0", cache_dir=str(tmp_path / "cache"))
     assert loaded["train"]["text"] == [row["text"] for row in rows["full"]["train"]]
     assert loaded["train"].num_rows == 2
