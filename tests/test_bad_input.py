@@ -140,6 +140,21 @@ def test_bad_train_flag(spanish, tmp_path):
     assert_fails_cleanly(result, tmp_path / "cache", names="line 2", says="Train must be 0 or 1, got 'yes'")
 
 
+def test_csv_row_with_too_few_cells(spanish, tmp_path):
+    def edit(rows):
+        rows[3] = rows[3][:2]
+        return rows
+
+    rewrite_csv(spanish, edit)
+    result = prepare(spanish, tmp_path / "cache")
+    assert_fails_cleanly(
+        result,
+        tmp_path / "cache",
+        names="FETAL_PLANES_DB_data.csv line 4",
+        says="2 cells but the header names 7 columns",
+    )
+
+
 def _zip_folder(folder: Path, archive: Path, extra: dict[str, bytes] | None = None) -> Path:
     with zipfile.ZipFile(archive, "w") as zf:
         for path in sorted(folder.rglob("*")):

@@ -59,7 +59,7 @@ def read_table(path: Path, *, delimiter: str | None = None) -> tuple[list[str], 
     """Read a CSV whose header may carry a BOM and padded names; return stripped names and rows.
 
     Raises:
-        DataError: If the file cannot be read as a CSV.
+        DataError: If the file cannot be read as a CSV, or a row has fewer cells than the header names.
     """
     try:
         text = path.read_text(encoding="utf-8-sig")
@@ -73,7 +73,18 @@ def read_table(path: Path, *, delimiter: str | None = None) -> tuple[list[str], 
         header = [name.strip() for name in next(reader)]
     except StopIteration:
         raise DataError(f"{path} is empty") from None
-    rows = [dict(zip(header, (cell.strip() for cell in row), strict=False)) for row in reader if any(row)]
+    # Cells past the last named column (a trailing separator) may be absent; a row missing a named one
+    # would otherwise surface as a KeyError far from the file.
+    width = max((i + 1 for i, name in enumerate(header) if name), default=0)
+    rows = []
+    for row in reader:
+        if not any(row):
+            continue
+        if len(row) < width:
+            raise DataError(
+                f"{path} line {reader.line_num}: {len(row)} cells but the header names {width} columns"
+            )
+        rows.append(dict(zip(header, (cell.strip() for cell in row), strict=False)))
     return header, rows
 
 
