@@ -302,6 +302,30 @@ def test_report_writes_markdown_figures_and_pairs(planted, synthetic_and_trainin
     assert json.loads((report.parent / "audit.json").read_text())["audit"]["exact_duplicate_pairs"] == 2
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".report.")]  # no temp folder left
 
+    # Audited again once the duplicates are gone: no figure of the earlier report's pairs is left behind.
+    (tmp_path / "report" / "notes.txt").write_text("mine")
+    clean = datasets.DatasetDict({"train": planted["train"].select(range(5))})
+    write_report(tmp_path / "report", {"audit": audit(clean)}, clean)
+    assert sorted(p.name for p in (tmp_path / "report").iterdir()) == [
+        "audit.json",
+        "class_counts.png",
+        "notes.txt",
+        "report.md",
+    ]
+
+
+def test_report_into_a_file_is_refused_before_the_audit(tmp_path):
+    target = tmp_path / "report"
+    target.write_text("not a folder")
+    result = CliRunner().invoke(
+        main,
+        ["data", "audit", "african", "--source", str(tmp_path / "absent"), "--cache-dir", str(tmp_path)]
+        + ["--report", str(target)],
+    )
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert result.output == f"Error: --report {str(target)!r} is a file, not a folder\n"
+    assert target.read_text() == "not a folder"
+
 
 # ----------------------------------------------------------------------------- bad input
 def test_empty_dataset_is_refused():

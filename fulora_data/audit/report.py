@@ -16,7 +16,19 @@ from typing import Any
 import datasets
 from PIL import Image, ImageDraw, ImageFont
 
+from fulora_data.errors import ConfigError
 from fulora_data.pixels import decode_gray
+
+REPORT_FILES = (
+    "report.md",
+    "audit.json",
+    "class_counts.png",
+    "exact_pairs.png",
+    "near_pairs.png",
+    "nearest_similarity.png",
+    "memorised_pairs.png",
+)
+"""Every file a report may hold: a new report removes those of an earlier one that it does not write."""
 
 MAX_PAIRS_SHOWN = 40
 """Pairs drawn in each PNG and listed in each Markdown table; the JSON holds all of them."""
@@ -194,7 +206,8 @@ def write_report(
     """Write ``report.md``, ``audit.json`` and the figures of an audit into ``directory``.
 
     Args:
-        directory: The report folder (created; files of an earlier report are replaced).
+        directory: The report folder (created; files of an earlier report are replaced or, when this
+            report has no such figure, removed; other files are left alone).
         result: What ``fulora_data.audit.audit_dataset`` returns: ``audit`` and optionally ``memorisation``.
         splits: The audited dataset, to draw its duplicate pairs.
         training: The training dataset of the memorisation check, to draw its side of the pairs.
@@ -202,18 +215,36 @@ def write_report(
 
     Returns:
         The path of ``report.md``.
+
+    Raises:
+        ConfigError: If ``directory`` is a file.
     """
     directory = Path(directory)
+    check_report_folder(directory)
     directory.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
     try:
         _write(work, result, splits, training, title)
         directory.mkdir(exist_ok=True)
-        for path in sorted(work.iterdir()):
-            os.replace(path, directory / path.name)
+        written = {path.name for path in work.iterdir()}
+        # report.md last: until it is replaced, the folder still reads as the earlier, complete report.
+        for name in sorted(written, key=lambda name: name == "report.md"):
+            os.replace(work / name, directory / name)
+        for name in set(REPORT_FILES) - written:  # a stale figure would show pairs this audit did not find
+            (directory / name).unlink(missing_ok=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return directory / "report.md"
+
+
+def check_report_folder(directory: str | os.PathLike) -> None:
+    """Refuse a report folder that cannot be written, before the audit runs.
+
+    Raises:
+        ConfigError: If ``directory`` exists and is not a folder.
+    """
+    if Path(directory).exists() and not Path(directory).is_dir():
+        raise ConfigError(f"--report {str(directory)!r} is a file, not a folder")
 
 
 def _write(work: Path, result: dict, splits, training, title: str) -> None:

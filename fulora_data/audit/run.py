@@ -9,7 +9,7 @@ from typing import Any
 from fulora_data.audit.duplicates import audit
 from fulora_data.audit.features import extract
 from fulora_data.audit.memorisation import memorisation
-from fulora_data.audit.report import write_report
+from fulora_data.audit.report import check_report_folder, write_report
 from fulora_data.audit.thresholds import (
     DEFAULT_SIMILARITY,
     DEFAULT_THRESHOLD,
@@ -84,6 +84,8 @@ def audit_dataset(
     against_name, against_config = parse_against(against) if against is not None else (None, None)
     if against_source is not None and against is None:
         raise ConfigError("--against-source needs --against NAME[/CONFIG]")
+    if report is not None:
+        check_report_folder(report)
     splits = prepare(name, config, source=source, cache_dir=cache_dir, **options)
     label = f"{name}/{config}" if config else name
     table = extract(splits, num_proc=num_proc, what=label)
