@@ -155,6 +155,31 @@ def test_csv_row_with_too_few_cells(spanish, tmp_path):
     )
 
 
+def test_subset_csv_with_an_unknown_plane_names_the_list(spanish, tmp_path):
+    subset = tmp_path / "subset.csv"
+    first = (spanish / "FETAL_PLANES_DB_data.csv").read_text(encoding="utf-8-sig").splitlines()[1]
+    subset.write_text(f"Image_name,Plane\n{first.split(';')[0]},Fetal heart\n")
+    result = run(
+        "data", "prepare", "spanish", "--config", "lora-100", "--source", str(spanish),
+        "--subset-csv", str(subset), "--cache-dir", str(tmp_path / "cache"),
+    )  # fmt: skip
+    assert_fails_cleanly(
+        result, tmp_path / "cache", names="subset.csv line 2", says="unknown plane 'Fetal heart'"
+    )
+
+
+@pytest.mark.parametrize("per_plane", [0, -1, "20"])
+def test_bad_per_plane_is_a_config_error(spanish, tmp_path, per_plane):
+    from fulora_data.errors import ConfigError
+    from fulora_data.prepare import prepare as build
+
+    with pytest.raises(
+        ConfigError, match=f"per_plane must be a whole number of at least 1, got {per_plane!r}"
+    ):
+        build("spanish", "es", source=spanish, cache_dir=tmp_path / "cache", per_plane=per_plane)
+    assert not list((tmp_path / "cache").rglob("dataset_info.json"))
+
+
 def _zip_folder(folder: Path, archive: Path, extra: dict[str, bytes] | None = None) -> Path:
     with zipfile.ZipFile(archive, "w") as zf:
         for path in sorted(folder.rglob("*")):

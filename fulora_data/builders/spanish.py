@@ -133,8 +133,11 @@ def select_listed(records: list[Record], subset_csv: Path, planes: list[str], po
     require_columns(subset_csv, header, ("Image_name",))
     plane_column = next((c for c in ("Plane", "category", "plane", "label") if c in header), None)
     wanted: dict[str, str | None] = {}
-    for row in rows:
-        plane = canonical_plane(row[plane_column], study_codes=True) if plane_column else None
+    for line, row in enumerate(rows, start=2):
+        try:
+            plane = canonical_plane(row[plane_column], study_codes=True) if plane_column else None
+        except DataError as err:
+            raise DataError(f"{subset_csv} line {line}: {err}") from None
         if plane is not None and plane not in planes:
             continue
         name = row["Image_name"].removesuffix(".png")
@@ -217,6 +220,11 @@ class SpanishBuilder(FuloraBuilder):
     def _read_records(self, source: ResolvedSource) -> dict[str, list[Record]]:
         if self.config.pool not in ("all", "es"):
             raise ConfigError(f"pool must be 'all' or 'es', got {self.config.pool!r}")
+        per_plane = self.config.per_plane
+        if per_plane is not None and (
+            isinstance(per_plane, bool) or not isinstance(per_plane, int) or per_plane < 1
+        ):
+            raise ConfigError(f"per_plane must be a whole number of at least 1, got {per_plane!r}")
         csv_path = source.root / CSV_NAME
         header, rows = read_table(csv_path)
         require_columns(csv_path, header, COLUMNS)
