@@ -144,6 +144,8 @@ def test_more_real_than_the_source_has(tmp_path, sources):
         ({"real_config": "full"}, "five-class parts"),
         ({"validation_size": 10_000}, "validation_size must be between 0 and"),
         ({"synthetic_per_plane": -1}, "synthetic_per_plane must be at least 0"),
+        ({"archive_md5": "0" * 32}, "hybrid checks no archive itself"),
+        ({"drop_test_duplicates": True}, "--drop-test-duplicates does not apply"),
     ],
 )
 def test_bad_options(tmp_path, sources, options, message):

@@ -183,6 +183,15 @@ class HybridBuilder(FuloraBuilder):
                 "hybrid is assembled from the spanish and synthetic datasets: pass --real-source and "
                 f"--synthetic-source instead of --source (got {c.source!r})"
             )
+        # Options every builder inherits that mean nothing to an assembly of two parts: refuse them rather than
+        # let a user believe an archive was checked or a split filtered.
+        if c.archive_md5 is not None:
+            raise ConfigError(
+                f"hybrid checks no archive itself (got --md5 {c.archive_md5!r}); prepare the spanish or "
+                "synthetic part with --md5 to check its archive"
+            )
+        if c.drop_test_duplicates:
+            raise ConfigError("hybrid has no test split, so --drop-test-duplicates does not apply to it")
         real = {"source": c.real_source, "subset_csv": c.real_subset_csv}
         synthetic = {"source": c.synthetic_source, "labels": c.labels}
         if c.synthetic_config == "release" and not c.verify_checksum:
