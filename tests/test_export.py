@@ -102,6 +102,13 @@ def test_cli_export_and_refusals(tmp_path):
     result = runner.invoke(main, ["data", "export", "spanish", "-c", "full", "--out", str(out), *args])
     assert result.exit_code == 0, result.output
     assert "spanish/full 1.0.0: train" in result.output
+    # Without --config the default ("es") is exported and reported, not the manifest's last config.
+    for extra in (["-c", "es"], ["-c", "full"], []):
+        result = runner.invoke(
+            main, ["data", "export", "spanish", *extra, "--out", str(tmp_path / "o2"), *args]
+        )
+    assert result.exit_code == 0, result.output
+    assert "spanish/es 1.0.0: train 10\n" in result.output and "spanish/full" not in result.output
     foreign = tmp_path / "foreign"
     foreign.mkdir()
     (foreign / "notes.txt").write_text("mine")

@@ -40,7 +40,8 @@ def export_command(name, configs, out, max_shard_size, repo_id, source, cache_di
         repo_id=repo_id,
         **_options(name, **options),
     )
-    for config in configs or manifest["configs"][-1:]:
+    default = [c for c in manifest["configs"] if manifest["details"][c].get("default")]
+    for config in configs or default:  # without --config the default config was exported
         sizes = ", ".join(
             f"{s} {d['num_examples']}" for s, d in manifest["details"][config]["splits"].items()
         )
