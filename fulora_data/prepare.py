@@ -38,14 +38,15 @@ def _fingerprint(path: Path) -> str:
             depth = Path(root).relative_to(path).parts
             rel = "/".join(depth)
             entries.append(f"{rel}/:{os.stat(root).st_mtime_ns}")
+            # Metadata files sit up to two levels down (as deep as builders look for their root marker) and
+            # are edited in place, which leaves their folder's time alone; PNGs past the top are covered by
+            # their folder's time, so thousands of images cost no stat.
+            for name in sorted(files):
+                if len(depth) == 0 or not name.lower().endswith(".png"):
+                    stat = os.stat(os.path.join(root, name))
+                    entries.append(f"{rel}/{name}:{stat.st_size}:{stat.st_mtime_ns}")
             if len(depth) >= 2:
                 dirs[:] = []
-                continue
-            if len(depth) <= 1:
-                for name in sorted(files):
-                    if len(depth) == 0 or not name.lower().endswith(".png"):
-                        stat = os.stat(os.path.join(root, name))
-                        entries.append(f"{rel}/{name}:{stat.st_size}:{stat.st_mtime_ns}")
             dirs.sort()
     return hashlib.sha256("\n".join(entries).encode()).hexdigest()[:16]
 

@@ -212,6 +212,26 @@ def test_info_reports_counts_and_reuses_the_cache(spanish_folder, tmp_path):
     assert (cached / "dataset_info.json").stat().st_mtime_ns == stamp
 
 
+def test_metadata_edited_in_place_two_levels_down_is_rebuilt(tmp_path):
+    # The builder finds its CSV up to two levels below the folder given; editing it in place leaves every
+    # folder's modification time alone, so the cache key must see the file itself.
+    folder = write_spanish_source(tmp_path / "data" / "zenodo", per_plane=3, test_per_plane=1, seed=5)
+    given = tmp_path / "data"
+    before = library.prepare("spanish", "full", source=given, cache_dir=tmp_path / "cache")
+    csv_path = folder / "FETAL_PLANES_DB_data.csv"
+    lines = csv_path.read_text(encoding="utf-8-sig").splitlines()
+    cells = lines[1].split(";")
+    assert cells[2] == "Other"
+    cells[2] = "Fetal femur"
+    lines[1] = ";".join(cells)
+    csv_path.write_text("\n".join(lines) + "\n", encoding="utf-8-sig")
+    after = library.prepare("spanish", "full", source=given, cache_dir=tmp_path / "cache")
+    ids, got = library.column(after["train"], "image_id"), library.column(after["train"], "label")
+    labels = dict(zip(ids, got, strict=True))
+    assert labels[cells[0]] == PLANES.index("Fetal femur")
+    assert before["train"].cache_files != after["train"].cache_files
+
+
 def test_archive_checksums_are_recorded(spanish_zip, tmp_path):
     summary = library.info("spanish", "es", source=spanish_zip, cache_dir=tmp_path)
     recorded = summary["provenance"]["source"]
