@@ -179,7 +179,8 @@ class GeneratedWriter:
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
         self.shard_size = shard_size
-        manifest = _read_manifest(self.folder) or {
+        existing = _read_manifest(self.folder)
+        manifest = existing or {
             "format": FORMAT,
             "format_version": FORMAT_VERSION,
             "shards": [],
@@ -191,6 +192,8 @@ class GeneratedWriter:
             manifest["info"] = {**manifest.get("info", {}), **info}
         manifest["complete"] = False
         self._manifest = manifest
+        if existing is None:
+            self._refuse_foreign_files()
         self._repair()
         self.done: set[str] = {row["image_id"] for row in self._committed_rows()}
         self._pending: list[tuple[bytes, GenerationRecord]] = []
@@ -203,12 +206,28 @@ class GeneratedWriter:
         lines = path.read_text(encoding="utf-8").splitlines()
         return [json.loads(line) for line in lines[: self._manifest["num_images"]]]
 
+    def _refuse_foreign_files(self) -> None:
+        """Refuse a folder without a manifest that holds files this writer would truncate or delete.
+
+        The writer commits its manifest before its first shard, so such files were not written by it.
+        """
+        for path in sorted(self.folder.iterdir()):
+            if path.name == METADATA or _SHARD_RE.match(path.name):
+                raise DataError(
+                    f"{self.folder} holds {path.name} but no {MANIFEST}: it is not a generated folder this "
+                    "writer started, and resuming would overwrite it; write into an empty or new folder"
+                )
+
     def _repair(self) -> None:
         """Bring the folder back to its last committed state."""
         committed = {s["file"] for s in self._manifest["shards"]}
         for path in self.folder.iterdir():
-            uncommitted = _SHARD_RE.match(path.name) and path.name not in committed
-            if path.name.endswith((".partial", ".tmp")) or uncommitted or ".tmp-" in path.name:
+            name = path.name
+            uncommitted = _SHARD_RE.match(name) and name not in committed
+            # Only this writer's own leftovers: a shard being written, or a manifest/metadata temp file.
+            partial = name.endswith(".partial") and _SHARD_RE.match(name.removesuffix(".partial"))
+            temporary = name.startswith((f".{MANIFEST}.tmp-", f".{METADATA}.tmp-"))
+            if uncommitted or partial or temporary:
                 path.unlink()
         metadata = self.folder / METADATA
         n = self._manifest["num_images"]

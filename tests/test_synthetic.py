@@ -241,6 +241,24 @@ def test_writer_resumes_after_a_crash(tmp_path):
     assert keys == [_record(i).image_id for i in range(3)]
 
 
+def test_writer_leaves_files_it_did_not_write(tmp_path):
+    folder = tmp_path / "mixed"
+    folder.mkdir()
+    (folder / "notes.tmp").write_text("mine")
+    (folder / "download.partial").write_text("mine")
+    generated.GeneratedWriter(folder).close(complete=False)
+    assert (folder / "notes.tmp").read_text() == "mine"
+    assert (folder / "download.partial").read_text() == "mine"
+    for name in (generated.METADATA, "images-00000.tar"):
+        foreign = tmp_path / name.replace(".", "_")
+        foreign.mkdir()
+        (foreign / name).write_text("someone else's\n")
+        with pytest.raises(DataError, match=f"holds {name} but no fulora_generated.json"):
+            generated.GeneratedWriter(foreign)
+        assert (foreign / name).read_text() == "someone else's\n"
+        assert not (foreign / generated.MANIFEST).exists()
+
+
 def test_bad_image_id_refused(tmp_path):
     bad = generated.GenerationRecord(**{**_record(0).to_dict(), "image_id": "a.b"})
     with (
