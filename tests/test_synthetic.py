@@ -17,7 +17,7 @@ from fulora_data import generated, samples
 from fulora_data.builders.spanish import read_table
 from fulora_data.builders.synthetic import NAME_RE
 from fulora_data.cli import main
-from fulora_data.errors import ArchiveError, ChecksumError, DataError, SourceNotFoundError
+from fulora_data.errors import ArchiveError, ChecksumError, ConfigError, DataError, SourceNotFoundError
 from fulora_data.prepare import column, load_provenance, make_builder, prepare
 from fulora_data.taxonomy import PLANES
 
@@ -154,6 +154,14 @@ def test_generated_folder(tmp_path):
     for field in generated.PROVENANCE_FIELDS:
         assert column(ds, field) == [r[field] for r in rows], field
     assert column(ds, "label") == [PLANES.index(r["plane"]) for r in rows]
+
+
+def test_generated_folder_refuses_a_labels_csv(tmp_path):
+    folder = samples.write_generated_folder(tmp_path / "gen", per_plane=1)
+    labels = tmp_path / "labels.csv"
+    labels.write_text("Image_name,Plane\n")
+    with pytest.raises(ConfigError, match="a generated folder labels its own images"):
+        prepare("synthetic", "generated", source=folder, cache_dir=tmp_path / "cache", labels=labels)
 
 
 def test_generated_folder_refused_by_release_config(tmp_path):

@@ -21,6 +21,7 @@ One split, ``train``; five classes; ``source`` is ``"synthetic"`` and ``patient_
 
 from __future__ import annotations
 
+import hashlib
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -204,6 +205,11 @@ class SyntheticBuilder(FuloraBuilder):
     # ------------------------------------------------------------------ records
     def _read_records(self, source: ResolvedSource) -> dict[str, list[Record]]:
         if self.config.kind == "generated":
+            if self.config.labels:
+                raise ConfigError(
+                    f"a generated folder labels its own images; --labels {self.config.labels!r} is only for "
+                    "a release without per-plane folders"
+                )
             return {"train": self._generated_records(source)}
         return {"train": self._release_records(source)}
 
@@ -238,7 +244,11 @@ class SyntheticBuilder(FuloraBuilder):
                         f"{self.config.labels} labels {name!r} as {planes[name]!r} but it sits in a "
                         f"{plane!r} folder"
                     )
-            self._provenance["labels_from"] = {"csv": str(self.config.labels)}
+            labels = Path(self.config.labels)
+            self._provenance["labels_from"] = {
+                "csv": labels.name,
+                "csv_sha256": hashlib.sha256(labels.read_bytes()).hexdigest(),
+            }
         elif folder_planes is not None:
             planes = folder_planes
             self._provenance["labels_from"] = "per-plane folders"
