@@ -223,7 +223,9 @@ def _source_lines(provenance: dict, indent: str = "") -> list[str]:
     lines = []
     source = provenance.get("source")
     if source:
-        where = source.get("archive") or source.get("location")
+        # A card is public: name the file or URL, never the publisher's local path.
+        location = source.get("location") or ""
+        where = location if source.get("kind") == "download" else source.get("archive") or Path(location).name
         lines.append(f"{indent}- source: {source.get('kind')} `{where}`")
         if "md5" in source:
             lines.append(

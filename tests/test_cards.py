@@ -84,3 +84,21 @@ def test_rendering_merges_an_existing_card(tmp_path):
     assert [c["config_name"] for c in card.data.configs] == ["other", "release"]
     assert "Hand-written intro." in card.text and "Hand-written footer." in card.text
     assert "stale" not in card.text and re.search(r"\| train \| 5 \|", card.text)
+
+
+def test_cards_name_sources_by_file_and_checksum_never_by_local_path(tmp_path):
+    """A card is public: it must not leak where the publisher keeps the files."""
+    secret = tmp_path / "private-home-of-the-publisher"
+    folder = samples.write_spanish_source(secret / "es", per_plane=2, test_per_plane=1)
+    listing = secret / "my_list.csv"
+    rows = (folder / "FETAL_PLANES_DB_data.csv").read_text(encoding="utf-8-sig").splitlines()[1:]
+    train = [r.split(";")[0] for r in rows if r.rstrip().endswith(";1") and "_Plane2_" in r]
+    listing.write_text("Image_name\n" + "\n".join(train))
+    _, _, card = _card(tmp_path, "spanish", "es", folder, subset_csv=listing)
+    zip_path, labels = samples.write_synthetic_release(secret / "syn", per_plane=2, layout="flat")
+    _, _, synthetic = _card(tmp_path, "synthetic", "release", zip_path, labels=labels, verify_checksum=False)
+    for text in (card.text, synthetic.text):
+        assert str(secret) not in text and "private-home" not in text
+    assert "`FETAL_PLANES_DB`" in card.text
+    assert hashlib.sha256(listing.read_bytes()).hexdigest() in card.text
+    assert hashlib.sha256(labels.read_bytes()).hexdigest() in synthetic.text
