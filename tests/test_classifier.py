@@ -398,6 +398,25 @@ def test_reproduction_grid_writes_the_comparison_with_the_studys_row(sources, tm
     assert script.main(args[:-2] + ["--num-workers", "-1"]) == 1  # refused before anything runs
 
 
+def test_reproduction_grid_never_reuses_a_cell_trained_with_other_settings(sources, tmp_path, capsys):
+    from fulora_data.classifier.grid import run_grid
+
+    kwargs = {"spanish_source": sources["spanish"], "african_source": sources["african"]}
+    kwargs.update(models=["resnet18"], train_sets=["ES"], cache_dir=sources["cache"], progress=False)
+    smoke = {"weights": "none", "epochs": 1, "image_size": 32, "num_workers": 0, "seed": 0}
+    run_grid(tmp_path, overrides=smoke, **kwargs)
+    weights = tmp_path / "resnet18-ES" / "model" / "model.safetensors"
+    stamp = weights.stat().st_mtime_ns
+    # Another seed is another experiment: the seed-0 cell must not be reported as its result.
+    with pytest.raises(ConfigError, match="trained with seed=0, not 1"):
+        run_grid(tmp_path, overrides={**smoke, "seed": 1}, **kwargs)
+    assert weights.stat().st_mtime_ns == stamp
+    # More epochs of the same settings continue the cell instead of reusing its first epoch.
+    rows = run_grid(tmp_path, overrides={**smoke, "epochs": 2}, **kwargs)
+    state = json.loads((tmp_path / "resnet18-ES" / "checkpoint" / "state.json").read_text())
+    assert state["epoch"] == 2 and rows[0]["config"]["epochs"] == 2
+
+
 def test_a_given_validation_split_replaces_the_random_hold_out(es, tmp_path):
     # the hybrid builder provides such a split (grouped by patient); here, a slice of the tiny ES set
     train_part, validation_part = es.select(range(16)), es.select(range(16, 20))

@@ -26,7 +26,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from fulora_data.classifier.train import TRAIN_SETS, TrainConfig, _stderr
+from fulora_data.classifier.train import _RESUME_FIELDS, TRAIN_SETS, TrainConfig, _stderr
 from fulora_data.errors import ConfigError
 
 MODELS: tuple[str, ...] = ("densenet169", "mobilenet_v2", "efficientnet_b0", "resnet18", "vit_b_16")
@@ -38,12 +38,18 @@ def cell_dir(out_dir: Path, model: str, train_set: str) -> Path:
     return Path(out_dir) / f"{model}-{train_set}"
 
 
-def _finished(folder: Path) -> bool:
+def _finished(folder: Path, config: TrainConfig) -> bool:
+    """Whether ``folder`` holds a finished run of exactly this cell's settings.
+
+    A run with other settings (seed, weights, epochs, ...) is not reused: it is handed to ``train`` with
+    ``resume=True``, which continues it when only the number of epochs grew and refuses it otherwise.
+    """
     state = folder / "checkpoint" / "state.json"
     if not state.is_file():
         return False
     saved = json.loads(state.read_text())
-    return saved["epoch"] >= saved["config"]["epochs"]
+    same = all(saved["config"].get(name) == getattr(config, name) for name in (*_RESUME_FIELDS, "epochs"))
+    return same and saved["epoch"] >= config.epochs
 
 
 def _write_text(path: Path, text: str) -> None:
@@ -151,7 +157,7 @@ def run_grid(
     rows = []
     for config in configs:
         folder = cell_dir(out, config.arch, config.train_set)
-        if _finished(folder):
+        if _finished(folder, config):
             log(f"{folder.name}: already trained, reusing it")
         else:
             resume = (folder / "checkpoint").is_dir()
