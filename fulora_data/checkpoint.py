@@ -1,0 +1,116 @@
+"""Training checkpoints shared by every fulora trainer (classifier, LoRA).
+
+A checkpoint is a folder written whole (``fulora_data.io.atomic_folder``) holding whatever the trainer
+needs to resume exactly: weights, optimizer, scheduler and gradient-scaler states, the RNG states of
+Python, NumPy and torch (CPU and CUDA), the data order and the step, plus ``state.json`` with the run's
+config. This module owns the parts every trainer shares: writing and finding the folder, capturing and
+restoring RNG states, and checking that a resumed run is the same run.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+from collections.abc import Iterable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from fulora_data.errors import ConfigError, DataError, require
+from fulora_data.io import atomic_folder, find_folder
+
+STATE_FILE = "state.json"
+RNG_FILE = "rng.pt"
+
+__all__ = [
+    "RNG_FILE",
+    "STATE_FILE",
+    "atomic_folder",
+    "check_same_run",
+    "find_checkpoint",
+    "load_rng_state",
+    "read_state",
+    "rng_state",
+    "save_rng_state",
+    "set_rng_state",
+]
+
+
+def rng_state() -> dict[str, Any]:
+    """Capture the RNG states of Python, NumPy and torch (and every CUDA device, when present)."""
+    torch = require("torch", "train")
+    state: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "numpy": np.random.get_state(),
+        "python": random.getstate(),
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: Mapping[str, Any]) -> None:
+    """Restore RNG states captured by ``rng_state``."""
+    torch = require("torch", "train")
+    torch.set_rng_state(state["torch"])
+    np.random.set_state(state["numpy"])
+    random.setstate(state["python"])
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_rng_state(folder: str | os.PathLike, name: str = RNG_FILE) -> Path:
+    """Write ``rng_state()`` into a checkpoint folder (``torch.save``). Returns the file."""
+    torch = require("torch", "train")
+    path = Path(folder) / name
+    torch.save(rng_state(), path)
+    return path
+
+
+def load_rng_state(folder: str | os.PathLike, name: str = RNG_FILE) -> None:
+    """Restore the RNG states saved by ``save_rng_state``."""
+    torch = require("torch", "train")
+    set_rng_state(torch.load(Path(folder) / name, weights_only=False))
+
+
+def find_checkpoint(folder: str | os.PathLike) -> Path | None:
+    """Return a whole checkpoint folder (or its previous version after a crash mid-swap), or ``None``."""
+    return find_folder(folder)
+
+
+def read_state(folder: str | os.PathLike) -> dict[str, Any]:
+    """Read a checkpoint's ``state.json``.
+
+    Raises:
+        DataError: If it is missing or not valid JSON, naming the file.
+    """
+    path = Path(folder) / STATE_FILE
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise DataError(f"{path} is missing: {Path(folder)} is not a fulora checkpoint") from None
+    except (OSError, ValueError) as err:
+        raise DataError(f"{path} is not valid JSON ({err})") from err
+
+
+def check_same_run(
+    saved: Mapping[str, Any], current: Mapping[str, Any], fields: Iterable[str], *, where: str
+) -> None:
+    """Refuse to resume a run whose defining settings differ from the checkpoint's.
+
+    Args:
+        saved: The config stored in the checkpoint.
+        current: The config of the run being started.
+        fields: The settings that must agree (e.g. rank, base model, dataset).
+        where: The run folder, for the message.
+
+    Raises:
+        ConfigError: Naming the first setting that differs, with both values.
+    """
+    for name in fields:
+        if saved.get(name) != current.get(name):
+            raise ConfigError(
+                f"--resume: {where} was trained with {name}={saved.get(name)!r}, not {current.get(name)!r}"
+            )

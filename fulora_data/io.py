@@ -1,0 +1,136 @@
+"""Atomic writes: every file and folder fulora writes appears whole or not at all.
+
+One guarantee everywhere: the content is written under a temporary sibling name, flushed and fsynced,
+then renamed over the target (``os.replace``, atomic on POSIX within one file system), and the parent
+folder is fsynced so the rename itself survives a power cut. A crash leaves either the old content or
+the new, plus at most a temporary sibling whose name starts with ``.<name>.tmp-``; ``remove_leftovers``
+clears those on the next run.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import shutil
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+
+def _tmp_sibling(path: Path) -> Path:
+    return path.with_name(f".{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+
+
+def fsync_dir(folder: str | os.PathLike) -> None:
+    """Flush a folder's entries (renames, new files) to disk; a no-op where the OS cannot."""
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
+    """Write ``data`` to ``path`` atomically (temporary sibling, fsync, rename, fsync of the folder).
+
+    Returns:
+        The path written.
+    """
+    path = Path(path)
+    tmp = _tmp_sibling(path)
+    try:
+        with open(tmp, "wb") as handle:
+            handle.write(data)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    fsync_dir(path.parent)
+    return path
+
+
+def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
+    """Write UTF-8 ``text`` to ``path`` atomically. Returns the path written."""
+    return atomic_write_bytes(path, text.encode("utf-8"))
+
+
+def atomic_write_json(path: str | os.PathLike, value: Any, *, indent: int | None = 2) -> Path:
+    """Write ``value`` as JSON (UTF-8, trailing newline) to ``path`` atomically. Returns the path written."""
+    return atomic_write_text(path, json.dumps(value, indent=indent) + "\n")
+
+
+def _old_sibling(target: Path) -> Path:
+    return target.with_name(f".{target.name}.old")
+
+
+@contextlib.contextmanager
+def atomic_folder(target: str | os.PathLike) -> Iterator[Path]:
+    """Write a folder completely under a temporary name, then swap it in for ``target``.
+
+    Use as ``with atomic_folder(out / "checkpoint") as tmp: ...write files into tmp...``. Leaving the
+    block normally replaces ``target`` (an existing one is moved aside to ``.<name>.old`` and removed
+    after the swap, so ``find_folder`` still finds a whole version if a crash falls between the two
+    renames); leaving it with an exception removes the temporary folder and keeps ``target`` as it was.
+
+    Yields:
+        The temporary folder to write into.
+    """
+    target = Path(target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = _tmp_sibling(target)
+    tmp.mkdir()
+    try:
+        yield tmp
+        for child in tmp.rglob("*"):
+            if child.is_file():
+                with open(child, "rb") as handle:
+                    os.fsync(handle.fileno())
+        old = _old_sibling(target)
+        if target.exists():
+            if old.exists():
+                shutil.rmtree(old)
+            os.replace(target, old)
+        os.replace(tmp, target)
+        fsync_dir(target.parent)
+        if old.exists():
+            shutil.rmtree(old)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def find_folder(target: str | os.PathLike) -> Path | None:
+    """Return ``target``, or its previous version if a crash fell between ``atomic_folder``'s two renames."""
+    target = Path(target)
+    if target.is_dir():
+        return target
+    old = _old_sibling(target)
+    return old if old.is_dir() else None
+
+
+def remove_leftovers(folder: str | os.PathLike, name: str) -> int:
+    """Remove temporary siblings ``.<name>.tmp-*`` that a killed writer left in ``folder``.
+
+    Returns:
+        How many were removed.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        return 0
+    removed = 0
+    for path in folder.glob(f".{name}.tmp-*"):
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+        removed += 1
+    return removed
