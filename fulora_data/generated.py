@@ -262,7 +262,7 @@ class GeneratedWriter:
         if record.image_id in self.done or any(r.image_id == record.image_id for _, r in self._pending):
             raise DataError(f"image {record.image_id!r} was already written to {self.folder}")
         if not isinstance(image, bytes):
-            from fulora_data.samples import png_bytes
+            from fulora_data.pixels import png_bytes
 
             image = png_bytes(image)
         self._pending.append((image, record))

@@ -8,7 +8,6 @@ for femur, ribs for thorax, ...) inside a speckled ultrasound fan, so that a cla
 from __future__ import annotations
 
 import csv
-import io
 import shutil
 import tarfile
 import tempfile
@@ -20,6 +19,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from fulora_data.builders.african import COUNTRIES
+from fulora_data.pixels import png_bytes
 from fulora_data.taxonomy import CERVIX, PLANES, STUDY_PLANE_CODES
 
 SPANISH_HEADER = ["Image_name", "Patient_num", "Plane", "Brain_plane", "Operator", "US_Machine", "Train "]
@@ -87,13 +87,6 @@ def render_plane_image(
     pixels = np.clip(pixels * speckle * 1.2 + rng.normal(0, 6, pixels.shape), 0, 255).astype(np.uint8)
     image = Image.fromarray(pixels, mode="L")
     return image.convert("RGB") if mode == "RGB" else image
-
-
-def png_bytes(image: Image.Image) -> bytes:
-    """Encode an image as PNG."""
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    return buffer.getvalue()
 
 
 def _pack(folder: Path, archive: Path, *, top: str | None = None) -> Path:

@@ -399,7 +399,7 @@ def test_reproduction_grid_writes_the_comparison_with_the_studys_row(sources, tm
 
 
 def test_reproduction_grid_never_reuses_a_cell_trained_with_other_settings(sources, tmp_path, capsys):
-    from fulora_data.classifier.grid import run_grid
+    from fulora_data.study import run_grid
 
     kwargs = {"spanish_source": sources["spanish"], "african_source": sources["african"]}
     kwargs.update(models=["resnet18"], train_sets=["ES"], cache_dir=sources["cache"], progress=False)

@@ -1,7 +1,7 @@
 """Hybrid training sets: real Spanish images plus synthetic ones, as in the FU-LoRA study.
 
 Sources: the prepared ``spanish`` and ``synthetic`` datasets (built on demand through
-``fulora_data.prepare``, so their own sources, checksums and caches apply). License: the parts' (CC BY 4.0).
+``fulora_data.builders.build``, so their own sources, checksums and caches apply). License: the parts' (CC BY 4.0).
 
 Configs:
     es1150-syn5000 (default): the study's hybrid set "HB": spanish ``es-1150`` (230 real images per plane)
@@ -38,8 +38,9 @@ import datasets
 import numpy as np
 
 from fulora_data.builders.base import PROVENANCE_FILE, FuloraBuilder, FuloraConfig
+from fulora_data.builders.build import build, column, load_provenance, make_builder
 from fulora_data.builders.spanish import SpanishBuilder
-from fulora_data.builders.synthetic import STUDY_CITATION, provenance_features
+from fulora_data.builders.synthetic import STUDY_CITATION, SyntheticBuilder, provenance_features
 from fulora_data.errors import ConfigError, DataError
 from fulora_data.taxonomy import PLANES, base_features
 
@@ -175,8 +176,8 @@ class HybridBuilder(FuloraBuilder):
         )
 
     # ------------------------------------------------------------------ parts
-    def _part_requests(self) -> dict[str, tuple[str, str, dict[str, Any]]]:
-        """The ``prepare`` arguments of each part: ``{part: (name, config, options)}``."""
+    def _part_requests(self) -> dict[str, tuple[type[FuloraBuilder], str, dict[str, Any]]]:
+        """The ``make_builder`` arguments of each part: ``{part: (builder class, config, options)}``."""
         c = self.config
         if c.source:
             raise ConfigError(
@@ -198,17 +199,20 @@ class HybridBuilder(FuloraBuilder):
             # Only when off: passing the default would give the part another cache key than a plain prepare.
             synthetic["verify_checksum"] = False
         return {
-            "real": ("spanish", c.real_config, real),
-            "synthetic": ("synthetic", c.synthetic_config, synthetic),
+            "real": (SpanishBuilder, c.real_config, real),
+            "synthetic": (SyntheticBuilder, c.synthetic_config, synthetic),
         }
 
     def _load_parts(self) -> dict[str, tuple[FuloraBuilder, datasets.Dataset]]:
-        from fulora_data.prepare import build, make_builder
-
+        """Build (or reuse) both parts once per builder instance: the plan and the assembly share them."""
+        cached = getattr(self, "_parts_cache", None)
+        if cached is not None:
+            return cached
         parts = {}
-        for part, (name, config, options) in self._part_requests().items():
+        for part, (cls, config, options) in self._part_requests().items():
+            name = cls.NAME
             source = options.pop("source")
-            builder = make_builder(name, config, source=source, cache_dir=self._cache_dir_root, **options)
+            builder = make_builder(cls, config, source=source, cache_dir=self._cache_dir_root, **options)
             splits = build(builder)
             if "train" not in splits:
                 raise ConfigError(f"{name} config {config!r} has no train split to draw a hybrid from")
@@ -218,12 +222,11 @@ class HybridBuilder(FuloraBuilder):
                     f"hybrid needs five-class parts; {name} config {config!r} has classes {', '.join(names)}"
                 )
             parts[part] = (builder, splits["train"])
+        self._parts_cache = parts
         return parts
 
     # ------------------------------------------------------------------ build: write the plan
     def _download_and_prepare(self, dl_manager, verification_mode, **prepare_split_kwargs):
-        from fulora_data.prepare import column, load_provenance
-
         c = self.config
         parts = self._load_parts()
         real, synthetic = parts["real"][1], parts["synthetic"][1]
@@ -322,8 +325,6 @@ class HybridBuilder(FuloraBuilder):
 
     def _combined(self, plan: dict) -> tuple[datasets.Dataset, int]:
         """Return both parts as one dataset (real rows first) and the synthetic part's offset."""
-        from fulora_data.prepare import column
-
         cached = getattr(self, "_combined_cache", None)
         if cached is not None:
             return cached

@@ -49,10 +49,14 @@ def load_classifier(checkpoint: str | os.PathLike, device=None):
     Raises:
         ConfigError: If the path holds no classifier or the weights do not fit the saved architecture.
     """
+    return _load_resolved(resolve_checkpoint(checkpoint), device)
+
+
+def _load_resolved(folder: Path, device=None):
+    """``load_classifier`` for a folder ``resolve_checkpoint`` has already found."""
     torch = require("torch", "train")
     from safetensors.torch import load_file
 
-    folder = resolve_checkpoint(checkpoint)
     try:
         config = json.loads((folder / CONFIG_NAME).read_text())
         arch, names, size = config["arch"], config["label_names"], int(config["image_size"])
@@ -129,7 +133,7 @@ def predict(checkpoint: str | os.PathLike, dataset, batch_size: int = 64, device
     names = check_labels(config, dataset, str(folder))
     if len(dataset) == 0:
         raise DataError("the test split is empty: there is nothing to predict")
-    model, config = load_classifier(folder, device)
+    model, config = _load_resolved(folder, device)
     device = next(model.parameters()).device
     cache = prepare_image_cache(dataset, int(config["image_size"]), cache_dir=default_image_cache(dataset))
     images = CachedImages(cache)
