@@ -30,6 +30,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "fulora_data.generated",
             "fulora_data.tiny_sd",
             "fulora_data.checkpoint",
+            "fulora_data.splits",
         ),
     ),
     ("builders", ("fulora_data.builders",)),

@@ -7,6 +7,7 @@ dataset exactly as they are in the source: nothing is decoded and re-encoded, on
 
 from __future__ import annotations
 
+import csv
 import io
 import json
 import os
@@ -281,6 +282,48 @@ class FuloraBuilder(datasets.GeneratorBasedBuilder):
             {r.image_id for r in records["test"]} - {r.image_id for r in kept}
         )
         return {**records, "test": kept}, dropped
+
+
+def read_table(path: Path, *, delimiter: str | None = None) -> tuple[list[str], list[dict[str, str]]]:
+    """Read a CSV whose header may carry a BOM and padded names; return stripped names and rows.
+
+    Raises:
+        DataError: If the file cannot be read as a CSV, or a row has fewer cells than the header names.
+    """
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as err:
+        raise DataError(f"{path} cannot be read as a UTF-8 CSV ({err})") from err
+    if delimiter is None:
+        first = text.split("\n", 1)[0]
+        delimiter = ";" if first.count(";") > first.count(",") else ","
+    reader = csv.reader(text.splitlines(), delimiter=delimiter)
+    try:
+        header = [name.strip() for name in next(reader)]
+    except StopIteration:
+        raise DataError(f"{path} is empty") from None
+    # Cells past the last named column (a trailing separator) may be absent; a row missing a named one
+    # would otherwise surface as a KeyError far from the file.
+    width = max((i + 1 for i, name in enumerate(header) if name), default=0)
+    rows = []
+    for row in reader:
+        if not any(row):
+            continue
+        if len(row) < width:
+            raise DataError(
+                f"{path} line {reader.line_num}: {len(row)} cells but the header names {width} columns"
+            )
+        rows.append(dict(zip(header, (cell.strip() for cell in row), strict=False)))
+    return header, rows
+
+
+def require_columns(path: Path, header: list[str], required: tuple[str, ...]) -> None:
+    """Raise a DataError naming the file and the columns it lacks."""
+    missing = [c for c in required if c not in header]
+    if missing:
+        raise DataError(
+            f"{path} has no column {', '.join(map(repr, missing))} (columns: {', '.join(header)})"
+        )
 
 
 def check_image_bytes(data: bytes, path: Path) -> None:

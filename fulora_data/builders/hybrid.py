@@ -9,12 +9,13 @@ Configs:
     es1150-generated: spanish ``es-1150`` plus every image of a fulora-generated folder.
 Options choose the real config (``real_config``, a five-class one), the real and synthetic sources, the
 synthetic config and how many synthetic images per plane (``synthetic_per_plane``, drawn by the same seeded
-rule as the Spanish subsets).
+rule as the Spanish subsets: ``fulora_data.splits.per_plane_positions``).
 
 Splits: ``train`` and ``validation``. The study held out 200 random training images for validation; here
 ``validation_size`` images are drawn by a seeded rule over groups, where a group is all real images of one
 patient or one synthetic image, so one patient's images never straddle train and validation. Groups are
-visited in the order of ``numpy.random.default_rng(seed).permutation`` and taken while they fit. The default
+visited in the order of ``numpy.random.default_rng(seed).permutation`` and taken while they fit
+(``fulora_data.splits.hold_out_groups``). The default
 size is the study's 200, capped at a tenth of the set (so a tiny demo set keeps most of its images for
 training); ``validation_size=0`` gives no validation split.
 
@@ -35,23 +36,19 @@ from pathlib import Path
 from typing import Any
 
 import datasets
-import numpy as np
 
 from fulora_data.builders.base import PROVENANCE_FILE, FuloraBuilder, FuloraConfig
 from fulora_data.builders.build import build, column, load_provenance, make_builder
-from fulora_data.builders.spanish import SpanishBuilder
+from fulora_data.builders.spanish import EXTRA_COLUMNS, SpanishBuilder
 from fulora_data.builders.synthetic import STUDY_CITATION, SyntheticBuilder, provenance_features
 from fulora_data.errors import ConfigError, DataError
+from fulora_data.splits import hold_out_groups, per_plane_positions
 from fulora_data.taxonomy import PLANES, base_features
 
 _VERSION = datasets.Version("1.0.0")
 PLAN_FILE = "hybrid_plan.json"
 STUDY_VALIDATION_SIZE = 200
-REAL_COLUMNS: dict[str, datasets.features.FeatureType] = {
-    "brain_plane": datasets.Value("string"),
-    "operator": datasets.Value("string"),
-    "us_machine": datasets.Value("string"),
-}
+REAL_COLUMNS = EXTRA_COLUMNS
 """The Spanish set's own columns, kept (empty for synthetic rows)."""
 
 
@@ -87,47 +84,6 @@ class HybridConfig(FuloraConfig):
 def hybrid_features() -> datasets.Features:
     """The hybrid's columns: the shared ones, then the real part's, then the synthetic provenance."""
     return datasets.Features({**base_features(False), **REAL_COLUMNS, **provenance_features()})
-
-
-def draw_indices(labels: list[int], ids: list[str], per_plane: int, seed: int) -> list[int]:
-    """Pick ``per_plane`` rows of each plane, reproducibly; return their positions in source order.
-
-    The rule of ``fulora_data.builders.spanish.draw_per_plane``: per plane in label order, sort its rows by
-    image id and take ``numpy.random.default_rng(seed).choice(n, per_plane, replace=False)``.
-
-    Raises:
-        DataError: If a plane has fewer than ``per_plane`` rows.
-    """
-    rng = np.random.default_rng(seed)
-    chosen: list[int] = []
-    for label, plane in enumerate(PLANES):
-        pool = sorted((i for i, value in enumerate(labels) if value == label), key=lambda i: ids[i])
-        if len(pool) < per_plane:
-            raise DataError(
-                f"the synthetic source has {len(pool)} {plane} images but synthetic_per_plane={per_plane} asks "
-                "for more; lower --synthetic-per-plane or use a larger synthetic source"
-            )
-        chosen += [pool[i] for i in rng.choice(len(pool), size=per_plane, replace=False)]
-    return sorted(chosen)
-
-
-def split_validation(groups: list[str], size: int, seed: int) -> list[int]:
-    """Choose ``size`` positions for validation without splitting a group; return them sorted.
-
-    Groups (equal strings) are visited in a seeded random order and taken whole while they fit.
-    """
-    members: dict[str, list[int]] = {}
-    for position, group in enumerate(groups):
-        members.setdefault(group, []).append(position)
-    order = list(members)
-    taken: list[int] = []
-    for index in np.random.default_rng(seed).permutation(len(order)):
-        if len(taken) == size:
-            break
-        group = members[order[index]]
-        if len(taken) + len(group) <= size:
-            taken += group
-    return sorted(taken)
 
 
 def _ids_digest(ids: list[str]) -> str:
@@ -236,7 +192,17 @@ class HybridBuilder(FuloraBuilder):
         elif c.synthetic_per_plane < 0:
             raise ConfigError(f"synthetic_per_plane must be at least 0, got {c.synthetic_per_plane!r}")
         else:
-            syn_rows = draw_indices(column(synthetic, "label"), syn_ids, c.synthetic_per_plane, c.seed)
+            syn_rows = per_plane_positions(
+                [PLANES[label] for label in column(synthetic, "label")],
+                syn_ids,
+                c.synthetic_per_plane,
+                c.seed,
+                PLANES,
+                shortfall=(
+                    "the synthetic source has {available} {plane} images but synthetic_per_plane={per_plane} "
+                    "asks for more; lower --synthetic-per-plane or use a larger synthetic source"
+                ),
+            )
         # One pool in split order: real rows, then the drawn synthetic rows.
         pool = [("real", i) for i in range(len(real))] + [("synthetic", j) for j in syn_rows]
         patients = column(real, "patient_id")
@@ -244,7 +210,7 @@ class HybridBuilder(FuloraBuilder):
             f"patient:{patients[i]}" if part == "real" and patients[i] else f"{part}:{i}" for part, i in pool
         ]
         size = self._validation_size(len(pool))
-        held_out = set(split_validation(groups, size, c.seed))
+        held_out = set(hold_out_groups(groups, size, c.seed))
         splits = {"train": [k for k in range(len(pool)) if k not in held_out]}
         if size:
             splits["validation"] = sorted(held_out)
@@ -282,13 +248,13 @@ class HybridBuilder(FuloraBuilder):
             "synthetic_draw": {
                 "per_plane": c.synthetic_per_plane,
                 "seed": c.seed,
-                "rule": "fulora_data.builders.hybrid.draw_indices",
+                "rule": "fulora_data.splits.per_plane_positions",
             },
             "validation": {
                 "size": len(held_out),
                 "requested": c.validation_size,
                 "seed": c.seed,
-                "rule": "fulora_data.builders.hybrid.split_validation (whole patients; study: 200 random images)",
+                "rule": "fulora_data.splits.hold_out_groups (whole patients; study: 200 random images)",
             },
             "splits": {split: len(rows) for split, rows in splits.items()},
             "sources": {

@@ -28,8 +28,15 @@ from pathlib import Path
 
 import datasets
 
-from fulora_data.builders.base import FuloraBuilder, FuloraConfig, Record, ResolvedSource, check_image_bytes
-from fulora_data.builders.spanish import read_table, require_columns
+from fulora_data.builders.base import (
+    FuloraBuilder,
+    FuloraConfig,
+    Record,
+    ResolvedSource,
+    check_image_bytes,
+    read_table,
+    require_columns,
+)
 from fulora_data.errors import ChecksumError, ConfigError, DataError, SourceNotFoundError
 from fulora_data.generated import (
     PROVENANCE_FIELDS,
