@@ -54,7 +54,8 @@ def run_demo(
         A summary: dataset sizes, export folders, audit counts and the zero-shot metrics.
     """
     from fulora_data.audit.run import audit_dataset
-    from fulora_data.classifier.train import TrainConfig, train
+    from fulora_data.classifier.config import TrainConfig
+    from fulora_data.classifier.train import train
     from fulora_data.evaluation.run import evaluate_checkpoint
     from fulora_data.export import export
 

@@ -28,7 +28,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from fulora_data.classifier.train import _RESUME_FIELDS, TRAIN_SETS, TrainConfig
+from fulora_data.classifier.config import RESUME_FIELDS, TRAIN_SETS, TrainConfig
 from fulora_data.errors import ConfigError
 
 MODELS: tuple[str, ...] = ("densenet169", "mobilenet_v2", "efficientnet_b0", "resnet18", "vit_b_16")
@@ -56,7 +56,7 @@ def _finished(folder: Path, config: TrainConfig) -> bool:
     if not state.is_file():
         return False
     saved = json.loads(state.read_text())
-    same = all(saved["config"].get(name) == getattr(config, name) for name in (*_RESUME_FIELDS, "epochs"))
+    same = all(saved["config"].get(name) == getattr(config, name) for name in (*RESUME_FIELDS, "epochs"))
     return same and saved["epoch"] >= config.epochs
 
 

@@ -24,7 +24,7 @@ from pathlib import Path
 
 
 def main(argv: list[str] | None = None) -> int:
-    from fulora_data.classifier.train import TRAIN_SETS
+    from fulora_data.classifier.config import TRAIN_SETS
     from fulora_data.errors import FuloraError
     from fulora_data.study import MODELS, run_grid
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import click
 
+from fulora_data.classifier.config import TRAIN_SETS, TrainConfig, parse_train_set
 from fulora_data.classifier.models import ARCHITECTURES
-from fulora_data.classifier.train import TRAIN_SETS, TrainConfig, parse_train_set
 from fulora_data.classifier.train import train as train_classifier
 
 
