@@ -14,6 +14,7 @@ from typing import Any
 
 from fulora_data.classifier.models import architecture, check_image_size, check_weights_option
 from fulora_data.errors import ConfigError, require
+from fulora_data.splits import VALIDATION_POLICIES
 
 TRAIN_SETS: dict[str, tuple[str, str, bool]] = {
     "ES": ("spanish", "es", False),
@@ -37,6 +38,7 @@ RESUME_FIELDS = (
     "weight_decay",
     "scheduler",
     "validation_size",
+    "validation_policy",
     "seed",
     "mixed_precision",
     "dataset_options",
@@ -59,6 +61,10 @@ class TrainConfig:
         weight_decay: SGD weight decay (0 in the study).
         scheduler: ``constant`` (the study) or ``cosine`` (annealed to 0 over ``epochs``).
         validation_size: Training images held out for validation (0: none, keep the last epoch).
+        validation_policy: How they are chosen when the training set has no validation split of its own:
+            ``patient`` (whole patients, so no patient is on both sides; images without a patient id count
+            one by one) or ``study`` (random images, patient-blind, as the study did). See
+            ``fulora_data.splits``.
         seed: Seed of the initialisation, hold-out, shuffling and augmentation.
         num_workers: DataLoader worker processes (no effect on the results).
         mixed_precision: ``no``, ``fp16`` (GPU only) or ``bf16``.
@@ -82,6 +88,7 @@ class TrainConfig:
     weight_decay: float = 0.0
     scheduler: str = "constant"
     validation_size: int = 200
+    validation_policy: str = "patient"
     seed: int = 0
     num_workers: int = 2
     mixed_precision: str = "no"
@@ -178,6 +185,11 @@ class TrainConfig:
             raise ConfigError(f"scheduler must be one of {', '.join(SCHEDULERS)}; got {self.scheduler!r}")
         if not isinstance(self.validation_size, int) or self.validation_size < 0:
             raise ConfigError(f"validation_size must be 0 or more; got {self.validation_size!r}")
+        if self.validation_policy not in VALIDATION_POLICIES:
+            raise ConfigError(
+                f"validation_policy must be one of {', '.join(VALIDATION_POLICIES)}; "
+                f"got {self.validation_policy!r}"
+            )
         if self.num_workers < 0:
             raise ConfigError(f"num_workers must be 0 or more; got {self.num_workers!r}")
         if self.mixed_precision not in MIXED_PRECISION:

@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from fulora_data.classifier.models import IMAGENET_MEAN, IMAGENET_STD
-from fulora_data.errors import ConfigError, DataError, require
+from fulora_data.errors import DataError, require
 
 CACHE_FORMAT = 1  # bump when the way the cache is made changes, so old caches are not reused
 _CHUNK = 64
@@ -38,6 +38,12 @@ def default_cache_root() -> Path:
         os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "fulora"
     )
     return Path(root) / "image-cache"
+
+
+def default_image_cache(dataset) -> Path | None:
+    """Beside the built dataset's Arrow files (so it goes when the dataset cache is cleared), if it has any."""
+    files = getattr(dataset, "cache_files", None) or []
+    return Path(files[0]["filename"]).parent / "fulora-image-cache" if files else None
 
 
 def cache_key(dataset, image_size: int) -> str:
@@ -236,32 +242,28 @@ def augmentation_seed(seed: int, epoch: int, row: int) -> int:
     return (seed * 1_000_003 + epoch * 7_919_993 + row * 2_654_435_761) % (2**63 - 1)
 
 
-def split_validation(n: int, requested: int, seed: int) -> tuple[np.ndarray, np.ndarray, str | None]:
-    """Hold out ``requested`` random images for validation, fewer for a tiny set.
+def load_training_set(config):
+    """Build (or reuse) the training data a ``TrainConfig`` names.
 
-    The study held out 200 random images of ~6,000. A set too small to spare that many (fewer than five
-    training images per validation image) keeps a fifth for validation instead, and a note says so.
-
-    Args:
-        n: Images in the training split.
-        requested: Images to hold out (0 disables validation).
-        seed: Seed of the draw.
+    ``ES`` is the ``spanish`` ``es`` train split (``source`` is its archive or folder); ``HB`` is the
+    ``hybrid`` ``es1150-syn5000`` set (``source`` is its real part, ``synthetic_source`` its synthetic part),
+    whose builder already holds out a patient-grouped validation split.
 
     Returns:
-        ``(train_indices, validation_indices, note)``, the indices sorted, ``note`` None unless scaled down.
-
-    Raises:
-        ConfigError: If ``requested`` is negative or the set is too small to train on.
+        ``(train, validation)``: ``datasets.Dataset`` splits; ``validation`` is None when the builder has none.
     """
-    if requested < 0:
-        raise ConfigError(f"validation_size must be 0 or more; got {requested!r}")
-    if n < 2:
-        raise ConfigError(f"the training set has {n} images; at least 2 are needed")
-    size, note = requested, None
-    if requested > n // 5:
-        size = max(1, n // 5)
-        note = (
-            f"the training set has only {n} images: holding out {size} for validation instead of {requested}"
+    from fulora_data.prepare import prepare
+
+    name, config_name = config.dataset
+    if name == "hybrid":
+        options = {"real_source": config.source, "synthetic_source": config.synthetic_source}
+        splits = prepare(
+            name, config_name, cache_dir=config.data_cache_dir, **options, **config.dataset_options
         )
-    order = np.random.default_rng(seed).permutation(n)
-    return np.sort(order[size:]), np.sort(order[:size]), note
+    else:
+        splits = prepare(
+            name, config_name, source=config.source, cache_dir=config.data_cache_dir, **config.dataset_options
+        )
+    if "train" not in splits:
+        raise DataError(f"{name}/{config_name} has no train split (splits: {', '.join(splits)})")
+    return splits["train"], splits.get("validation")

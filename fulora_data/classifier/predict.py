@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from fulora_data.classifier.data import CachedImages, prepare_image_cache
+from fulora_data.classifier.data import CachedImages, default_image_cache, prepare_image_cache
 from fulora_data.classifier.models import build_model
 from fulora_data.errors import ConfigError, DataError, require
 
@@ -122,7 +122,6 @@ def predict(checkpoint: str | os.PathLike, dataset, batch_size: int = 64, device
         DataError: If the split is empty or has no label column.
     """
     torch = require("torch", "train")
-    from fulora_data.classifier.train import default_image_cache
 
     if batch_size < 1:
         raise ConfigError(f"batch_size must be a positive integer; got {batch_size!r}")

@@ -45,6 +45,13 @@ def train() -> None:
 @click.option(
     "--validation-size", type=int, default=None, help="Training images held out for validation [200]."
 )
+@click.option(
+    "--validation-policy",
+    type=click.Choice(["patient", "study"]),
+    default=None,
+    help="How the hold-out is drawn when the training set has no validation split: patient (whole "
+    "patients, none on both sides) or study (random images, as the study did) [patient].",
+)
 @click.option("--seed", type=int, default=None, help="Seed [0].")
 @click.option("--num-workers", type=int, default=None, help="DataLoader workers [2].")
 @click.option("--mixed-precision", type=click.Choice(["no", "fp16", "bf16"]), default=None, help="[no].")
