@@ -30,6 +30,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from fulora_data.errors import ConfigError, DataError
+from fulora_data.io import atomic_write_text
 
 MANIFEST = "fulora_export.json"
 FORMAT = "fulora-export"
@@ -71,12 +72,6 @@ def _check_target(out: Path, name: str, version: str) -> dict[str, Any] | None:
             "moves, so export this version into a new folder"
         )
     return manifest
-
-
-def _atomic_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
 
 
 def write_parquet_shards(
@@ -195,5 +190,5 @@ def _write_configs(
         card = render_card(name, ordered, existing=existing, repo_id=repo_id)
         # Key order is data here: a later export re-renders this config's card from the manifest, and the
         # card's features give load_dataset its column order (and the split order of the tables).
-        _atomic_text(out / MANIFEST, json.dumps(manifest, indent=2, default=str))
-        _atomic_text(readme, card)
+        atomic_write_text(out / MANIFEST, json.dumps(manifest, indent=2, default=str))
+        atomic_write_text(readme, card)

@@ -19,6 +19,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from fulora_data.builders.african import COUNTRIES
+from fulora_data.io import atomic_file
 from fulora_data.pixels import png_bytes
 from fulora_data.taxonomy import CERVIX, PLANES, STUDY_PLANE_CODES
 
@@ -91,16 +92,15 @@ def render_plane_image(
 
 def _pack(folder: Path, archive: Path, *, top: str | None = None) -> Path:
     """Pack a folder into a zip (members at the root) or a tar.xz (members under ``top/``)."""
-    partial = archive.with_name(archive.name + ".partial")
-    if archive.name.endswith(".zip"):
-        with zipfile.ZipFile(partial, "w", compression=zipfile.ZIP_STORED) as zf:
-            for path in sorted(folder.rglob("*")):
-                if path.is_file():
-                    zf.write(path, path.relative_to(folder).as_posix())
-    else:
-        with tarfile.open(partial, "w:xz") as tf:
-            tf.add(folder, arcname=top or folder.name)
-    partial.replace(archive)
+    with atomic_file(archive) as partial:
+        if archive.name.endswith(".zip"):
+            with zipfile.ZipFile(partial, "w", compression=zipfile.ZIP_STORED) as zf:
+                for path in sorted(folder.rglob("*")):
+                    if path.is_file():
+                        zf.write(path, path.relative_to(folder).as_posix())
+        else:
+            with tarfile.open(partial, "w:xz") as tf:
+                tf.add(folder, arcname=top or folder.name)
     return archive
 
 

@@ -30,6 +30,7 @@ from typing import Any
 
 from fulora_data.classifier.config import RESUME_FIELDS, TRAIN_SETS, TrainConfig
 from fulora_data.errors import ConfigError
+from fulora_data.io import atomic_write_json, atomic_write_text
 
 MODELS: tuple[str, ...] = ("densenet169", "mobilenet_v2", "efficientnet_b0", "resnet18", "vit_b_16")
 METRICS: tuple[str, ...] = ("accuracy", "recall", "precision", "f1", "auc")
@@ -58,12 +59,6 @@ def _finished(folder: Path, config: TrainConfig) -> bool:
     saved = json.loads(state.read_text())
     same = all(saved["config"].get(name) == getattr(config, name) for name in (*RESUME_FIELDS, "epochs"))
     return same and saved["epoch"] >= config.epochs
-
-
-def _write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def comparison_table(rows: list[dict]) -> tuple[str, str]:
@@ -173,7 +168,7 @@ def run_grid(
         for key in ("model_name", "train_set"):
             scores.pop(key)
         summary = {k: scores[k] for k in METRICS}
-        (folder / "african_test_paper.json").write_text(json.dumps(scores, indent=2))
+        atomic_write_json(folder / "african_test_paper.json", scores)
         rows.append(
             {
                 "model": config.arch,
@@ -186,6 +181,6 @@ def run_grid(
             }
         )
         as_csv, as_md = comparison_table(rows)  # rewritten after every cell: a partial grid is still readable
-        _write_text(out / "comparison.csv", as_csv)
-        _write_text(out / "comparison.md", as_md)
+        atomic_write_text(out / "comparison.csv", as_csv)
+        atomic_write_text(out / "comparison.md", as_md)
     return rows

@@ -17,6 +17,7 @@ import datasets
 from PIL import Image, ImageDraw, ImageFont
 
 from fulora_data.errors import ConfigError
+from fulora_data.io import atomic_write_bytes
 from fulora_data.pixels import decode_gray
 
 REPORT_FILES = (
@@ -229,7 +230,7 @@ def write_report(
         written = {path.name for path in work.iterdir()}
         # report.md last: until it is replaced, the folder still reads as the earlier, complete report.
         for name in sorted(written, key=lambda name: name == "report.md"):
-            os.replace(work / name, directory / name)
+            atomic_write_bytes(directory / name, (work / name).read_bytes())
         for name in set(REPORT_FILES) - written:  # a stale figure would show pairs this audit did not find
             (directory / name).unlink(missing_ok=True)
     finally:

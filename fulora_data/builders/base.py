@@ -20,6 +20,7 @@ from PIL import Image, UnidentifiedImageError
 
 from fulora_data.archives import extract_archive, file_digests, verify_checksum
 from fulora_data.errors import ConfigError, DataError, SourceNotFoundError
+from fulora_data.io import atomic_write_text
 from fulora_data.taxonomy import base_features, plane_names, prompt_for
 
 PROVENANCE_FILE = "fulora_provenance.json"
@@ -174,7 +175,9 @@ class FuloraBuilder(datasets.GeneratorBasedBuilder):
             "version": str(self.config.version),
             **self._provenance,
         }
-        Path(self._output_dir, PROVENANCE_FILE).write_text(json.dumps(provenance, indent=2, sort_keys=True))
+        atomic_write_text(
+            Path(self._output_dir, PROVENANCE_FILE), json.dumps(provenance, indent=2, sort_keys=True)
+        )
 
     # ----------------------------------------------------------------- source resolution
     def _resolve_source(self, dl_manager) -> ResolvedSource:

@@ -42,6 +42,7 @@ from fulora_data.builders.build import build, column, load_provenance, make_buil
 from fulora_data.builders.spanish import EXTRA_COLUMNS, SpanishBuilder
 from fulora_data.builders.synthetic import STUDY_CITATION, SyntheticBuilder, provenance_features
 from fulora_data.errors import ConfigError, DataError
+from fulora_data.io import atomic_write_text
 from fulora_data.splits import hold_out_groups, per_plane_positions
 from fulora_data.taxonomy import PLANES, base_features
 
@@ -233,7 +234,7 @@ class HybridBuilder(FuloraBuilder):
             },
         }
         out = Path(self._output_dir)
-        (out / PLAN_FILE).write_text(json.dumps(plan))
+        atomic_write_text(out / PLAN_FILE, json.dumps(plan))
         split_dict = datasets.SplitDict(dataset_name=self.dataset_name)
         for split, rows in splits.items():
             split_dict.add(
@@ -261,7 +262,7 @@ class HybridBuilder(FuloraBuilder):
                 split: {name: len(rows_) for name, rows_ in plan["splits"][split].items()} for split in splits
             },
         }
-        (out / PROVENANCE_FILE).write_text(json.dumps(provenance, indent=2, sort_keys=True))
+        atomic_write_text(out / PROVENANCE_FILE, json.dumps(provenance, indent=2, sort_keys=True))
 
     def _validation_size(self, total: int) -> int:
         wanted = self.config.validation_size

@@ -11,6 +11,7 @@ from pathlib import Path
 from string import Template
 
 from fulora_data.errors import SourceNotFoundError
+from fulora_data.io import atomic_write_text
 
 # fulora_data/templates links to the repository's cards/ folder, so the templates ship inside the package.
 TEMPLATE = Path(__file__).parents[1] / "templates" / "classifier_card.md"
@@ -121,11 +122,7 @@ def write_model_card(model_dir: str | os.PathLike, *, history: list[dict] | None
             if not key.endswith(("running_mean", "running_var", "num_batches_tracked")):
                 parameters += _product(handle.get_slice(key).get_shape())
     text = render_model_card(config, history=history, parameters=parameters)
-    target = folder / "README.md"
-    tmp = folder / f".README.md.tmp-{os.getpid()}"
-    tmp.write_text(text)
-    os.replace(tmp, target)
-    return target
+    return atomic_write_text(folder / "README.md", text)
 
 
 def _product(shape) -> int:

@@ -27,6 +27,7 @@ import numpy as np
 
 from fulora_data.classifier.models import IMAGENET_MEAN, IMAGENET_STD
 from fulora_data.errors import DataError, require
+from fulora_data.io import atomic_file, atomic_write_json
 
 CACHE_FORMAT = 1  # bump when the way the cache is made changes, so old caches are not reused
 _CHUNK = 64
@@ -116,27 +117,27 @@ def prepare_image_cache(
         return folder
     folder.mkdir(parents=True, exist_ok=True)
     n = len(dataset)
-    partial = folder / f"images.npy.partial-{os.getpid()}"
-    images = np.lib.format.open_memmap(partial, mode="w+", dtype=np.uint8, shape=(n, image_size, image_size))
     raw = dataset.cast_column("image", datasets.Image(decode=False)).select_columns(["image"])
     bar = tqdm(total=n, desc=f"resizing to {image_size}px (once)", unit="img", disable=not progress)
-    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:  # PIL releases the GIL
-        for start in range(0, n, _CHUNK):
-            chunk = raw[start : start + _CHUNK]["image"]
-            arrays = pool.map(lambda item: _resize_png(item["bytes"], image_size), chunk)
-            for offset, array in enumerate(arrays):
-                images[start + offset] = array
-            bar.update(len(chunk))
+    with atomic_file(folder / "images.npy") as partial:
+        images = np.lib.format.open_memmap(
+            partial, mode="w+", dtype=np.uint8, shape=(n, image_size, image_size)
+        )
+        with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:  # PIL releases the GIL
+            for start in range(0, n, _CHUNK):
+                chunk = raw[start : start + _CHUNK]["image"]
+                arrays = pool.map(lambda item: _resize_png(item["bytes"], image_size), chunk)
+                for offset, array in enumerate(arrays):
+                    images[start + offset] = array
+                bar.update(len(chunk))
+        images.flush()
+        del images
     bar.close()
-    images.flush()
-    del images
     labels = np.asarray(dataset.select_columns(["label"]).with_format(None)["label"][:], dtype=np.int64)
-    np.save(folder / "labels.npy", labels)
-    os.replace(partial, folder / "images.npy")
+    with atomic_file(folder / "labels.npy") as partial, open(partial, "wb") as handle:
+        np.save(handle, labels)
     meta = {"n": n, "image_size": image_size, "fingerprint": dataset._fingerprint, "format": CACHE_FORMAT}
-    tmp = folder / f"meta.json.partial-{os.getpid()}"
-    tmp.write_text(json.dumps(meta, indent=2))
-    os.replace(tmp, folder / "meta.json")  # written last: its presence means the copy is complete
+    atomic_write_json(folder / "meta.json", meta)  # written last: its presence means the copy is complete
     return folder
 
 
