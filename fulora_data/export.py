@@ -29,6 +29,7 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from fulora_data import datasets_internals as hf
 from fulora_data.errors import ConfigError, DataError
 from fulora_data.io import atomic_write_text
 
@@ -82,7 +83,7 @@ def write_parquet_shards(
     Returns:
         One ``{"file", "num_rows", "num_bytes"}`` per shard.
     """
-    nbytes = dataset._estimate_nbytes() if len(dataset) else 0
+    nbytes = hf.estimate_nbytes(dataset)
     num_shards = max(1, math.ceil(nbytes / max_shard_size)) if len(dataset) else 1
     num_shards = min(num_shards, max(1, len(dataset)))
     files = []
@@ -171,7 +172,7 @@ def _write_configs(
                 files = write_parquet_shards(dataset, staging, split, max_shard_size=max_shard_size)
                 summary["splits"][split]["files"] = [f"data/{config}/{f['file']}" for f in files]
                 summary["splits"][split]["parquet_bytes"] = sum(f["num_bytes"] for f in files)
-                summary["splits"][split]["num_bytes"] = dataset._estimate_nbytes() if len(dataset) else 0
+                summary["splits"][split]["num_bytes"] = hf.estimate_nbytes(dataset)
             target = out / "data" / config
             old = out / "data" / f".{config}-old-{os.getpid()}"
             if target.exists():

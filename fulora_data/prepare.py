@@ -8,6 +8,7 @@ from typing import Any
 
 import datasets
 
+from fulora_data import datasets_internals as hf
 from fulora_data.builders import BUILDERS, FuloraBuilder, get_builder_class
 from fulora_data.builders import build as build_module
 from fulora_data.builders.build import build, column, load_provenance
@@ -100,7 +101,7 @@ def describe(builder: FuloraBuilder, splits: datasets.DatasetDict) -> dict[str, 
         "features": list(next(iter(splits.values())).features) if splits else [],
         "license": builder.LICENSE,
         "homepage": builder.HOMEPAGE,
-        "cache_path": str(builder._output_dir),
+        "cache_path": str(hf.output_dir(builder)),
         "provenance": load_provenance(builder),
     }
 

@@ -173,3 +173,27 @@ def test_the_checks_catch_a_loop_and_an_upward_import():
     assert "fulora_data.pixels" in edges["fulora_data.generated"]
     with pytest.raises(AssertionError, match="in no layer"):
         layer_of("fulora_data_other")
+
+
+def test_datasets_private_hooks_exist(tmp_path):
+    """The private ``datasets`` parts listed in ``fulora_data.datasets_internals`` are still there."""
+    import datasets
+
+    from fulora_data import datasets_internals as hf
+
+    for owner, name in hf.OVERRIDDEN_HOOKS:
+        assert callable(getattr(owner, name, None)), f"datasets.{owner.__name__}.{name} is gone"
+    table = datasets.Dataset.from_dict({"x": [1, 2, 3]})
+    assert hf.fingerprint(table) and hf.estimate_nbytes(table) > 0
+    assert str(hf.set_split(table.select([0]), "validation").split) == "validation"
+    builder = datasets.load_dataset_builder(
+        "json", data_files={"train": str(_json(tmp_path))}, cache_dir=str(tmp_path)
+    )
+    assert hf.cache_root(builder) == str(tmp_path) and hf.output_dir(builder).startswith(str(tmp_path))
+    assert hf.estimate_nbytes(table.select([])) == 0
+
+
+def _json(tmp_path):
+    path = tmp_path / "rows.json"
+    path.write_text('{"x": 1}\n')
+    return path

@@ -18,6 +18,7 @@ from typing import Any, ClassVar
 import datasets
 from PIL import Image, UnidentifiedImageError
 
+from fulora_data import datasets_internals as hf
 from fulora_data.archives import extract_archive, file_digests, verify_checksum
 from fulora_data.errors import ConfigError, DataError, SourceNotFoundError
 from fulora_data.io import atomic_write_text
@@ -176,7 +177,7 @@ class FuloraBuilder(datasets.GeneratorBasedBuilder):
             **self._provenance,
         }
         atomic_write_text(
-            Path(self._output_dir, PROVENANCE_FILE), json.dumps(provenance, indent=2, sort_keys=True)
+            Path(hf.output_dir(self), PROVENANCE_FILE), json.dumps(provenance, indent=2, sort_keys=True)
         )
 
     # ----------------------------------------------------------------- source resolution
@@ -210,11 +211,20 @@ class FuloraBuilder(datasets.GeneratorBasedBuilder):
             ) from err
         return self._from_archive(Path(downloaded), kind="download", location=self.SOURCE_URL)
 
+    def _expected_checksums(self) -> tuple[str | None, str | None]:
+        """The ``(md5, sha256)`` an archive must have; ``None`` checks nothing (the digests are still recorded).
+
+        The default is ``--md5`` when given, else ``ARCHIVE_MD5``, and ``ARCHIVE_SHA256``. A builder whose
+        config can switch the check off (``synthetic --no-verify``) overrides this hook rather than changing
+        its class constants.
+        """
+        return self.config.archive_md5 or self.ARCHIVE_MD5, self.ARCHIVE_SHA256
+
     def _from_archive(self, archive: Path, *, kind: str, location: str | None = None) -> ResolvedSource:
         digests = file_digests(archive)
-        md5 = self.config.archive_md5 or self.ARCHIVE_MD5
-        verify_checksum(archive, digests, md5=md5, sha256=self.ARCHIVE_SHA256)
-        extracted_root = Path(self._cache_dir_root) / "fulora_extracted"
+        md5, sha256 = self._expected_checksums()
+        verify_checksum(archive, digests, md5=md5, sha256=sha256)
+        extracted_root = Path(hf.cache_root(self)) / "fulora_extracted"
         target = extracted_root / f"{self.NAME}-{digests['sha256'][:20]}"
         if not target.is_dir():
             extracted_root.mkdir(parents=True, exist_ok=True)

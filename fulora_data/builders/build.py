@@ -16,6 +16,7 @@ from typing import Any
 
 import datasets
 
+from fulora_data import datasets_internals as hf
 from fulora_data.builders.base import PROVENANCE_FILE, FuloraBuilder, FuloraConfig
 from fulora_data.errors import ConfigError, FuloraError
 
@@ -141,7 +142,7 @@ def build(builder: FuloraBuilder) -> datasets.DatasetDict:
 
 def load_provenance(builder: FuloraBuilder) -> dict[str, Any]:
     """Return what a built dataset recorded about its source (archive checksums, subset rule, drops)."""
-    path = Path(builder._output_dir, PROVENANCE_FILE)
+    path = Path(hf.output_dir(builder), PROVENANCE_FILE)
     return json.loads(path.read_text()) if path.is_file() else {}
 
 

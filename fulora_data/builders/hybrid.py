@@ -37,6 +37,7 @@ from typing import Any
 
 import datasets
 
+from fulora_data import datasets_internals as hf
 from fulora_data.builders.base import PROVENANCE_FILE, FuloraBuilder, FuloraConfig
 from fulora_data.builders.build import build, column, load_provenance, make_builder
 from fulora_data.builders.spanish import EXTRA_COLUMNS, SpanishBuilder
@@ -169,7 +170,7 @@ class HybridBuilder(FuloraBuilder):
         for part, (cls, config, options) in self._part_requests().items():
             name = cls.NAME
             source = options.pop("source")
-            builder = make_builder(cls, config, source=source, cache_dir=self._cache_dir_root, **options)
+            builder = make_builder(cls, config, source=source, cache_dir=hf.cache_root(self), **options)
             splits = build(builder)
             if "train" not in splits:
                 raise ConfigError(f"{name} config {config!r} has no train split to draw a hybrid from")
@@ -233,7 +234,7 @@ class HybridBuilder(FuloraBuilder):
                 for split, rows in splits.items()
             },
         }
-        out = Path(self._output_dir)
+        out = Path(hf.output_dir(self))
         atomic_write_text(out / PLAN_FILE, json.dumps(plan))
         split_dict = datasets.SplitDict(dataset_name=self.dataset_name)
         for split, rows in splits.items():
@@ -278,7 +279,7 @@ class HybridBuilder(FuloraBuilder):
     # ------------------------------------------------------------------ load: assemble from the plan
     def _as_dataset(self, split=datasets.Split.TRAIN, in_memory: bool = False) -> datasets.Dataset:
         split = str(split)
-        plan = json.loads(Path(self._output_dir, PLAN_FILE).read_text())
+        plan = json.loads(Path(hf.output_dir(self), PLAN_FILE).read_text())
         if split not in plan["splits"]:
             raise ConfigError(
                 f"hybrid {self.config.name!r} has no split {split!r}; it has {', '.join(plan['splits'])}"
@@ -287,8 +288,7 @@ class HybridBuilder(FuloraBuilder):
         rows = plan["splits"][split]
         indices = rows["real"] + [offset + j for j in rows["synthetic"]]
         dataset = combined.select(indices, keep_in_memory=True)
-        dataset._split = datasets.NamedSplit(split)
-        return dataset
+        return hf.set_split(dataset, split)
 
     def _combined(self, plan: dict) -> tuple[datasets.Dataset, int]:
         """Return both parts as one dataset (real rows first) and the synthetic part's offset."""
@@ -306,8 +306,8 @@ class HybridBuilder(FuloraBuilder):
                 or _ids_digest(column(dataset, "image_id")) != expected["image_ids_sha256"]
             ):
                 raise DataError(
-                    f"the cached {builder.NAME} {builder.config.name!r} build at {builder._output_dir} is not the "
-                    f"one this hybrid was built from; delete {self._output_dir} to rebuild the hybrid"
+                    f"the cached {builder.NAME} {builder.config.name!r} build at {hf.output_dir(builder)} is not the "
+                    f"one this hybrid was built from; delete {hf.output_dir(self)} to rebuild the hybrid"
                 )
             aligned.append(align_columns(dataset, features))
         combined = datasets.concatenate_datasets(aligned)

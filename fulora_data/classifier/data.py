@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from fulora_data import datasets_internals as hf
 from fulora_data.classifier.models import IMAGENET_MEAN, IMAGENET_STD
 from fulora_data.errors import DataError, require
 from fulora_data.io import atomic_file, atomic_write_json
@@ -49,7 +50,7 @@ def default_image_cache(dataset) -> Path | None:
 
 def cache_key(dataset, image_size: int) -> str:
     """Identify a split's resized copy: the dataset's fingerprint, its length and the size."""
-    fingerprint = getattr(dataset, "_fingerprint", None)
+    fingerprint = hf.fingerprint(dataset)
     if not fingerprint:
         raise DataError("the dataset has no fingerprint; load it with fulora_data.prepare or datasets")
     text = f"{fingerprint}:{len(dataset)}:{image_size}:v{CACHE_FORMAT}"
@@ -136,7 +137,7 @@ def prepare_image_cache(
     labels = np.asarray(dataset.select_columns(["label"]).with_format(None)["label"][:], dtype=np.int64)
     with atomic_file(folder / "labels.npy") as partial, open(partial, "wb") as handle:
         np.save(handle, labels)
-    meta = {"n": n, "image_size": image_size, "fingerprint": dataset._fingerprint, "format": CACHE_FORMAT}
+    meta = {"n": n, "image_size": image_size, "fingerprint": hf.fingerprint(dataset), "format": CACHE_FORMAT}
     atomic_write_json(folder / "meta.json", meta)  # written last: its presence means the copy is complete
     return folder
 

@@ -35,6 +35,7 @@ from pathlib import Path
 from typing import Any
 
 from fulora_data import __version__
+from fulora_data import datasets_internals as hf
 from fulora_data.checkpoint import (
     STATE_FILE,
     atomic_folder,
@@ -184,7 +185,7 @@ def load_data(config: TrainConfig, dataset, validation_dataset, *, progress: boo
     info = {
         "name": config.dataset[0],
         "config": config.dataset[1],
-        "fingerprint": getattr(dataset, "_fingerprint", None),
+        "fingerprint": hf.fingerprint(dataset),
         "num_images": len(train) + len(validation),
     }
     return TrainingData(train, validation, label_names, info, policy, notes)
