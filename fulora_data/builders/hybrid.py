@@ -287,7 +287,10 @@ class HybridBuilder(FuloraBuilder):
         combined, offset = self._combined(plan)
         rows = plan["splits"][split]
         indices = rows["real"] + [offset + j for j in rows["synthetic"]]
-        dataset = combined.select(indices, keep_in_memory=True)
+        digest = hashlib.sha256(",".join(map(str, indices)).encode()).hexdigest()
+        dataset = combined.select(
+            indices, keep_in_memory=True, new_fingerprint=hf.derived_fingerprint(combined, "select", digest)
+        )
         return hf.set_split(dataset, split)
 
     def _combined(self, plan: dict) -> tuple[datasets.Dataset, int]:
@@ -337,5 +340,10 @@ def align_columns(dataset: datasets.Dataset, features: datasets.Features) -> dat
                 )
             continue
         is_text = isinstance(feature, datasets.Value) and feature.dtype == "string"
-        dataset = dataset.add_column(name, ["" if is_text else None] * len(dataset), feature=feature)
+        dataset = dataset.add_column(
+            name,
+            ["" if is_text else None] * len(dataset),
+            feature=feature,
+            new_fingerprint=hf.derived_fingerprint(dataset, "add_column", name, str(feature)),
+        )
     return dataset.select_columns(list(features))
