@@ -21,13 +21,13 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
-import json
 import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from fulora_data.checkpoint import find_checkpoint, read_state
 from fulora_data.classifier.config import RESUME_FIELDS, TRAIN_SETS, TrainConfig
 from fulora_data.errors import ConfigError
 from fulora_data.io import atomic_write_json, atomic_write_text
@@ -53,10 +53,10 @@ def _finished(folder: Path, config: TrainConfig) -> bool:
     A run with other settings (seed, weights, epochs, ...) is not reused: it is handed to ``train`` with
     ``resume=True``, which continues it when only the number of epochs grew and refuses it otherwise.
     """
-    state = folder / "checkpoint" / "state.json"
-    if not state.is_file():
+    found = find_checkpoint(folder / "checkpoint")
+    if found is None:
         return False
-    saved = json.loads(state.read_text())
+    saved = read_state(found)
     same = all(saved["config"].get(name) == getattr(config, name) for name in (*RESUME_FIELDS, "epochs"))
     return same and saved["epoch"] >= config.epochs
 
