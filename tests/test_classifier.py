@@ -495,3 +495,15 @@ def test_training_launched_as_two_processes_is_refused_at_start_up(tmp_path):
     assert done.returncode != 0
     assert done.stdout.count("launched as 2 processes") == 2, done.stdout + done.stderr
     assert not (tmp_path / "out").exists()
+
+
+def test_model_card_names_the_validation_policy(es, tmp_path):
+    from fulora_data.classifier.card import render_model_card
+
+    config = tiny(validation_policy="study", image_cache_dir=str(tmp_path / "img"))
+    train(config, tmp_path / "run", dataset=es, progress=False)
+    card = (tmp_path / "run" / "model" / "README.md").read_text()
+    assert f"{len(es) - 4} for training, 4 held out for validation, random images as in the study)" in card
+    saved = json.loads((tmp_path / "run" / "model" / "config.json").read_text())
+    del saved["validation_policy"]  # a model trained before the policy was recorded
+    assert "4 held out for validation) |" in render_model_card(saved)

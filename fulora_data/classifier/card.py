@@ -44,6 +44,13 @@ def _history_table(history: list[dict]) -> str:
     return "\n".join(lines)
 
 
+_POLICY_TEXT = {
+    "patient": ", whole patients",
+    "study": ", random images as in the study",
+    "the dataset's own validation split": ", the dataset's own validation split",
+}
+
+
 def render_model_card(
     config: dict, *, history: list[dict] | None = None, parameters: int | None = None
 ) -> str:
@@ -88,6 +95,7 @@ def render_model_card(
         "num_images": dataset.get("num_images", "n/a"),
         "train_images": config.get("images", {}).get("train", "n/a"),
         "validation_images": config.get("images", {}).get("validation", "n/a"),
+        "validation_policy": _POLICY_TEXT.get(config.get("validation_policy"), ""),
         "augmentation": (
             "RandomRotation(15), RandomResizedCrop(scale 0.08-1), RandomHorizontalFlip"
             if config.get("augment")
