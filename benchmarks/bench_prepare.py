@@ -1,4 +1,4 @@
-"""Benchmark ``fulora_data.prepare("spanish", "es")`` against ``load_dataset("imagefolder")`` (issue 2).
+"""Benchmark ``fulora_data.prepare("spanish", "es")`` against ``load_dataset("imagefolder")``.
 
 What it does, in one run:
 

@@ -9,7 +9,7 @@ machine is offline). The 224 px copy is made before the clock starts, as it is m
 
 It prints, per precision: seconds for the epoch (training + validation + checkpoint writes), training
 images/s, and peak GPU memory; plus the projected time of the study's 20-epoch run. That figure calibrates
-the grid's GPU-cost estimate in ``fulora_data.classifier.grid``.
+the grid's GPU-cost estimate in ``fulora_data.study``.
 
     python benchmarks/gpu_check_classifier.py                       # bf16, fp16 and fp32, with DA
     python benchmarks/gpu_check_classifier.py --precisions bf16 --workers 16

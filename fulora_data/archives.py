@@ -19,6 +19,7 @@ from pathlib import Path, PurePosixPath
 from tqdm.auto import tqdm
 
 from fulora_data.errors import ArchiveError, ChecksumError, UnsafeArchiveError
+from fulora_data.io import atomic_folder
 
 _CHUNK = 4 * 1024 * 1024
 _PROGRESS_FROM_BYTES = 256 * 1024 * 1024
@@ -117,23 +118,16 @@ def extract_archive(archive: str | os.PathLike, dest: str | os.PathLike) -> Path
     """
     archive, dest = Path(archive), Path(dest)
     kind = archive_kind(archive)
-    partial = dest.with_name(f"{dest.name}.partial-{os.getpid()}")
-    shutil.rmtree(partial, ignore_errors=True)
-    partial.mkdir(parents=True)
     try:
-        if kind == "zip":
-            _extract_zip(archive, partial)
-        else:
-            _extract_tar(archive, partial)
-        partial.rename(dest)
+        with atomic_folder(dest) as partial:  # removed again if extraction fails
+            if kind == "zip":
+                _extract_zip(archive, partial)
+            else:
+                _extract_tar(archive, partial)
     except (zipfile.BadZipFile, tarfile.TarError, EOFError, lzma.LZMAError, zlib.error, OSError) as err:
-        shutil.rmtree(partial, ignore_errors=True)
         if isinstance(err, OSError) and not isinstance(err, tarfile.TarError) and err.errno is not None:
             raise
         raise ArchiveError(f"{archive} is corrupt or truncated ({err}); download it again") from err
-    except BaseException:
-        shutil.rmtree(partial, ignore_errors=True)
-        raise
     return dest
 
 

@@ -51,10 +51,12 @@ def run_demo(
         log: Where progress lines go.
 
     Returns:
-        A summary: dataset sizes, export folders, audit counts and the zero-shot metrics.
+        A summary: dataset sizes, export folders, audit counts, the zero-shot metrics and the classifier's
+        ``model_dir``.
     """
     from fulora_data.audit.run import audit_dataset
-    from fulora_data.classifier.train import TrainConfig, train
+    from fulora_data.classifier.config import TrainConfig
+    from fulora_data.classifier.train import train
     from fulora_data.evaluation.run import evaluate_checkpoint
     from fulora_data.export import export
 
@@ -119,4 +121,11 @@ def run_demo(
         + ", ".join(f"{k} {v:.3f}" if isinstance(v, float) else f"{k} {v}" for k, v in metrics.items())
     )
     log(f"      report: {workdir / 'report'}")
-    return {"sizes": sizes, "exports": exports, "audit": audit, "zero_shot": metrics, "workdir": str(workdir)}
+    return {
+        "sizes": sizes,
+        "exports": exports,
+        "audit": audit,
+        "zero_shot": metrics,
+        "model_dir": run["model_dir"],
+        "workdir": str(workdir),
+    }

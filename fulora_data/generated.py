@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from fulora_data.errors import DataError, SourceNotFoundError
+from fulora_data.io import atomic_write_text
 
 FORMAT = "fulora-generated"
 FORMAT_VERSION = 1
@@ -120,15 +121,6 @@ class GeneratedImage:
     record: GenerationRecord
     shard: str
     sha256: str
-
-
-def _atomic_write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8") as handle:
-        handle.write(text)
-        handle.flush()
-        os.fsync(handle.fileno())
-    tmp.replace(path)
 
 
 def _read_manifest(folder: Path) -> dict[str, Any] | None:
@@ -238,10 +230,10 @@ class GeneratedWriter:
                     f"{metadata} has {len(lines)} rows but {MANIFEST} commits {n}; the folder is damaged"
                 )
             if len(lines) > n:
-                _atomic_write_text(metadata, "".join(line + "\n" for line in lines[:n]))
+                atomic_write_text(metadata, "".join(line + "\n" for line in lines[:n]))
         elif n:
             raise DataError(f"{metadata} is missing but {MANIFEST} commits {n} images; the folder is damaged")
-        _atomic_write_text(self.folder / MANIFEST, json.dumps(self._manifest, indent=2))
+        atomic_write_text(self.folder / MANIFEST, json.dumps(self._manifest, indent=2))
 
     # ------------------------------------------------------------------ writing
     def add(self, image: bytes | Any, record: GenerationRecord) -> None:
@@ -262,7 +254,7 @@ class GeneratedWriter:
         if record.image_id in self.done or any(r.image_id == record.image_id for _, r in self._pending):
             raise DataError(f"image {record.image_id!r} was already written to {self.folder}")
         if not isinstance(image, bytes):
-            from fulora_data.samples import png_bytes
+            from fulora_data.pixels import png_bytes
 
             image = png_bytes(image)
         self._pending.append((image, record))
@@ -301,7 +293,7 @@ class GeneratedWriter:
             }
         )
         self._manifest["num_images"] += len(rows)
-        _atomic_write_text(self.folder / MANIFEST, json.dumps(self._manifest, indent=2))
+        atomic_write_text(self.folder / MANIFEST, json.dumps(self._manifest, indent=2))
         self.done.update(r["image_id"] for r in rows)
         self._pending = []
 
@@ -309,7 +301,7 @@ class GeneratedWriter:
         """Commit the last shard and, with ``complete``, mark the set finished. Returns the folder."""
         self._commit_shard()
         self._manifest["complete"] = complete
-        _atomic_write_text(self.folder / MANIFEST, json.dumps(self._manifest, indent=2))
+        atomic_write_text(self.folder / MANIFEST, json.dumps(self._manifest, indent=2))
         return self.folder
 
     def __enter__(self) -> GeneratedWriter:

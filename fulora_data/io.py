@@ -58,6 +58,30 @@ def atomic_write_bytes(path: str | os.PathLike, data: bytes) -> Path:
     return path
 
 
+@contextlib.contextmanager
+def atomic_file(path: str | os.PathLike) -> Iterator[Path]:
+    """Let a writer that wants a file name (``np.save``, a plot, a Parquet or zip writer) write atomically.
+
+    Use as ``with atomic_file(out / "x.npy") as tmp: np.save(tmp, array)``: the writer writes ``tmp`` (a
+    temporary sibling); leaving the block normally fsyncs it and renames it over ``path`` (then fsyncs the
+    folder), leaving it with an exception removes it and keeps ``path`` as it was.
+
+    Yields:
+        The temporary path to write.
+    """
+    path = Path(path)
+    tmp = _tmp_sibling(path)
+    try:
+        yield tmp
+        with open(tmp, "rb") as handle:
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+    fsync_dir(path.parent)
+
+
 def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
     """Write UTF-8 ``text`` to ``path`` atomically. Returns the path written."""
     return atomic_write_bytes(path, text.encode("utf-8"))

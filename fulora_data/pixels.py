@@ -1,4 +1,4 @@
-"""Pixel-level identity of images, shared by the builders and the audit."""
+"""Pixel helpers shared by the builders, the generated-image format and the audit: identity and encoding."""
 
 from __future__ import annotations
 
@@ -12,6 +12,13 @@ def decode_gray(data: bytes) -> Image.Image:
     """Decode image bytes to the datasets' declared mode, 8-bit grayscale (``L``)."""
     with Image.open(io.BytesIO(data)) as image:
         return image.convert("L") if image.mode != "L" else image.copy()
+
+
+def png_bytes(image: Image.Image) -> bytes:
+    """Encode an image as PNG."""
+    buffer = io.BytesIO()
+    image.save(buffer, format="PNG")
+    return buffer.getvalue()
 
 
 def pixel_digest(data: bytes) -> str:

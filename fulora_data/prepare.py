@@ -2,53 +2,33 @@
 
 from __future__ import annotations
 
-import dataclasses
-import hashlib
-import json
 import os
 from collections import Counter
-from pathlib import Path
 from typing import Any
 
 import datasets
 
-from fulora_data.builders import BUILDERS, FuloraBuilder, FuloraConfig, get_builder_class
-from fulora_data.builders.base import PROVENANCE_FILE
-from fulora_data.errors import ConfigError, FuloraError
+from fulora_data import datasets_internals as hf
+from fulora_data.builders import BUILDERS, FuloraBuilder, get_builder_class
+from fulora_data.builders import build as build_module
+from fulora_data.builders.build import build, column, load_provenance
 
-_BASE_FIELDS = {f.name for f in dataclasses.fields(FuloraConfig)} - {"drop_test_duplicates", "archive_md5"}
+__all__ = [
+    "build",
+    "column",
+    "describe",
+    "info",
+    "list_builders",
+    "load_provenance",
+    "make_builder",
+    "option_names",
+    "prepare",
+]
 
 
 def option_names(name: str) -> list[str]:
     """Return the options a builder accepts besides ``source`` (its config dataclass fields)."""
-    cls = get_builder_class(name)
-    fields = {f.name for f in dataclasses.fields(cls.BUILDER_CONFIG_CLASS)}
-    fields -= _BASE_FIELDS
-    return sorted(fields)
-
-
-def _fingerprint(path: Path) -> str:
-    """Cheap identity of a file or folder (sizes and modification times), to notice a changed source."""
-    entries: list[str] = []
-    if path.is_file():
-        stat = path.stat()
-        entries.append(f"{stat.st_size}:{stat.st_mtime_ns}")
-    else:
-        for root, dirs, files in os.walk(path):
-            depth = Path(root).relative_to(path).parts
-            rel = "/".join(depth)
-            entries.append(f"{rel}/:{os.stat(root).st_mtime_ns}")
-            # Metadata files sit up to two levels down (as deep as builders look for their root marker) and
-            # are edited in place, which leaves their folder's time alone; PNGs past the top are covered by
-            # their folder's time, so thousands of images cost no stat.
-            for name in sorted(files):
-                if len(depth) == 0 or not name.lower().endswith(".png"):
-                    stat = os.stat(os.path.join(root, name))
-                    entries.append(f"{rel}/{name}:{stat.st_size}:{stat.st_mtime_ns}")
-            if len(depth) >= 2:
-                dirs[:] = []
-            dirs.sort()
-    return hashlib.sha256("\n".join(entries).encode()).hexdigest()[:16]
+    return build_module.option_names(get_builder_class(name))
 
 
 def make_builder(
@@ -59,7 +39,7 @@ def make_builder(
     cache_dir: str | os.PathLike | None = None,
     **options: Any,
 ) -> FuloraBuilder:
-    """Instantiate a builder with validated options.
+    """Instantiate a builder by dataset name with validated options (see ``fulora_data.builders.build``).
 
     Args:
         name: A registered dataset name (``fulora data list``).
@@ -74,67 +54,9 @@ def make_builder(
     Raises:
         ConfigError: For an unknown dataset, config or option.
     """
-    cls = get_builder_class(name)
-    config_names = [c.name for c in cls.BUILDER_CONFIGS]
-    config = config or cls.DEFAULT_CONFIG_NAME
-    if config not in config_names:
-        raise ConfigError(f"{name} has no config {config!r}; choose one of {', '.join(config_names)}")
-    accepted = set(option_names(name))
-    kwargs: dict[str, Any] = {}
-    prints: list[str] = []
-    for key, value in options.items():
-        if value is None:
-            continue
-        if key not in accepted:
-            raise ConfigError(f"{name} has no option {key!r}; its options are {', '.join(sorted(accepted))}")
-        if isinstance(value, os.PathLike):
-            value = str(value)
-        if isinstance(value, str) and key.endswith(("_csv", "_dir", "_path", "labels", "source")):
-            path = Path(value).expanduser()
-            if not path.exists():
-                raise ConfigError(f"option {key}: {path} does not exist")
-            value = str(path.resolve())
-            prints.append(_fingerprint(path))
-        kwargs[key] = value
-    if source is not None:
-        path = Path(source).expanduser()
-        if path.exists():
-            kwargs["source"] = str(path.resolve())
-            prints.append(_fingerprint(path))
-        else:
-            kwargs["source"] = str(path)
-    if prints:
-        kwargs["source_fingerprint"] = "-".join(prints)
-    return cls(cache_dir=str(cache_dir) if cache_dir is not None else None, config_name=config, **kwargs)
-
-
-def _unwrap(err: BaseException) -> BaseException:
-    """Return the fulora error behind a ``datasets`` wrapper, if there is one."""
-    seen = err
-    while seen is not None:
-        if isinstance(seen, FuloraError):
-            return seen
-        seen = seen.__cause__ or seen.__context__
-    return err
-
-
-def build(builder: FuloraBuilder) -> datasets.DatasetDict:
-    """Build (or reuse from the cache) a builder's dataset and return its splits.
-
-    A failed build leaves nothing in the cache: ``datasets`` writes into a temporary folder that it renames
-    only on success and removes otherwise.
-
-    Raises:
-        FuloraError: The error behind a failed build, unwrapped from ``datasets``' generation error.
-    """
-    try:
-        builder.download_and_prepare()
-    except Exception as err:
-        cause = _unwrap(err)
-        if cause is err:
-            raise
-        raise cause from None
-    return builder.as_dataset()
+    return build_module.make_builder(
+        get_builder_class(name), config, source=source, cache_dir=cache_dir, **options
+    )
 
 
 def prepare(
@@ -160,17 +82,6 @@ def prepare(
     return build(make_builder(name, config, source=source, cache_dir=cache_dir, **options))
 
 
-def load_provenance(builder: FuloraBuilder) -> dict[str, Any]:
-    """Return what a built dataset recorded about its source (archive checksums, subset rule, drops)."""
-    path = Path(builder._output_dir, PROVENANCE_FILE)
-    return json.loads(path.read_text()) if path.is_file() else {}
-
-
-def column(dataset: datasets.Dataset, name: str) -> list:
-    """Return one column of a dataset as a list, without decoding the image column."""
-    return dataset.select_columns([name]).with_format(None)[name][:] if len(dataset) else []
-
-
 def describe(builder: FuloraBuilder, splits: datasets.DatasetDict) -> dict[str, Any]:
     """Summarise a built dataset: sizes, counts per class and patient, features and provenance."""
     names = splits[next(iter(splits))].features["label"].names if splits else []
@@ -190,7 +101,7 @@ def describe(builder: FuloraBuilder, splits: datasets.DatasetDict) -> dict[str, 
         "features": list(next(iter(splits.values())).features) if splits else [],
         "license": builder.LICENSE,
         "homepage": builder.HOMEPAGE,
-        "cache_path": str(builder._output_dir),
+        "cache_path": str(hf.output_dir(builder)),
         "provenance": load_provenance(builder),
     }
 

@@ -8,7 +8,6 @@ for femur, ribs for thorax, ...) inside a speckled ultrasound fan, so that a cla
 from __future__ import annotations
 
 import csv
-import io
 import shutil
 import tarfile
 import tempfile
@@ -20,6 +19,8 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from fulora_data.builders.african import COUNTRIES
+from fulora_data.io import atomic_file
+from fulora_data.pixels import png_bytes
 from fulora_data.taxonomy import CERVIX, PLANES, STUDY_PLANE_CODES
 
 SPANISH_HEADER = ["Image_name", "Patient_num", "Plane", "Brain_plane", "Operator", "US_Machine", "Train "]
@@ -89,25 +90,17 @@ def render_plane_image(
     return image.convert("RGB") if mode == "RGB" else image
 
 
-def png_bytes(image: Image.Image) -> bytes:
-    """Encode an image as PNG."""
-    buffer = io.BytesIO()
-    image.save(buffer, format="PNG")
-    return buffer.getvalue()
-
-
 def _pack(folder: Path, archive: Path, *, top: str | None = None) -> Path:
     """Pack a folder into a zip (members at the root) or a tar.xz (members under ``top/``)."""
-    partial = archive.with_name(archive.name + ".partial")
-    if archive.name.endswith(".zip"):
-        with zipfile.ZipFile(partial, "w", compression=zipfile.ZIP_STORED) as zf:
-            for path in sorted(folder.rglob("*")):
-                if path.is_file():
-                    zf.write(path, path.relative_to(folder).as_posix())
-    else:
-        with tarfile.open(partial, "w:xz") as tf:
-            tf.add(folder, arcname=top or folder.name)
-    partial.replace(archive)
+    with atomic_file(archive) as partial:
+        if archive.name.endswith(".zip"):
+            with zipfile.ZipFile(partial, "w", compression=zipfile.ZIP_STORED) as zf:
+                for path in sorted(folder.rglob("*")):
+                    if path.is_file():
+                        zf.write(path, path.relative_to(folder).as_posix())
+        else:
+            with tarfile.open(partial, "w:xz") as tf:
+                tf.add(folder, arcname=top or folder.name)
     return archive
 
 

@@ -2,9 +2,9 @@
 
 Trains each cell with the study's settings (``fulora_data.classifier.train``; an interrupted cell resumes,
 a finished one is reused), scores it with the ``paper`` protocol and writes ``OUT/comparison.csv`` and
-``OUT/comparison.md`` beside the study's published figures. The logic is ``fulora_data.classifier.grid``.
+``OUT/comparison.md`` beside the study's published figures. The logic is ``fulora_data.study``.
 
-GPU cost (estimated from FLOP counts, see ``fulora_data.classifier.grid``): about 35 PFLOP for the 20
+GPU cost (estimated from FLOP counts, see ``fulora_data.study``): about 35 PFLOP for the 20
 cells, two thirds of it ViT-B/16; roughly 1-2 GPU-hours on one A100/H100/H200 with ``--mixed-precision
 bf16``, 4-8 hours in fp32 on a V100/T4-class card; impractical on a CPU.
 
@@ -24,9 +24,9 @@ from pathlib import Path
 
 
 def main(argv: list[str] | None = None) -> int:
-    from fulora_data.classifier.grid import MODELS, run_grid
-    from fulora_data.classifier.train import TRAIN_SETS
+    from fulora_data.classifier.config import TRAIN_SETS
     from fulora_data.errors import FuloraError
+    from fulora_data.study import MODELS, run_grid
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument(

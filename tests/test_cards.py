@@ -102,3 +102,21 @@ def test_cards_name_sources_by_file_and_checksum_never_by_local_path(tmp_path):
     assert "`FETAL_PLANES_DB`" in card.text
     assert hashlib.sha256(listing.read_bytes()).hexdigest() in card.text
     assert hashlib.sha256(labels.read_bytes()).hexdigest() in synthetic.text
+
+
+def test_image_statistics_read_png_headers_as_pil_does():
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    from fulora_data.cards import _pil_header, _png_header
+
+    pixels = np.random.default_rng(0).integers(0, 255, (7, 5), dtype=np.uint8)
+    for mode in ("L", "RGB", "P", "LA", "RGBA", "1", "I;16"):
+        buffer = io.BytesIO()
+        Image.fromarray(pixels).convert(mode).save(buffer, format="PNG")
+        data = buffer.getvalue()
+        fast = _png_header(data)
+        assert fast is None or fast == _pil_header(data), mode
+        assert (fast is None) == (mode in ("1", "I;16")), mode  # other bit depths go through PIL

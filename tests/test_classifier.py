@@ -12,13 +12,14 @@ from click.testing import CliRunner
 from safetensors.torch import load_file, save_file
 
 from fulora_data.classifier import TrainConfig, build_model, predict, prepare_image_cache, train
-from fulora_data.classifier.data import CachedImages, decode_resized, split_validation
+from fulora_data.classifier.data import CachedImages, decode_resized
 from fulora_data.classifier.models import ARCHITECTURES
 from fulora_data.classifier.train import parse_train_set
 from fulora_data.cli import main
 from fulora_data.errors import ConfigError, DataError, SourceNotFoundError
 from fulora_data.prepare import prepare
 from fulora_data.samples import write_african_source, write_spanish_source
+from fulora_data.splits import hold_out_patients, hold_out_random
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -135,14 +136,26 @@ def test_augmentation_is_seeded_per_image_and_epoch(es, tmp_path):
 
 
 def test_validation_hold_out():
-    train_idx, val_idx, note = split_validation(6148, 200, seed=0)
+    train_idx, val_idx, note = hold_out_random(6148, 200, seed=0)
     assert len(val_idx) == 200 and len(train_idx) == 5948 and note is None
     assert not set(train_idx) & set(val_idx)
-    assert np.array_equal(split_validation(6148, 200, seed=0)[1], val_idx)
-    train_idx, val_idx, note = split_validation(30, 200, seed=0)
+    assert np.array_equal(hold_out_random(6148, 200, seed=0)[1], val_idx)
+    train_idx, val_idx, note = hold_out_random(30, 200, seed=0)
     assert len(val_idx) == 6 and "only 30 images" in note
     with pytest.raises(ConfigError, match="-1"):
-        split_validation(30, -1, seed=0)
+        hold_out_random(30, -1, seed=0)
+
+
+def test_patient_hold_out_keeps_patients_whole():
+    patients = [f"P{i // 3}" for i in range(60)] + ["", ""]  # 20 patients of 3 images, 2 without a patient
+    train_idx, val_idx, note = hold_out_patients(patients, 10, seed=0)
+    assert note is None and 8 <= len(val_idx) <= 10 and len(train_idx) + len(val_idx) == 62
+    held = {patients[i] for i in val_idx if patients[i]}
+    assert held and not held & {patients[i] for i in train_idx if patients[i]}
+    assert np.array_equal(hold_out_patients(patients, 10, seed=0)[1], val_idx)
+    assert not np.array_equal(hold_out_patients(patients, 10, seed=1)[1], val_idx)
+    with pytest.raises(ConfigError, match="no whole patient fits"):
+        hold_out_patients(["A"] * 10 + ["B"] * 10, 3, seed=0)
 
 
 # --------------------------------------------------------------------------- options
@@ -399,7 +412,7 @@ def test_reproduction_grid_writes_the_comparison_with_the_studys_row(sources, tm
 
 
 def test_reproduction_grid_never_reuses_a_cell_trained_with_other_settings(sources, tmp_path, capsys):
-    from fulora_data.classifier.grid import run_grid
+    from fulora_data.study import run_grid
 
     kwargs = {"spanish_source": sources["spanish"], "african_source": sources["african"]}
     kwargs.update(models=["resnet18"], train_sets=["ES"], cache_dir=sources["cache"], progress=False)
@@ -432,3 +445,65 @@ def test_a_given_validation_split_replaces_the_random_hold_out(es, tmp_path):
         "fingerprint": train_part._fingerprint,
         "num_images": 20,
     }
+
+
+def test_validation_policy_is_patient_by_default_study_on_request_and_recorded(es, tmp_path):
+    from fulora_data.builders.build import column
+
+    patients = column(es, "patient_id")
+    runs = {}
+    for policy in ("patient", "study"):
+        config = tiny(validation_policy=policy, validation_size=6, image_cache_dir=str(tmp_path / "img"))
+        runs[policy] = train(config, tmp_path / policy, dataset=es, progress=False)
+        saved = json.loads((tmp_path / policy / "model" / "config.json").read_text())
+        assert runs[policy]["validation_policy"] == saved["validation_policy"] == policy
+        assert saved["train_config"]["validation_policy"] == policy
+    assert TrainConfig().validation_policy == "patient"
+    # The patient policy's hold-out is the splits rule's, so no patient is on both sides.
+    train_idx, val_idx, _ = hold_out_patients(patients, 6, seed=0)
+    assert {patients[i] for i in val_idx}.isdisjoint(patients[i] for i in train_idx)
+    assert runs["patient"]["images"] == {"train": len(train_idx), "validation": len(val_idx)}
+    with pytest.raises(ConfigError, match="validation_policy must be one of patient, study; got 'random'"):
+        tiny(validation_policy="random").validate()
+    # Resuming with another policy is another run.
+    with pytest.raises(ConfigError, match="validation_policy='study', not 'patient'"):
+        train(tiny(validation_size=6), tmp_path / "study", dataset=es, resume=True, progress=False)
+
+
+def test_training_launched_as_two_processes_is_refused_at_start_up(tmp_path):
+    import os
+    import subprocess
+    import sys
+
+    script = tmp_path / "run.py"
+    script.write_text(
+        "import sys\n"
+        "from fulora_data.classifier import TrainConfig, train\n"
+        "from fulora_data.errors import ConfigError\n"
+        "try:\n"
+        f"    train(TrainConfig.preset('smoke'), {str(tmp_path / 'out')!r})\n"
+        "except ConfigError as err:\n"
+        "    print(err)\n"
+        "    sys.exit(3)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    # --multi_gpu is accelerate's torchrun launcher (it starts the processes on a CPU-only machine too);
+    # "--cpu --num_processes 2" alone starts one process.
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2"]
+    command += ["--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no", str(script)]
+    done = subprocess.run(command, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode != 0
+    assert done.stdout.count("launched as 2 processes") == 2, done.stdout + done.stderr
+    assert not (tmp_path / "out").exists()
+
+
+def test_model_card_names_the_validation_policy(es, tmp_path):
+    from fulora_data.classifier.card import render_model_card
+
+    config = tiny(validation_policy="study", image_cache_dir=str(tmp_path / "img"))
+    train(config, tmp_path / "run", dataset=es, progress=False)
+    card = (tmp_path / "run" / "model" / "README.md").read_text()
+    assert f"{len(es) - 4} for training, 4 held out for validation, random images as in the study)" in card
+    saved = json.loads((tmp_path / "run" / "model" / "config.json").read_text())
+    del saved["validation_policy"]  # a model trained before the policy was recorded
+    assert "4 held out for validation) |" in render_model_card(saved)

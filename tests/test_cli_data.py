@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import csv
 import json
 
@@ -123,3 +124,55 @@ def test_real_hybrid_list_against_the_sample_names_what_is_missing(tmp_path):
 def test_option_values_are_checked_by_click(bad, tmp_path):
     result = run("data", "info", "spanish", bad)
     assert result.exit_code == 2
+
+
+def test_data_option_is_the_one_way_and_flags_are_its_aliases(tmp_path):
+    from fulora_data.prepare import info as library_info
+
+    source = write_spanish_source(tmp_path / "src", per_plane=6, test_per_plane=1, seed=3)
+    common = ["--source", str(source), "--cache-dir", str(tmp_path / "cache"), "--json"]
+    # per_plane has no flag: --data-option is the one spelling that reaches every builder option.
+    draw = ["--data-option", "per_plane=3"]
+    by_flag = run("data", "info", "spanish", *draw, "--seed", "5", *common)
+    by_option = run("data", "info", "spanish", *draw, "--data-option", "seed=5", *common)
+    assert by_flag.exit_code == 0 and by_option.exit_code == 0, by_flag.output + by_option.output
+    assert json.loads(by_flag.stdout) == json.loads(by_option.stdout)
+    # ... and both equal the library's result for the same options.
+    expected = library_info("spanish", source=source, cache_dir=tmp_path / "cache", per_plane=3, seed=5)
+    assert expected["splits"] == {"train": 15}
+    assert json.loads(by_option.stdout) == json.loads(json.dumps(expected))
+    # one value per option, and only the builder's options
+    result = run("data", "info", "spanish", "--seed", "5", "--data-option", "seed=6", *common)
+    assert result.exit_code == 2 and "seed is given twice" in result.output
+    result = run("data", "prepare", "spanish", "--data-option", "colour=red", *common[:-1])
+    assert result.exit_code == 2 and "spanish has no option 'colour'" in result.output
+
+
+def test_commands_are_attached_in_one_place():
+    """Command modules define commands; only ``fulora_data/cli/__init__.py`` attaches them to groups."""
+    from pathlib import Path
+
+    import fulora_data.cli
+
+    folder = Path(fulora_data.cli.__file__).parent
+    for path in sorted(folder.glob("*.py")):
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        for node in ast.walk(tree):
+            if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)):
+                continue
+            if node.func.attr == "add_command":
+                assert path.name == "__init__.py", f"{path.name}:{node.lineno} attaches a command"
+            if node.func.attr in ("command", "group") and isinstance(node.func.value, ast.Name):
+                owner = node.func.value.id
+                assert owner == "click" or owner in _groups_defined_in(tree), (
+                    f"{path.name}:{node.lineno} registers onto {owner}, a group from another module"
+                )
+
+
+def _groups_defined_in(tree) -> set[str]:
+    return {
+        node.name
+        for node in ast.walk(tree)
+        if isinstance(node, ast.FunctionDef)
+        and any("group" in ast.unparse(decorator) for decorator in node.decorator_list)
+    }

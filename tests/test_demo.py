@@ -5,8 +5,11 @@ from __future__ import annotations
 import datasets
 from click.testing import CliRunner
 
+from fulora_data.audit import audit_dataset
 from fulora_data.cli import main
 from fulora_data.demo import run_demo
+from fulora_data.evaluation import evaluate_split
+from fulora_data.prepare import prepare
 
 
 def test_demo_runs_every_step_and_its_outputs_load(tmp_path):
@@ -20,8 +23,17 @@ def test_demo_runs_every_step_and_its_outputs_load(tmp_path):
     assert len(exported) == 100 and exported.features["label"].names[0] == "Other"
     assert (tmp_path / "demo" / "hub" / "synthetic" / "README.md").is_file()
     assert set(summary["audit"]) >= {"exact_duplicate_pairs", "cross_split_duplicate_pairs"}
-    for name in ("accuracy", "recall", "precision", "f1"):
-        assert 0.0 <= summary["zero_shot"][name] <= 1.0
+    # The demo's figures are the library's on the same data, not just numbers in range.
+    sources = tmp_path / "demo" / "sources"
+    cache = tmp_path / "demo" / "cache"
+    african = prepare("african", "all", source=sources / "Zenodo_dataset.tar.xz", cache_dir=cache)
+    assert summary["sizes"]["african/all"] == {split: len(rows) for split, rows in african.items()}
+    expected = evaluate_split(summary["model_dir"], african["test"], protocol="paper")
+    assert summary["zero_shot"] == {k: expected[k] for k in ("accuracy", "recall", "precision", "f1", "auc")}
+    expected_audit = audit_dataset(
+        "african", "all", source=sources / "Zenodo_dataset.tar.xz", cache_dir=cache
+    )
+    assert summary["audit"] == expected_audit["audit"]
     assert (tmp_path / "demo" / "report" / "report.md").is_file()
     assert lines[0].startswith("[1/6]") and any(line.startswith("[6/6]") for line in lines)
 

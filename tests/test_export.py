@@ -118,3 +118,33 @@ def test_cli_export_and_refusals(tmp_path):
     assert sorted(p.name for p in foreign.iterdir()) == ["notes.txt"]
     with pytest.raises(ConfigError, match="holds an export of 'spanish'"):
         export("synthetic", None, out, source=tmp_path, cache_dir=tmp_path / "cache")
+
+
+def test_shards_are_the_files_dataset_to_parquet_writes(tmp_path):
+    """The export writes Parquet itself (faster), but the very bytes ``Dataset.to_parquet`` would write."""
+    from fulora_data.export import write_parquet_shards
+
+    spanish = samples.write_spanish_source(tmp_path / "es", per_plane=6, test_per_plane=0, seed=2)
+    generated = samples.write_generated_folder(tmp_path / "gen", per_plane=4, seed=3)
+    hybrid = prepare(
+        "hybrid",
+        "es1150-generated",
+        cache_dir=tmp_path / "cache",
+        real_source=spanish,
+        real_config="es",
+        synthetic_source=generated,
+    )
+    for split, dataset in hybrid.items():  # an indices mapping over two concatenated parts
+        (tmp_path / split).mkdir()
+        files = write_parquet_shards(dataset, tmp_path / split, split)
+        dataset.to_parquet(str(tmp_path / f"{split}.parquet"))
+        assert len(files) == 1
+        assert (tmp_path / split / files[0]["file"]).read_bytes() == (
+            tmp_path / f"{split}.parquet"
+        ).read_bytes()
+    shards = write_parquet_shards(hybrid["train"], tmp_path / "train", "sharded", max_shard_size=1000)
+    assert len(shards) > 1 and sum(f["num_rows"] for f in shards) == len(hybrid["train"])
+    for index, shard in enumerate(shards):
+        part = hybrid["train"].shard(num_shards=len(shards), index=index, contiguous=True)
+        part.to_parquet(str(tmp_path / "part.parquet"))
+        assert (tmp_path / "train" / shard["file"]).read_bytes() == (tmp_path / "part.parquet").read_bytes()

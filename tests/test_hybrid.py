@@ -9,10 +9,11 @@ import pytest
 from click.testing import CliRunner
 
 from fulora_data import samples
-from fulora_data.builders.hybrid import hybrid_features, split_validation
+from fulora_data.builders.hybrid import hybrid_features
 from fulora_data.cli import main
 from fulora_data.errors import ConfigError, DataError
 from fulora_data.prepare import column, info, prepare
+from fulora_data.splits import hold_out_groups
 from fulora_data.taxonomy import PLANES
 
 
@@ -94,7 +95,7 @@ def test_patients_never_straddle_and_split_is_seeded(tmp_path, sources):
 
 def test_split_validation_keeps_groups_whole():
     groups = ["a", "a", "a", "b", "c", "c", "d"]
-    chosen = split_validation(groups, 3, seed=0)
+    chosen = hold_out_groups(groups, 3, seed=0)
     assert len(chosen) == 3
     taken = {groups[i] for i in chosen}
     assert all(groups.count(g) == sum(1 for i in chosen if groups[i] == g) for g in taken)

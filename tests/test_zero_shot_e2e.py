@@ -10,6 +10,7 @@ from click.testing import CliRunner
 
 from fulora_data.classifier import predict
 from fulora_data.cli import main
+from fulora_data.evaluation import evaluate_split, score
 from fulora_data.prepare import column, prepare
 from fulora_data.samples import write_african_source, write_spanish_source
 
@@ -45,6 +46,17 @@ def test_train_then_evaluate_zero_shot(run):
         mask = countries == country
         assert row["accuracy"] == pytest.approx(float((reference[mask] == prediction[mask]).mean()))
     assert np.array(scores["confusion_matrix"]).sum() == len(test)
+    # The CLI's JSON is exactly the library's score of the library's predictions on the same split.
+    expected = score(
+        out["reference"],
+        out["prediction"],
+        label_names=out["label_names"],
+        probabilities=out["probabilities"],
+        countries=list(countries),
+        protocol="paper",
+    )
+    assert {k: v for k, v in scores.items() if k in expected} == json.loads(json.dumps(expected))
+    assert scores["model_name"] == "resnet18" and scores["train_set"] == "ES+DA"
 
 
 def test_evaluating_on_data_with_another_class_count_is_one_error_line(run):
@@ -96,7 +108,11 @@ def test_hybrid_training_set_end_to_end(run, tmp_path):
     args += ["--cache-dir", str(run["cache"]), "--json"]
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
-    assert 0.0 <= json.loads(result.stdout)["accuracy"] <= 1.0
+    test = prepare("african", source=run["african"], cache_dir=run["cache"])["test"]
+    expected = evaluate_split(out, test, protocol="paper")
+    scores = json.loads(result.stdout)
+    assert {k: scores[k] for k in expected} == json.loads(json.dumps(expected))
+    assert scores["train_set"] == "HB"
 
 
 @pytest.mark.parametrize(

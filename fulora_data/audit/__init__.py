@@ -11,7 +11,7 @@ from __future__ import annotations
 from fulora_data.audit.duplicates import audit
 from fulora_data.audit.features import ImageTable, extract, image_features
 from fulora_data.audit.memorisation import memorisation
-from fulora_data.audit.report import write_report
+from fulora_data.audit.report import format_summary, write_report
 from fulora_data.audit.run import audit_dataset, parse_against
 from fulora_data.audit.search import brute_force_hamming_pairs, hamming_pairs, nearest
 from fulora_data.audit.thresholds import (
@@ -31,6 +31,7 @@ __all__ = [
     "audit_dataset",
     "brute_force_hamming_pairs",
     "extract",
+    "format_summary",
     "hamming_pairs",
     "image_features",
     "memorisation",

@@ -17,6 +17,7 @@ import datasets
 from PIL import Image, ImageDraw, ImageFont
 
 from fulora_data.errors import ConfigError
+from fulora_data.io import atomic_write_bytes
 from fulora_data.pixels import decode_gray
 
 REPORT_FILES = (
@@ -229,12 +230,68 @@ def write_report(
         written = {path.name for path in work.iterdir()}
         # report.md last: until it is replaced, the folder still reads as the earlier, complete report.
         for name in sorted(written, key=lambda name: name == "report.md"):
-            os.replace(work / name, directory / name)
+            atomic_write_bytes(directory / name, (work / name).read_bytes())
         for name in set(REPORT_FILES) - written:  # a stale figure would show pairs this audit did not find
             (directory / name).unlink(missing_ok=True)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return directory / "report.md"
+
+
+SUMMARY_PAIRS = 20
+"""Pairs listed per list by ``format_summary``; the JSON and the report hold all of them."""
+
+
+def format_summary(result: dict[str, Any], title: str) -> str:
+    """The audit's result as the text ``fulora data audit`` prints: counts, then the first pairs of each list.
+
+    Args:
+        result: What ``audit_dataset`` returns.
+        title: The dataset as named on the command line (``NAME[/CONFIG]``).
+    """
+    found = result["audit"]
+    thresholds = found["thresholds"]
+    lines = [f"{title}: {found['images']} images"]
+    for split, info in found["splits"].items():
+        modes = ", ".join(f"{m} {n}" for m, n in info["modes"].items())
+        lines.append(
+            f"  {split}: {info['images']} images, {info['patients']} patients, modes {modes or '-'}, "
+            f"{len(info['sizes'])} sizes ({info['smallest']} to {info['largest']})"
+        )
+    lines += [
+        f"exact duplicate pairs: {found['exact_duplicate_pairs']}",
+        f"near duplicate pairs: {found['near_duplicate_pairs']} (pHash <= {thresholds['phash_hamming']} bits, "
+        f"similarity >= {thresholds['thumbnail_similarity']})",
+        f"cross-split duplicate pairs: {found['cross_split_duplicate_pairs']}",
+        f"pairs whose label / patient disagree: {found['label_disagreement_pairs']} / "
+        f"{found['patient_disagreement_pairs']}",
+    ]
+    for pair in found["pairs"][:SUMMARY_PAIRS]:
+        a, b = pair["a"], pair["b"]
+        lines.append(
+            f"  {pair['kind']}: {a['split']}/{a['image_id']} ~ {b['split']}/{b['image_id']} "
+            f"(pHash {pair['hamming']}, similarity {pair['similarity']})"
+        )
+    lines += _more(len(found["pairs"]))
+    memo = result.get("memorisation")
+    if memo is not None:
+        lines.append(
+            f"memorised against {result['against']}: {memo['memorised']} of {memo['synthetic_images']} images "
+            f"(nearest similarity median {memo['similarity']['median']}, max {memo['similarity']['max']})"
+        )
+        for pair in memo["pairs"][:SUMMARY_PAIRS]:
+            s, t = pair["synthetic"], pair["training"]
+            lines.append(
+                f"  {s['split']}/{s['image_id']} ~ {t['split']}/{t['image_id']} ({pair['similarity']})"
+            )
+        lines += _more(len(memo["pairs"]))
+    if "report" in result:
+        lines.append(f"report: {result['report']}")
+    return "\n".join(lines)
+
+
+def _more(total: int) -> list[str]:
+    return [f"  ... {total - SUMMARY_PAIRS} more (see --json or --report)"] if total > SUMMARY_PAIRS else []
 
 
 def check_report_folder(directory: str | os.PathLike) -> None:

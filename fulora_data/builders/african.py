@@ -21,8 +21,14 @@ from dataclasses import dataclass
 
 import datasets
 
-from fulora_data.builders.base import FuloraBuilder, FuloraConfig, Record, ResolvedSource
-from fulora_data.builders.spanish import read_table, require_columns
+from fulora_data.builders.base import (
+    FuloraBuilder,
+    FuloraConfig,
+    Record,
+    ResolvedSource,
+    read_table,
+    require_columns,
+)
 from fulora_data.errors import ConfigError, DataError
 from fulora_data.taxonomy import CERVIX, canonical_plane
 

@@ -7,6 +7,7 @@ dataset exactly as they are in the source: nothing is decoded and re-encoded, on
 
 from __future__ import annotations
 
+import csv
 import io
 import json
 import os
@@ -17,8 +18,10 @@ from typing import Any, ClassVar
 import datasets
 from PIL import Image, UnidentifiedImageError
 
+from fulora_data import datasets_internals as hf
 from fulora_data.archives import extract_archive, file_digests, verify_checksum
 from fulora_data.errors import ConfigError, DataError, SourceNotFoundError
+from fulora_data.io import atomic_write_text
 from fulora_data.taxonomy import base_features, plane_names, prompt_for
 
 PROVENANCE_FILE = "fulora_provenance.json"
@@ -173,7 +176,9 @@ class FuloraBuilder(datasets.GeneratorBasedBuilder):
             "version": str(self.config.version),
             **self._provenance,
         }
-        Path(self._output_dir, PROVENANCE_FILE).write_text(json.dumps(provenance, indent=2, sort_keys=True))
+        atomic_write_text(
+            Path(hf.output_dir(self), PROVENANCE_FILE), json.dumps(provenance, indent=2, sort_keys=True)
+        )
 
     # ----------------------------------------------------------------- source resolution
     def _resolve_source(self, dl_manager) -> ResolvedSource:
@@ -206,11 +211,20 @@ class FuloraBuilder(datasets.GeneratorBasedBuilder):
             ) from err
         return self._from_archive(Path(downloaded), kind="download", location=self.SOURCE_URL)
 
+    def _expected_checksums(self) -> tuple[str | None, str | None]:
+        """The ``(md5, sha256)`` an archive must have; ``None`` checks nothing (the digests are still recorded).
+
+        The default is ``--md5`` when given, else ``ARCHIVE_MD5``, and ``ARCHIVE_SHA256``. A builder whose
+        config can switch the check off (``synthetic --no-verify``) overrides this hook rather than changing
+        its class constants.
+        """
+        return self.config.archive_md5 or self.ARCHIVE_MD5, self.ARCHIVE_SHA256
+
     def _from_archive(self, archive: Path, *, kind: str, location: str | None = None) -> ResolvedSource:
         digests = file_digests(archive)
-        md5 = self.config.archive_md5 or self.ARCHIVE_MD5
-        verify_checksum(archive, digests, md5=md5, sha256=self.ARCHIVE_SHA256)
-        extracted_root = Path(self._cache_dir_root) / "fulora_extracted"
+        md5, sha256 = self._expected_checksums()
+        verify_checksum(archive, digests, md5=md5, sha256=sha256)
+        extracted_root = Path(hf.cache_root(self)) / "fulora_extracted"
         target = extracted_root / f"{self.NAME}-{digests['sha256'][:20]}"
         if not target.is_dir():
             extracted_root.mkdir(parents=True, exist_ok=True)
@@ -281,6 +295,48 @@ class FuloraBuilder(datasets.GeneratorBasedBuilder):
             {r.image_id for r in records["test"]} - {r.image_id for r in kept}
         )
         return {**records, "test": kept}, dropped
+
+
+def read_table(path: Path, *, delimiter: str | None = None) -> tuple[list[str], list[dict[str, str]]]:
+    """Read a CSV whose header may carry a BOM and padded names; return stripped names and rows.
+
+    Raises:
+        DataError: If the file cannot be read as a CSV, or a row has fewer cells than the header names.
+    """
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as err:
+        raise DataError(f"{path} cannot be read as a UTF-8 CSV ({err})") from err
+    if delimiter is None:
+        first = text.split("\n", 1)[0]
+        delimiter = ";" if first.count(";") > first.count(",") else ","
+    reader = csv.reader(text.splitlines(), delimiter=delimiter)
+    try:
+        header = [name.strip() for name in next(reader)]
+    except StopIteration:
+        raise DataError(f"{path} is empty") from None
+    # Cells past the last named column (a trailing separator) may be absent; a row missing a named one
+    # would otherwise surface as a KeyError far from the file.
+    width = max((i + 1 for i, name in enumerate(header) if name), default=0)
+    rows = []
+    for row in reader:
+        if not any(row):
+            continue
+        if len(row) < width:
+            raise DataError(
+                f"{path} line {reader.line_num}: {len(row)} cells but the header names {width} columns"
+            )
+        rows.append(dict(zip(header, (cell.strip() for cell in row), strict=False)))
+    return header, rows
+
+
+def require_columns(path: Path, header: list[str], required: tuple[str, ...]) -> None:
+    """Raise a DataError naming the file and the columns it lacks."""
+    missing = [c for c in required if c not in header]
+    if missing:
+        raise DataError(
+            f"{path} has no column {', '.join(map(repr, missing))} (columns: {', '.join(header)})"
+        )
 
 
 def check_image_bytes(data: bytes, path: Path) -> None:

@@ -1,7 +1,7 @@
 """Hybrid training sets: real Spanish images plus synthetic ones, as in the FU-LoRA study.
 
 Sources: the prepared ``spanish`` and ``synthetic`` datasets (built on demand through
-``fulora_data.prepare``, so their own sources, checksums and caches apply). License: the parts' (CC BY 4.0).
+``fulora_data.builders.build``, so their own sources, checksums and caches apply). License: the parts' (CC BY 4.0).
 
 Configs:
     es1150-syn5000 (default): the study's hybrid set "HB": spanish ``es-1150`` (230 real images per plane)
@@ -9,12 +9,13 @@ Configs:
     es1150-generated: spanish ``es-1150`` plus every image of a fulora-generated folder.
 Options choose the real config (``real_config``, a five-class one), the real and synthetic sources, the
 synthetic config and how many synthetic images per plane (``synthetic_per_plane``, drawn by the same seeded
-rule as the Spanish subsets).
+rule as the Spanish subsets: ``fulora_data.splits.per_plane_positions``).
 
 Splits: ``train`` and ``validation``. The study held out 200 random training images for validation; here
 ``validation_size`` images are drawn by a seeded rule over groups, where a group is all real images of one
 patient or one synthetic image, so one patient's images never straddle train and validation. Groups are
-visited in the order of ``numpy.random.default_rng(seed).permutation`` and taken while they fit. The default
+visited in the order of ``numpy.random.default_rng(seed).permutation`` and taken while they fit
+(``fulora_data.splits.hold_out_groups``). The default
 size is the study's 200, capped at a tenth of the set (so a tiny demo set keeps most of its images for
 training); ``validation_size=0`` gives no validation split.
 
@@ -35,22 +36,21 @@ from pathlib import Path
 from typing import Any
 
 import datasets
-import numpy as np
 
+from fulora_data import datasets_internals as hf
 from fulora_data.builders.base import PROVENANCE_FILE, FuloraBuilder, FuloraConfig
-from fulora_data.builders.spanish import SpanishBuilder
-from fulora_data.builders.synthetic import STUDY_CITATION, provenance_features
+from fulora_data.builders.build import build, column, load_provenance, make_builder
+from fulora_data.builders.spanish import EXTRA_COLUMNS, SpanishBuilder
+from fulora_data.builders.synthetic import STUDY_CITATION, SyntheticBuilder, provenance_features
 from fulora_data.errors import ConfigError, DataError
+from fulora_data.io import atomic_write_text
+from fulora_data.splits import hold_out_groups, per_plane_positions
 from fulora_data.taxonomy import PLANES, base_features
 
 _VERSION = datasets.Version("1.0.0")
 PLAN_FILE = "hybrid_plan.json"
 STUDY_VALIDATION_SIZE = 200
-REAL_COLUMNS: dict[str, datasets.features.FeatureType] = {
-    "brain_plane": datasets.Value("string"),
-    "operator": datasets.Value("string"),
-    "us_machine": datasets.Value("string"),
-}
+REAL_COLUMNS = EXTRA_COLUMNS
 """The Spanish set's own columns, kept (empty for synthetic rows)."""
 
 
@@ -86,47 +86,6 @@ class HybridConfig(FuloraConfig):
 def hybrid_features() -> datasets.Features:
     """The hybrid's columns: the shared ones, then the real part's, then the synthetic provenance."""
     return datasets.Features({**base_features(False), **REAL_COLUMNS, **provenance_features()})
-
-
-def draw_indices(labels: list[int], ids: list[str], per_plane: int, seed: int) -> list[int]:
-    """Pick ``per_plane`` rows of each plane, reproducibly; return their positions in source order.
-
-    The rule of ``fulora_data.builders.spanish.draw_per_plane``: per plane in label order, sort its rows by
-    image id and take ``numpy.random.default_rng(seed).choice(n, per_plane, replace=False)``.
-
-    Raises:
-        DataError: If a plane has fewer than ``per_plane`` rows.
-    """
-    rng = np.random.default_rng(seed)
-    chosen: list[int] = []
-    for label, plane in enumerate(PLANES):
-        pool = sorted((i for i, value in enumerate(labels) if value == label), key=lambda i: ids[i])
-        if len(pool) < per_plane:
-            raise DataError(
-                f"the synthetic source has {len(pool)} {plane} images but synthetic_per_plane={per_plane} asks "
-                "for more; lower --synthetic-per-plane or use a larger synthetic source"
-            )
-        chosen += [pool[i] for i in rng.choice(len(pool), size=per_plane, replace=False)]
-    return sorted(chosen)
-
-
-def split_validation(groups: list[str], size: int, seed: int) -> list[int]:
-    """Choose ``size`` positions for validation without splitting a group; return them sorted.
-
-    Groups (equal strings) are visited in a seeded random order and taken whole while they fit.
-    """
-    members: dict[str, list[int]] = {}
-    for position, group in enumerate(groups):
-        members.setdefault(group, []).append(position)
-    order = list(members)
-    taken: list[int] = []
-    for index in np.random.default_rng(seed).permutation(len(order)):
-        if len(taken) == size:
-            break
-        group = members[order[index]]
-        if len(taken) + len(group) <= size:
-            taken += group
-    return sorted(taken)
 
 
 def _ids_digest(ids: list[str]) -> str:
@@ -175,8 +134,8 @@ class HybridBuilder(FuloraBuilder):
         )
 
     # ------------------------------------------------------------------ parts
-    def _part_requests(self) -> dict[str, tuple[str, str, dict[str, Any]]]:
-        """The ``prepare`` arguments of each part: ``{part: (name, config, options)}``."""
+    def _part_requests(self) -> dict[str, tuple[type[FuloraBuilder], str, dict[str, Any]]]:
+        """The ``make_builder`` arguments of each part: ``{part: (builder class, config, options)}``."""
         c = self.config
         if c.source:
             raise ConfigError(
@@ -198,17 +157,20 @@ class HybridBuilder(FuloraBuilder):
             # Only when off: passing the default would give the part another cache key than a plain prepare.
             synthetic["verify_checksum"] = False
         return {
-            "real": ("spanish", c.real_config, real),
-            "synthetic": ("synthetic", c.synthetic_config, synthetic),
+            "real": (SpanishBuilder, c.real_config, real),
+            "synthetic": (SyntheticBuilder, c.synthetic_config, synthetic),
         }
 
     def _load_parts(self) -> dict[str, tuple[FuloraBuilder, datasets.Dataset]]:
-        from fulora_data.prepare import build, make_builder
-
+        """Build (or reuse) both parts once per builder instance: the plan and the assembly share them."""
+        cached = getattr(self, "_parts_cache", None)
+        if cached is not None:
+            return cached
         parts = {}
-        for part, (name, config, options) in self._part_requests().items():
+        for part, (cls, config, options) in self._part_requests().items():
+            name = cls.NAME
             source = options.pop("source")
-            builder = make_builder(name, config, source=source, cache_dir=self._cache_dir_root, **options)
+            builder = make_builder(cls, config, source=source, cache_dir=hf.cache_root(self), **options)
             splits = build(builder)
             if "train" not in splits:
                 raise ConfigError(f"{name} config {config!r} has no train split to draw a hybrid from")
@@ -218,12 +180,11 @@ class HybridBuilder(FuloraBuilder):
                     f"hybrid needs five-class parts; {name} config {config!r} has classes {', '.join(names)}"
                 )
             parts[part] = (builder, splits["train"])
+        self._parts_cache = parts
         return parts
 
     # ------------------------------------------------------------------ build: write the plan
     def _download_and_prepare(self, dl_manager, verification_mode, **prepare_split_kwargs):
-        from fulora_data.prepare import column, load_provenance
-
         c = self.config
         parts = self._load_parts()
         real, synthetic = parts["real"][1], parts["synthetic"][1]
@@ -233,7 +194,17 @@ class HybridBuilder(FuloraBuilder):
         elif c.synthetic_per_plane < 0:
             raise ConfigError(f"synthetic_per_plane must be at least 0, got {c.synthetic_per_plane!r}")
         else:
-            syn_rows = draw_indices(column(synthetic, "label"), syn_ids, c.synthetic_per_plane, c.seed)
+            syn_rows = per_plane_positions(
+                [PLANES[label] for label in column(synthetic, "label")],
+                syn_ids,
+                c.synthetic_per_plane,
+                c.seed,
+                PLANES,
+                shortfall=(
+                    "the synthetic source has {available} {plane} images but synthetic_per_plane={per_plane} "
+                    "asks for more; lower --synthetic-per-plane or use a larger synthetic source"
+                ),
+            )
         # One pool in split order: real rows, then the drawn synthetic rows.
         pool = [("real", i) for i in range(len(real))] + [("synthetic", j) for j in syn_rows]
         patients = column(real, "patient_id")
@@ -241,7 +212,7 @@ class HybridBuilder(FuloraBuilder):
             f"patient:{patients[i]}" if part == "real" and patients[i] else f"{part}:{i}" for part, i in pool
         ]
         size = self._validation_size(len(pool))
-        held_out = set(split_validation(groups, size, c.seed))
+        held_out = set(hold_out_groups(groups, size, c.seed))
         splits = {"train": [k for k in range(len(pool)) if k not in held_out]}
         if size:
             splits["validation"] = sorted(held_out)
@@ -263,8 +234,8 @@ class HybridBuilder(FuloraBuilder):
                 for split, rows in splits.items()
             },
         }
-        out = Path(self._output_dir)
-        (out / PLAN_FILE).write_text(json.dumps(plan))
+        out = Path(hf.output_dir(self))
+        atomic_write_text(out / PLAN_FILE, json.dumps(plan))
         split_dict = datasets.SplitDict(dataset_name=self.dataset_name)
         for split, rows in splits.items():
             split_dict.add(
@@ -279,20 +250,20 @@ class HybridBuilder(FuloraBuilder):
             "synthetic_draw": {
                 "per_plane": c.synthetic_per_plane,
                 "seed": c.seed,
-                "rule": "fulora_data.builders.hybrid.draw_indices",
+                "rule": "fulora_data.splits.per_plane_positions",
             },
             "validation": {
                 "size": len(held_out),
                 "requested": c.validation_size,
                 "seed": c.seed,
-                "rule": "fulora_data.builders.hybrid.split_validation (whole patients; study: 200 random images)",
+                "rule": "fulora_data.splits.hold_out_groups (whole patients; study: 200 random images)",
             },
             "splits": {split: len(rows) for split, rows in splits.items()},
             "sources": {
                 split: {name: len(rows_) for name, rows_ in plan["splits"][split].items()} for split in splits
             },
         }
-        (out / PROVENANCE_FILE).write_text(json.dumps(provenance, indent=2, sort_keys=True))
+        atomic_write_text(out / PROVENANCE_FILE, json.dumps(provenance, indent=2, sort_keys=True))
 
     def _validation_size(self, total: int) -> int:
         wanted = self.config.validation_size
@@ -308,7 +279,7 @@ class HybridBuilder(FuloraBuilder):
     # ------------------------------------------------------------------ load: assemble from the plan
     def _as_dataset(self, split=datasets.Split.TRAIN, in_memory: bool = False) -> datasets.Dataset:
         split = str(split)
-        plan = json.loads(Path(self._output_dir, PLAN_FILE).read_text())
+        plan = json.loads(Path(hf.output_dir(self), PLAN_FILE).read_text())
         if split not in plan["splits"]:
             raise ConfigError(
                 f"hybrid {self.config.name!r} has no split {split!r}; it has {', '.join(plan['splits'])}"
@@ -316,14 +287,14 @@ class HybridBuilder(FuloraBuilder):
         combined, offset = self._combined(plan)
         rows = plan["splits"][split]
         indices = rows["real"] + [offset + j for j in rows["synthetic"]]
-        dataset = combined.select(indices, keep_in_memory=True)
-        dataset._split = datasets.NamedSplit(split)
-        return dataset
+        digest = hashlib.sha256(",".join(map(str, indices)).encode()).hexdigest()
+        dataset = combined.select(
+            indices, keep_in_memory=True, new_fingerprint=hf.derived_fingerprint(combined, "select", digest)
+        )
+        return hf.set_split(dataset, split)
 
     def _combined(self, plan: dict) -> tuple[datasets.Dataset, int]:
         """Return both parts as one dataset (real rows first) and the synthetic part's offset."""
-        from fulora_data.prepare import column
-
         cached = getattr(self, "_combined_cache", None)
         if cached is not None:
             return cached
@@ -338,8 +309,8 @@ class HybridBuilder(FuloraBuilder):
                 or _ids_digest(column(dataset, "image_id")) != expected["image_ids_sha256"]
             ):
                 raise DataError(
-                    f"the cached {builder.NAME} {builder.config.name!r} build at {builder._output_dir} is not the "
-                    f"one this hybrid was built from; delete {self._output_dir} to rebuild the hybrid"
+                    f"the cached {builder.NAME} {builder.config.name!r} build at {hf.output_dir(builder)} is not the "
+                    f"one this hybrid was built from; delete {hf.output_dir(self)} to rebuild the hybrid"
                 )
             aligned.append(align_columns(dataset, features))
         combined = datasets.concatenate_datasets(aligned)
@@ -369,5 +340,10 @@ def align_columns(dataset: datasets.Dataset, features: datasets.Features) -> dat
                 )
             continue
         is_text = isinstance(feature, datasets.Value) and feature.dtype == "string"
-        dataset = dataset.add_column(name, ["" if is_text else None] * len(dataset), feature=feature)
+        dataset = dataset.add_column(
+            name,
+            ["" if is_text else None] * len(dataset),
+            feature=feature,
+            new_fingerprint=hf.derived_fingerprint(dataset, "add_column", name, str(feature)),
+        )
     return dataset.select_columns(list(features))

@@ -19,21 +19,33 @@ Subsets are drawn by a seeded rule (``draw_per_plane``); ``subset_csv`` reproduc
 
 from __future__ import annotations
 
-import csv
 import hashlib
 from dataclasses import dataclass
 from pathlib import Path
 
 import datasets
-import numpy as np
 
-from fulora_data.builders.base import FuloraBuilder, FuloraConfig, Record, ResolvedSource
+from fulora_data.builders.base import (
+    FuloraBuilder,
+    FuloraConfig,
+    Record,
+    ResolvedSource,
+    read_table,
+    require_columns,
+)
 from fulora_data.errors import ConfigError, DataError
+from fulora_data.splits import per_plane_positions
 from fulora_data.taxonomy import CERVIX, PLANES, canonical_plane
 
 _VERSION = datasets.Version("1.0.0")
 CSV_NAME = "FETAL_PLANES_DB_data.csv"
 COLUMNS = ("Image_name", "Patient_num", "Plane", "Brain_plane", "Operator", "US_Machine", "Train")
+EXTRA_COLUMNS: dict[str, datasets.features.FeatureType] = {
+    "brain_plane": datasets.Value("string"),
+    "operator": datasets.Value("string"),
+    "us_machine": datasets.Value("string"),
+}
+"""The Spanish set's own columns, after the shared ones (the hybrid keeps them, empty for synthetic rows)."""
 
 
 @dataclass
@@ -55,71 +67,27 @@ class SpanishConfig(FuloraConfig):
     seed: int = 0
 
 
-def read_table(path: Path, *, delimiter: str | None = None) -> tuple[list[str], list[dict[str, str]]]:
-    """Read a CSV whose header may carry a BOM and padded names; return stripped names and rows.
-
-    Raises:
-        DataError: If the file cannot be read as a CSV, or a row has fewer cells than the header names.
-    """
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as err:
-        raise DataError(f"{path} cannot be read as a UTF-8 CSV ({err})") from err
-    if delimiter is None:
-        first = text.split("\n", 1)[0]
-        delimiter = ";" if first.count(";") > first.count(",") else ","
-    reader = csv.reader(text.splitlines(), delimiter=delimiter)
-    try:
-        header = [name.strip() for name in next(reader)]
-    except StopIteration:
-        raise DataError(f"{path} is empty") from None
-    # Cells past the last named column (a trailing separator) may be absent; a row missing a named one
-    # would otherwise surface as a KeyError far from the file.
-    width = max((i + 1 for i, name in enumerate(header) if name), default=0)
-    rows = []
-    for row in reader:
-        if not any(row):
-            continue
-        if len(row) < width:
-            raise DataError(
-                f"{path} line {reader.line_num}: {len(row)} cells but the header names {width} columns"
-            )
-        rows.append(dict(zip(header, (cell.strip() for cell in row), strict=False)))
-    return header, rows
-
-
-def require_columns(path: Path, header: list[str], required: tuple[str, ...]) -> None:
-    """Raise a DataError naming the file and the columns it lacks."""
-    missing = [c for c in required if c not in header]
-    if missing:
-        raise DataError(
-            f"{path} has no column {', '.join(map(repr, missing))} (columns: {', '.join(header)})"
-        )
-
-
 def draw_per_plane(
     records: list[Record], per_plane: int, seed: int, planes=PLANES, where: str = "the source"
 ) -> list[Record]:
-    """Draw ``per_plane`` records of each plane, reproducibly.
+    """Draw ``per_plane`` records of each plane, reproducibly, keeping the source order.
 
-    The rule: for each plane in label order, sort its records by image name and take the positions chosen
-    by ``numpy.random.default_rng(seed).choice(n, per_plane, replace=False)`` (one generator, advanced plane
-    by plane). The result keeps the source order.
+    The rule is ``fulora_data.splits.per_plane_positions`` (per plane in label order, rows sorted by image
+    name, ``numpy.random.default_rng(seed).choice(n, per_plane, replace=False)``), applied to records.
 
     Raises:
         DataError: If a plane has fewer than ``per_plane`` records.
     """
-    rng = np.random.default_rng(seed)
-    chosen: set[str] = set()
-    for plane in planes:
-        pool = sorted(r.image_id for r in records if r.plane == plane)
-        if len(pool) < per_plane:
-            raise DataError(
-                f"{where} has {len(pool)} {plane} images to draw from but {per_plane} per plane are needed; "
-                "use a larger source or pass --subset-csv"
-            )
-        chosen.update(pool[i] for i in rng.choice(len(pool), size=per_plane, replace=False))
-    return [r for r in records if r.image_id in chosen]
+    positions = per_plane_positions(
+        [r.plane for r in records],
+        [r.image_id for r in records],
+        per_plane,
+        seed,
+        planes,
+        where=where,
+        hint="use a larger source or pass --subset-csv",
+    )
+    return [records[i] for i in positions]
 
 
 def select_listed(records: list[Record], subset_csv: Path, planes: list[str], pool_name: str) -> list[Record]:
@@ -211,11 +179,7 @@ class SpanishBuilder(FuloraBuilder):
         return self.config.pool == "all"
 
     def _extra_features(self):
-        return {
-            "brain_plane": datasets.Value("string"),
-            "operator": datasets.Value("string"),
-            "us_machine": datasets.Value("string"),
-        }
+        return dict(EXTRA_COLUMNS)
 
     def _read_records(self, source: ResolvedSource) -> dict[str, list[Record]]:
         if self.config.pool not in ("all", "es"):
@@ -281,7 +245,7 @@ class SpanishBuilder(FuloraBuilder):
                 "method": "seeded-draw",
                 "per_plane": self.config.per_plane,
                 "seed": self.config.seed,
-                "rule": "fulora_data.builders.spanish.draw_per_plane",
+                "rule": "fulora_data.splits.per_plane_positions",
             }
         return selected
 

@@ -28,8 +28,15 @@ from pathlib import Path
 
 import datasets
 
-from fulora_data.builders.base import FuloraBuilder, FuloraConfig, Record, ResolvedSource, check_image_bytes
-from fulora_data.builders.spanish import read_table, require_columns
+from fulora_data.builders.base import (
+    FuloraBuilder,
+    FuloraConfig,
+    Record,
+    ResolvedSource,
+    check_image_bytes,
+    read_table,
+    require_columns,
+)
 from fulora_data.errors import ChecksumError, ConfigError, DataError, SourceNotFoundError
 from fulora_data.generated import (
     PROVENANCE_FIELDS,
@@ -178,20 +185,21 @@ class SyntheticBuilder(FuloraBuilder):
             )
         return ResolvedSource(root=path, kind="folder", location=str(path))
 
+    def _expected_checksums(self) -> tuple[str | None, str | None]:
+        if not self.config.verify_checksum:  # --no-verify: only an explicit --md5 is checked
+            return self.config.archive_md5, self.ARCHIVE_SHA256
+        return super()._expected_checksums()
+
     def _from_archive(self, archive: Path, *, kind: str, location: str | None = None) -> ResolvedSource:
-        if self.config.verify_checksum:
-            try:
-                return super()._from_archive(archive, kind=kind, location=location)
-            except ChecksumError as err:
-                raise ChecksumError(
-                    f"{err}; to build from a local archive that is not the published {self.ARCHIVE_NAME}, "
-                    "pass --no-verify (verify_checksum=False)"
-                ) from None
-        published, self.ARCHIVE_MD5 = self.ARCHIVE_MD5, None  # instance-level: skip only this build's check
         try:
             return super()._from_archive(archive, kind=kind, location=location)
-        finally:
-            self.ARCHIVE_MD5 = published
+        except ChecksumError as err:
+            if not self.config.verify_checksum:
+                raise
+            raise ChecksumError(
+                f"{err}; to build from a local archive that is not the published {self.ARCHIVE_NAME}, "
+                "pass --no-verify (verify_checksum=False)"
+            ) from None
 
     def _find_root(self, folder: Path, archive: Path | None = None) -> Path:
         return folder  # the release's inner layout is undocumented: images are searched for everywhere

@@ -11,10 +11,11 @@ This package imports torch only when a function that needs it runs.
 
 from __future__ import annotations
 
+from fulora_data.classifier.config import PRESETS, TRAIN_SETS, TrainConfig, parse_train_set
 from fulora_data.classifier.data import prepare_image_cache
 from fulora_data.classifier.models import ARCHITECTURES, build_model
 from fulora_data.classifier.predict import load_classifier, predict
-from fulora_data.classifier.train import PRESETS, TRAIN_SETS, TrainConfig, parse_train_set, train
+from fulora_data.classifier.train import train
 
 __all__ = [
     "ARCHITECTURES",

@@ -11,6 +11,7 @@ from pathlib import Path
 from string import Template
 
 from fulora_data.errors import SourceNotFoundError
+from fulora_data.io import atomic_write_text
 
 # fulora_data/templates links to the repository's cards/ folder, so the templates ship inside the package.
 TEMPLATE = Path(__file__).parents[1] / "templates" / "classifier_card.md"
@@ -41,6 +42,13 @@ def _history_table(history: list[dict]) -> str:
             f"{_number(row['validation_accuracy'])} | {_number(row['validation_loss'])} |"
         )
     return "\n".join(lines)
+
+
+_POLICY_TEXT = {
+    "patient": ", whole patients",
+    "study": ", random images as in the study",
+    "the dataset's own validation split": ", the dataset's own validation split",
+}
 
 
 def render_model_card(
@@ -87,6 +95,7 @@ def render_model_card(
         "num_images": dataset.get("num_images", "n/a"),
         "train_images": config.get("images", {}).get("train", "n/a"),
         "validation_images": config.get("images", {}).get("validation", "n/a"),
+        "validation_policy": _POLICY_TEXT.get(config.get("validation_policy"), ""),
         "augmentation": (
             "RandomRotation(15), RandomResizedCrop(scale 0.08-1), RandomHorizontalFlip"
             if config.get("augment")
@@ -121,11 +130,7 @@ def write_model_card(model_dir: str | os.PathLike, *, history: list[dict] | None
             if not key.endswith(("running_mean", "running_var", "num_batches_tracked")):
                 parameters += _product(handle.get_slice(key).get_shape())
     text = render_model_card(config, history=history, parameters=parameters)
-    target = folder / "README.md"
-    tmp = folder / f".README.md.tmp-{os.getpid()}"
-    tmp.write_text(text)
-    os.replace(tmp, target)
-    return target
+    return atomic_write_text(folder / "README.md", text)
 
 
 def _product(shape) -> int:

@@ -25,8 +25,10 @@ from pathlib import Path
 
 import numpy as np
 
+from fulora_data import datasets_internals as hf
 from fulora_data.classifier.models import IMAGENET_MEAN, IMAGENET_STD
-from fulora_data.errors import ConfigError, DataError, require
+from fulora_data.errors import DataError, require
+from fulora_data.io import atomic_file, atomic_write_json
 
 CACHE_FORMAT = 1  # bump when the way the cache is made changes, so old caches are not reused
 _CHUNK = 64
@@ -40,9 +42,15 @@ def default_cache_root() -> Path:
     return Path(root) / "image-cache"
 
 
+def default_image_cache(dataset) -> Path | None:
+    """Beside the built dataset's Arrow files (so it goes when the dataset cache is cleared), if it has any."""
+    files = getattr(dataset, "cache_files", None) or []
+    return Path(files[0]["filename"]).parent / "fulora-image-cache" if files else None
+
+
 def cache_key(dataset, image_size: int) -> str:
     """Identify a split's resized copy: the dataset's fingerprint, its length and the size."""
-    fingerprint = getattr(dataset, "_fingerprint", None)
+    fingerprint = hf.fingerprint(dataset)
     if not fingerprint:
         raise DataError("the dataset has no fingerprint; load it with fulora_data.prepare or datasets")
     text = f"{fingerprint}:{len(dataset)}:{image_size}:v{CACHE_FORMAT}"
@@ -110,27 +118,27 @@ def prepare_image_cache(
         return folder
     folder.mkdir(parents=True, exist_ok=True)
     n = len(dataset)
-    partial = folder / f"images.npy.partial-{os.getpid()}"
-    images = np.lib.format.open_memmap(partial, mode="w+", dtype=np.uint8, shape=(n, image_size, image_size))
     raw = dataset.cast_column("image", datasets.Image(decode=False)).select_columns(["image"])
     bar = tqdm(total=n, desc=f"resizing to {image_size}px (once)", unit="img", disable=not progress)
-    with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:  # PIL releases the GIL
-        for start in range(0, n, _CHUNK):
-            chunk = raw[start : start + _CHUNK]["image"]
-            arrays = pool.map(lambda item: _resize_png(item["bytes"], image_size), chunk)
-            for offset, array in enumerate(arrays):
-                images[start + offset] = array
-            bar.update(len(chunk))
+    with atomic_file(folder / "images.npy") as partial:
+        images = np.lib.format.open_memmap(
+            partial, mode="w+", dtype=np.uint8, shape=(n, image_size, image_size)
+        )
+        with ThreadPoolExecutor(max_workers=os.cpu_count() or 1) as pool:  # PIL releases the GIL
+            for start in range(0, n, _CHUNK):
+                chunk = raw[start : start + _CHUNK]["image"]
+                arrays = pool.map(lambda item: _resize_png(item["bytes"], image_size), chunk)
+                for offset, array in enumerate(arrays):
+                    images[start + offset] = array
+                bar.update(len(chunk))
+        images.flush()
+        del images
     bar.close()
-    images.flush()
-    del images
     labels = np.asarray(dataset.select_columns(["label"]).with_format(None)["label"][:], dtype=np.int64)
-    np.save(folder / "labels.npy", labels)
-    os.replace(partial, folder / "images.npy")
-    meta = {"n": n, "image_size": image_size, "fingerprint": dataset._fingerprint, "format": CACHE_FORMAT}
-    tmp = folder / f"meta.json.partial-{os.getpid()}"
-    tmp.write_text(json.dumps(meta, indent=2))
-    os.replace(tmp, folder / "meta.json")  # written last: its presence means the copy is complete
+    with atomic_file(folder / "labels.npy") as partial, open(partial, "wb") as handle:
+        np.save(handle, labels)
+    meta = {"n": n, "image_size": image_size, "fingerprint": hf.fingerprint(dataset), "format": CACHE_FORMAT}
+    atomic_write_json(folder / "meta.json", meta)  # written last: its presence means the copy is complete
     return folder
 
 
@@ -236,32 +244,28 @@ def augmentation_seed(seed: int, epoch: int, row: int) -> int:
     return (seed * 1_000_003 + epoch * 7_919_993 + row * 2_654_435_761) % (2**63 - 1)
 
 
-def split_validation(n: int, requested: int, seed: int) -> tuple[np.ndarray, np.ndarray, str | None]:
-    """Hold out ``requested`` random images for validation, fewer for a tiny set.
+def load_training_set(config):
+    """Build (or reuse) the training data a ``TrainConfig`` names.
 
-    The study held out 200 random images of ~6,000. A set too small to spare that many (fewer than five
-    training images per validation image) keeps a fifth for validation instead, and a note says so.
-
-    Args:
-        n: Images in the training split.
-        requested: Images to hold out (0 disables validation).
-        seed: Seed of the draw.
+    ``ES`` is the ``spanish`` ``es`` train split (``source`` is its archive or folder); ``HB`` is the
+    ``hybrid`` ``es1150-syn5000`` set (``source`` is its real part, ``synthetic_source`` its synthetic part),
+    whose builder already holds out a patient-grouped validation split.
 
     Returns:
-        ``(train_indices, validation_indices, note)``, the indices sorted, ``note`` None unless scaled down.
-
-    Raises:
-        ConfigError: If ``requested`` is negative or the set is too small to train on.
+        ``(train, validation)``: ``datasets.Dataset`` splits; ``validation`` is None when the builder has none.
     """
-    if requested < 0:
-        raise ConfigError(f"validation_size must be 0 or more; got {requested!r}")
-    if n < 2:
-        raise ConfigError(f"the training set has {n} images; at least 2 are needed")
-    size, note = requested, None
-    if requested > n // 5:
-        size = max(1, n // 5)
-        note = (
-            f"the training set has only {n} images: holding out {size} for validation instead of {requested}"
+    from fulora_data.prepare import prepare
+
+    name, config_name = config.dataset
+    if name == "hybrid":
+        options = {"real_source": config.source, "synthetic_source": config.synthetic_source}
+        splits = prepare(
+            name, config_name, cache_dir=config.data_cache_dir, **options, **config.dataset_options
         )
-    order = np.random.default_rng(seed).permutation(n)
-    return np.sort(order[size:]), np.sort(order[:size]), note
+    else:
+        splits = prepare(
+            name, config_name, source=config.source, cache_dir=config.data_cache_dir, **config.dataset_options
+        )
+    if "train" not in splits:
+        raise DataError(f"{name}/{config_name} has no train split (splits: {', '.join(splits)})")
+    return splits["train"], splits.get("validation")

@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from fulora_data.classifier.data import CachedImages, prepare_image_cache
+from fulora_data.classifier.data import CachedImages, default_image_cache, prepare_image_cache
 from fulora_data.classifier.models import build_model
 from fulora_data.errors import ConfigError, DataError, require
 
@@ -49,10 +49,14 @@ def load_classifier(checkpoint: str | os.PathLike, device=None):
     Raises:
         ConfigError: If the path holds no classifier or the weights do not fit the saved architecture.
     """
+    return _load_resolved(resolve_checkpoint(checkpoint), device)
+
+
+def _load_resolved(folder: Path, device=None):
+    """``load_classifier`` for a folder ``resolve_checkpoint`` has already found."""
     torch = require("torch", "train")
     from safetensors.torch import load_file
 
-    folder = resolve_checkpoint(checkpoint)
     try:
         config = json.loads((folder / CONFIG_NAME).read_text())
         arch, names, size = config["arch"], config["label_names"], int(config["image_size"])
@@ -118,7 +122,6 @@ def predict(checkpoint: str | os.PathLike, dataset, batch_size: int = 64, device
         DataError: If the split is empty or has no label column.
     """
     torch = require("torch", "train")
-    from fulora_data.classifier.train import default_image_cache
 
     if batch_size < 1:
         raise ConfigError(f"batch_size must be a positive integer; got {batch_size!r}")
@@ -129,7 +132,7 @@ def predict(checkpoint: str | os.PathLike, dataset, batch_size: int = 64, device
     names = check_labels(config, dataset, str(folder))
     if len(dataset) == 0:
         raise DataError("the test split is empty: there is nothing to predict")
-    model, config = load_classifier(folder, device)
+    model, config = _load_resolved(folder, device)
     device = next(model.parameters()).device
     cache = prepare_image_cache(dataset, int(config["image_size"]), cache_dir=default_image_cache(dataset))
     images = CachedImages(cache)

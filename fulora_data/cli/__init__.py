@@ -24,15 +24,18 @@ def main() -> None:
     """fulora: synthetic fetal-ultrasound datasets, LoRA training, generation and zero-shot evaluation."""
 
 
-# Command modules register themselves on import; keep one line per module.
-from fulora_data.cli import audit as _audit  # noqa: E402, F401  (registers `fulora data audit`)
-from fulora_data.cli import export as _export  # noqa: E402, F401  (registers `fulora data export`)
+# Command modules define their commands; this is the one place that attaches them to their groups.
+from fulora_data.cli.audit import audit_command  # noqa: E402
 from fulora_data.cli.data import data  # noqa: E402
 from fulora_data.cli.demo import demo  # noqa: E402
 from fulora_data.cli.evaluate import evaluate  # noqa: E402
-from fulora_data.cli.hub import model  # noqa: E402
+from fulora_data.cli.export import export_command  # noqa: E402
+from fulora_data.cli.hub import model, push_dataset  # noqa: E402
 from fulora_data.cli.train import train  # noqa: E402
 
+data.add_command(export_command)
+data.add_command(audit_command)
+data.add_command(push_dataset)
 main.add_command(data)
 main.add_command(demo)
 main.add_command(evaluate)

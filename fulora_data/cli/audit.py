@@ -8,17 +8,16 @@ from pathlib import Path
 import click
 
 from fulora_data.audit.thresholds import DEFAULT_SIMILARITY, DEFAULT_THRESHOLD, MAX_THRESHOLD
-from fulora_data.cli.data import _options, builder_options, cache_option, config_option, data, source_option
+from fulora_data.cli.options import (
+    builder_options,
+    builder_values,
+    cache_option,
+    config_option,
+    source_option,
+)
 
-_LISTED = 20  # pairs printed per list; --json and --report hold all of them
 
-
-def _more(total: int) -> None:
-    if total > _LISTED:
-        click.echo(f"  ... {total - _LISTED} more (see --json or --report)")
-
-
-@data.command("audit")
+@click.command("audit")
 @click.argument("name")
 @config_option
 @source_option
@@ -67,7 +66,7 @@ def audit_command(
     **options,
 ) -> None:
     """Audit dataset NAME for exact and near duplicates, split leakage and memorisation."""
-    from fulora_data.audit import audit_dataset
+    from fulora_data.audit import audit_dataset, format_summary
 
     result = audit_dataset(
         name,
@@ -80,46 +79,9 @@ def audit_command(
         against_source=against_source,
         report=report,
         num_proc=num_proc,
-        **_options(name, **options),
+        **builder_values(name, **options),
     )
     if as_json:
         click.echo(json.dumps(result, indent=2))
         return
-    found = result["audit"]
-    click.echo(f"{name}{'/' + config if config else ''}: {found['images']} images")
-    for split, info in found["splits"].items():
-        modes = ", ".join(f"{m} {n}" for m, n in info["modes"].items())
-        click.echo(
-            f"  {split}: {info['images']} images, {info['patients']} patients, modes {modes or '-'}, "
-            f"{len(info['sizes'])} sizes ({info['smallest']} to {info['largest']})"
-        )
-    click.echo(f"exact duplicate pairs: {found['exact_duplicate_pairs']}")
-    click.echo(
-        f"near duplicate pairs: {found['near_duplicate_pairs']} (pHash <= {threshold} bits, similarity >= {similarity})"
-    )
-    click.echo(f"cross-split duplicate pairs: {found['cross_split_duplicate_pairs']}")
-    click.echo(
-        f"pairs whose label / patient disagree: {found['label_disagreement_pairs']} / "
-        f"{found['patient_disagreement_pairs']}"
-    )
-    for pair in found["pairs"][:_LISTED]:
-        a, b = pair["a"], pair["b"]
-        click.echo(
-            f"  {pair['kind']}: {a['split']}/{a['image_id']} ~ {b['split']}/{b['image_id']} "
-            f"(pHash {pair['hamming']}, similarity {pair['similarity']})"
-        )
-    _more(len(found["pairs"]))
-    memo = result.get("memorisation")
-    if memo is not None:
-        click.echo(
-            f"memorised against {result['against']}: {memo['memorised']} of {memo['synthetic_images']} images "
-            f"(nearest similarity median {memo['similarity']['median']}, max {memo['similarity']['max']})"
-        )
-        for pair in memo["pairs"][:_LISTED]:
-            s, t = pair["synthetic"], pair["training"]
-            click.echo(
-                f"  {s['split']}/{s['image_id']} ~ {t['split']}/{t['image_id']} ({pair['similarity']})"
-            )
-        _more(len(memo["pairs"]))
-    if "report" in result:
-        click.echo(f"report: {result['report']}")
+    click.echo(format_summary(result, f"{name}{'/' + config if config else ''}"))

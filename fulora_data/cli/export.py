@@ -6,10 +6,10 @@ from pathlib import Path
 
 import click
 
-from fulora_data.cli.data import _options, builder_options, cache_option, data, source_option
+from fulora_data.cli.options import builder_options, builder_values, cache_option, source_option
 
 
-@data.command("export")
+@click.command("export")
 @click.argument("name")
 @click.option(
     "--config",
@@ -38,7 +38,7 @@ def export_command(name, configs, out, max_shard_size, repo_id, source, cache_di
         cache_dir=cache_dir,
         max_shard_size=max_shard_size or DEFAULT_MAX_SHARD_SIZE,
         repo_id=repo_id,
-        **_options(name, **options),
+        **builder_values(name, **options),
     )
     default = [c for c in manifest["configs"] if manifest["details"][c].get("default")]
     for config in configs or default:  # without --config the default config was exported

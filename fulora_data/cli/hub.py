@@ -7,7 +7,6 @@ from pathlib import Path
 import click
 
 from fulora_data import hub as library
-from fulora_data.cli.data import data
 
 
 def push_options(func):
@@ -39,7 +38,7 @@ def _report(result: dict) -> None:
         )
 
 
-@data.command("push")
+@click.command("push")
 @push_options
 def push_dataset(folder: Path, **options) -> None:
     """Push a dataset export FOLDER (from `fulora data export`) and tag it v<version> (or --tag)."""

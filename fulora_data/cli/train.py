@@ -7,9 +7,10 @@ from pathlib import Path
 
 import click
 
+from fulora_data.classifier.config import TRAIN_SETS, TrainConfig, parse_train_set
 from fulora_data.classifier.models import ARCHITECTURES
-from fulora_data.classifier.train import TRAIN_SETS, TrainConfig, parse_train_set
 from fulora_data.classifier.train import train as train_classifier
+from fulora_data.cli.options import data_option, parse_data_options
 
 
 @click.group("train")
@@ -45,18 +46,19 @@ def train() -> None:
 @click.option(
     "--validation-size", type=int, default=None, help="Training images held out for validation [200]."
 )
+@click.option(
+    "--validation-policy",
+    type=click.Choice(["patient", "study"]),
+    default=None,
+    help="How the hold-out is drawn when the training set has no validation split: patient (whole "
+    "patients, none on both sides) or study (random images, as the study did) [patient].",
+)
 @click.option("--seed", type=int, default=None, help="Seed [0].")
 @click.option("--num-workers", type=int, default=None, help="DataLoader workers [2].")
 @click.option("--mixed-precision", type=click.Choice(["no", "fp16", "bf16"]), default=None, help="[no].")
 @click.option("--cpu", is_flag=True, default=None, help="Train on the CPU even if a GPU is present.")
 @click.option("--cache-dir", type=click.Path(path_type=Path), default=None, help="Where datasets are cached.")
-@click.option(
-    "--data-option",
-    "data_options",
-    multiple=True,
-    metavar="KEY=VALUE",
-    help="An option of the training set's builder, e.g. labels=synthetic_train_5000.csv (repeatable).",
-)
+@data_option
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True)
 @click.option("--resume", is_flag=True, help="Continue the run in --out after its last finished epoch.")
 @click.option(
@@ -80,7 +82,7 @@ def classifier(
 ) -> None:
     """Train a plane classifier with the study's settings (resumable; keeps the best validation epoch)."""
     values = {k: (str(v) if isinstance(v, Path) else v) for k, v in options.items()}
-    values["dataset_options"] = _parse_data_options(data_options) if data_options else None
+    values["dataset_options"] = parse_data_options(data_options) if data_options else None
     values["train_set"] = parse_train_set(train_set) if train_set is not None else None
     values["data_cache_dir"] = str(cache_dir) if cache_dir is not None else None
     config = TrainConfig.from_yaml(preset, **values) if preset else TrainConfig.preset("paper", **values)
@@ -99,20 +101,3 @@ def classifier(
     click.echo(f"model: {summary['model_dir']}")
     if summary["hub"]:
         click.echo(f"pushed: {summary['hub'].get('url')}")
-
-
-def _parse_data_options(pairs: tuple[str, ...]) -> dict:
-    """Read ``KEY=VALUE`` pairs; ``true``/``false`` and whole numbers become booleans and integers."""
-    parsed: dict = {}
-    for pair in pairs:
-        key, sep, value = pair.partition("=")
-        if not sep or not key.strip():
-            raise click.BadParameter(f"expected KEY=VALUE, got {pair!r}", param_hint="--data-option")
-        text = value.strip()
-        if text.lower() in ("true", "false"):
-            parsed[key.strip()] = text.lower() == "true"
-        elif text.lstrip("-").isdigit():
-            parsed[key.strip()] = int(text)
-        else:
-            parsed[key.strip()] = text
-    return parsed

@@ -8,7 +8,8 @@ Public API:
 * ``write_report(result, out_dir, *, model_name=None, train_set=None)``: a Markdown report with a
   confusion-matrix PNG, beside the study's published row.
 * ``evaluate_predictions(path, ...)`` and ``evaluate_checkpoint(checkpoint, data_spec, ...)``: what the
-  ``fulora evaluate`` commands run.
+  ``fulora evaluate`` commands run; ``evaluate_split(checkpoint, dataset, ...)``: a classifier run on one
+  split and scored (what ``evaluate_checkpoint`` and the study's grid share).
 * ``load_metric(protocol="paper")``: the same metrics as an ``evaluate`` metric, loaded from the local
   script ``ZERO_SHOT_METRIC_PATH`` with no Hub access.
 
@@ -23,7 +24,12 @@ from fulora_data.evaluation.metrics import PROTOCOLS, score
 from fulora_data.evaluation.predictions import read_predictions
 from fulora_data.evaluation.reference import paper_results, published_row
 from fulora_data.evaluation.report import format_summary, write_report
-from fulora_data.evaluation.run import evaluate_checkpoint, evaluate_predictions, parse_data_spec
+from fulora_data.evaluation.run import (
+    evaluate_checkpoint,
+    evaluate_predictions,
+    evaluate_split,
+    parse_data_spec,
+)
 
 ZERO_SHOT_METRIC_PATH = Path(__file__).with_name("zero_shot.py")
 """The ``evaluate`` metric script; ``evaluate.load(str(ZERO_SHOT_METRIC_PATH))`` works offline."""
@@ -57,6 +63,7 @@ __all__ = [
     "ZERO_SHOT_METRIC_PATH",
     "evaluate_checkpoint",
     "evaluate_predictions",
+    "evaluate_split",
     "format_summary",
     "load_metric",
     "paper_results",

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import json
-import os
-import tempfile
 from pathlib import Path
 
 from fulora_data.evaluation.metrics import SUMMARY_METRICS
 from fulora_data.evaluation.reference import SOURCE, canonical_model, canonical_train_set, published_row
+from fulora_data.io import atomic_file, atomic_write_json, atomic_write_text
 
 REPORT_FILE = "report.md"
 CONFUSION_FILE = "confusion_matrix.png"
@@ -54,18 +52,6 @@ def format_summary(result: dict) -> str:
             figures = "  ".join(f"{_TITLES[m].lower()} {_pct(sub[m])}" for m in metrics)
             lines.append(f"  {country} (n={sub['n']}): {figures}")
     return "\n".join(lines)
-
-
-def _atomic_write(path: Path, write) -> None:
-    """Write a file through a temporary file in the same folder, then rename it into place."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def plot_confusion_matrix(result: dict, path: Path) -> None:
@@ -206,14 +192,8 @@ def write_report(
     """
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    _atomic_write(out_dir / CONFUSION_FILE, lambda tmp: plot_confusion_matrix(result, tmp))
+    with atomic_file(out_dir / CONFUSION_FILE) as tmp:
+        plot_confusion_matrix(result, tmp)
     payload = {"model_name": model_name, "train_set": train_set, **result}
-    _atomic_write(
-        out_dir / METRICS_FILE,
-        lambda tmp: tmp.write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8"),
-    )
-    report = out_dir / REPORT_FILE
-    _atomic_write(
-        report, lambda tmp: tmp.write_text(_markdown(result, model_name, train_set), encoding="utf-8")
-    )
-    return report
+    atomic_write_json(out_dir / METRICS_FILE, payload)
+    return atomic_write_text(out_dir / REPORT_FILE, _markdown(result, model_name, train_set))

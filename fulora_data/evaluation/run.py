@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import os
 import re
-from pathlib import Path
 
-from fulora_data.errors import ConfigError, DataError, SourceNotFoundError
+from fulora_data.errors import ConfigError, DataError
 from fulora_data.evaluation.metrics import score
 from fulora_data.evaluation.predictions import read_predictions
 from fulora_data.evaluation.report import write_report
@@ -82,6 +81,59 @@ def evaluate_predictions(
     return result
 
 
+def evaluate_split(
+    checkpoint: str | os.PathLike,
+    dataset,
+    *,
+    protocol: str = "paper",
+    batch_size: int = 32,
+    device: str | None = None,
+    ci_by_patient: bool = False,
+    n_bootstrap: int = 1000,
+    seed: int = 0,
+    where: str = "the dataset",
+) -> dict:
+    """Run a trained classifier on one split and score it: ``score(predict(checkpoint, dataset))``.
+
+    Args:
+        checkpoint: The classifier (a training output folder, its ``model/`` folder or its weights file).
+        dataset: A ``datasets.Dataset`` split with ``image`` and ``label`` (and optionally ``country`` and
+            ``patient_id``) columns.
+        protocol: ``paper`` or ``standard``.
+        batch_size: Images per forward pass.
+        device: Torch device; None picks one.
+        ci_by_patient: Bootstrap patients (the split's ``patient_id``) instead of images.
+        n_bootstrap: Bootstrap resamples for ``standard`` intervals.
+        seed: Bootstrap seed.
+        where: The split's name, for messages.
+
+    Returns:
+        The ``score`` result (per country when the split has a ``country`` column), plus ``model_name`` and
+        ``train_set`` from the checkpoint.
+    """
+    from fulora_data.builders.build import column
+    from fulora_data.classifier.predict import predict
+
+    out = predict(checkpoint, dataset, batch_size=batch_size, device=device)
+    countries = column(dataset, "country") if "country" in dataset.column_names else None
+    patient_ids = None
+    if ci_by_patient:
+        ids = column(dataset, "patient_id") if "patient_id" in dataset.column_names else None
+        patient_ids = _patients(ids, where)
+    result = score(
+        out["reference"],
+        out["prediction"],
+        label_names=out["label_names"],
+        probabilities=out["probabilities"],
+        countries=countries,
+        patient_ids=patient_ids,
+        protocol=protocol,
+        n_bootstrap=n_bootstrap,
+        seed=seed,
+    )
+    return {"model_name": out.get("model_name"), "train_set": out.get("train_set"), **result}
+
+
 def evaluate_checkpoint(
     checkpoint: str | os.PathLike,
     data_spec: str,
@@ -116,41 +168,33 @@ def evaluate_checkpoint(
         ``data``, ``model_name``, ``train_set`` and ``report``.
 
     Raises:
-        ConfigError: For a bad data spec or split name.
-        SourceNotFoundError: If the checkpoint does not exist.
+        ConfigError: For a bad data spec or split name, or a path that holds no classifier (checked once,
+            here, before any data is built).
         DataError: If the split is empty.
     """
-    from fulora_data.prepare import column, prepare
+    from fulora_data.classifier.predict import resolve_checkpoint
+    from fulora_data.prepare import prepare
 
     name, config, split = parse_data_spec(data_spec)
-    if not Path(checkpoint).exists():
-        raise SourceNotFoundError(f"classifier checkpoint {str(checkpoint)!r} does not exist")
+    folder = resolve_checkpoint(checkpoint)
     splits = prepare(name, config, source=source, cache_dir=cache_dir)
     if split not in splits:
         raise ConfigError(f"{data_spec!r}: {name} has no split {split!r}; it has {', '.join(splits)}")
     dataset = splits[split]
     if len(dataset) == 0:
         raise DataError(f"{data_spec!r}: the test set is empty, there is nothing to evaluate")
-    from fulora_data.classifier import predict
-
-    out = predict(Path(checkpoint), dataset, batch_size=batch_size, device=device)
-    countries = column(dataset, "country") if "country" in dataset.column_names else None
-    patient_ids = None
-    if ci_by_patient:
-        ids = column(dataset, "patient_id") if "patient_id" in dataset.column_names else None
-        patient_ids = _patients(ids, data_spec)
-    result = score(
-        out["reference"],
-        out["prediction"],
-        label_names=out["label_names"],
-        probabilities=out["probabilities"],
-        countries=countries,
-        patient_ids=patient_ids,
+    result = evaluate_split(
+        folder,
+        dataset,
         protocol=protocol,
+        batch_size=batch_size,
+        device=device,
+        ci_by_patient=ci_by_patient,
         n_bootstrap=n_bootstrap,
         seed=seed,
+        where=data_spec,
     )
-    model_name, train_set = out.get("model_name"), out.get("train_set")
+    model_name, train_set = result.pop("model_name"), result.pop("train_set")
     result = {
         "checkpoint": str(checkpoint),
         "data": data_spec,

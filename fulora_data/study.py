@@ -1,7 +1,8 @@
 """The study's grid: 5 classifiers x 4 training sets, scored zero-shot on the African test set.
 
 ``run_grid`` trains each cell with ``fulora_data.classifier.train`` (resuming an interrupted cell and
-reusing a finished one), predicts the African test split, scores it with the ``paper`` protocol and writes
+reusing a finished one), runs it on the African test split and scores it with the ``paper`` protocol
+(``fulora_data.evaluation.evaluate_split``, what ``fulora evaluate`` runs) and writes
 ``comparison.csv`` and ``comparison.md``: our figures beside the study's published ones
 (``fulora_data.evaluation.reference``), in percent, with the difference.
 
@@ -20,17 +21,25 @@ from __future__ import annotations
 import csv
 import dataclasses
 import io
-import json
 import os
+import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from fulora_data.classifier.train import _RESUME_FIELDS, TRAIN_SETS, TrainConfig, _stderr
+from fulora_data.checkpoint import find_checkpoint, read_state
+from fulora_data.classifier.config import RESUME_FIELDS, TRAIN_SETS, TrainConfig
 from fulora_data.errors import ConfigError
+from fulora_data.io import atomic_write_json, atomic_write_text
 
 MODELS: tuple[str, ...] = ("densenet169", "mobilenet_v2", "efficientnet_b0", "resnet18", "vit_b_16")
 METRICS: tuple[str, ...] = ("accuracy", "recall", "precision", "f1", "auc")
+
+
+def _stderr(message: str) -> None:
+    from tqdm.auto import tqdm
+
+    tqdm.write(message, file=sys.stderr)
 
 
 def cell_dir(out_dir: Path, model: str, train_set: str) -> Path:
@@ -44,18 +53,12 @@ def _finished(folder: Path, config: TrainConfig) -> bool:
     A run with other settings (seed, weights, epochs, ...) is not reused: it is handed to ``train`` with
     ``resume=True``, which continues it when only the number of epochs grew and refuses it otherwise.
     """
-    state = folder / "checkpoint" / "state.json"
-    if not state.is_file():
+    found = find_checkpoint(folder / "checkpoint")
+    if found is None:
         return False
-    saved = json.loads(state.read_text())
-    same = all(saved["config"].get(name) == getattr(config, name) for name in (*_RESUME_FIELDS, "epochs"))
+    saved = read_state(found)
+    same = all(saved["config"].get(name) == getattr(config, name) for name in (*RESUME_FIELDS, "epochs"))
     return same and saved["epoch"] >= config.epochs
-
-
-def _write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
 
 
 def comparison_table(rows: list[dict]) -> tuple[str, str]:
@@ -124,10 +127,9 @@ def run_grid(
     Raises:
         ConfigError: For an unknown model or training set, or bad overrides (before anything runs).
     """
-    from fulora_data.classifier.predict import predict
     from fulora_data.classifier.train import train
-    from fulora_data.evaluation import published_row, score
-    from fulora_data.prepare import column, prepare
+    from fulora_data.evaluation import evaluate_split, published_row
+    from fulora_data.prepare import prepare
 
     out = Path(out_dir)
     overrides = dict(overrides or {})
@@ -153,7 +155,6 @@ def run_grid(
         raise ConfigError("the grid is empty: give at least one model and one training set")
     out.mkdir(parents=True, exist_ok=True)
     test = prepare("african", source=african_source, cache_dir=cache_dir)["test"]
-    countries = column(test, "country") if "country" in test.column_names else None
     rows = []
     for config in configs:
         folder = cell_dir(out, config.arch, config.train_set)
@@ -163,17 +164,11 @@ def run_grid(
             resume = (folder / "checkpoint").is_dir()
             log(f"{folder.name}: {'resuming' if resume else 'training'}")
             train(config, folder, resume=resume, progress=progress, log=log)
-        predicted = predict(folder, test, batch_size=batch_size)
-        scores = score(
-            predicted["reference"],
-            predicted["prediction"],
-            label_names=predicted["label_names"],
-            probabilities=predicted["probabilities"],
-            countries=countries,
-            protocol="paper",
-        )
+        scores = evaluate_split(folder, test, protocol="paper", batch_size=batch_size, where="african:test")
+        for key in ("model_name", "train_set"):
+            scores.pop(key)
         summary = {k: scores[k] for k in METRICS}
-        (folder / "african_test_paper.json").write_text(json.dumps(scores, indent=2))
+        atomic_write_json(folder / "african_test_paper.json", scores)
         rows.append(
             {
                 "model": config.arch,
@@ -186,6 +181,6 @@ def run_grid(
             }
         )
         as_csv, as_md = comparison_table(rows)  # rewritten after every cell: a partial grid is still readable
-        _write_text(out / "comparison.csv", as_csv)
-        _write_text(out / "comparison.md", as_md)
+        atomic_write_text(out / "comparison.csv", as_csv)
+        atomic_write_text(out / "comparison.md", as_md)
     return rows
