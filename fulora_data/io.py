@@ -117,6 +117,40 @@ def find_folder(target: str | os.PathLike) -> Path | None:
     return old if old.is_dir() else None
 
 
+def resolve_under(root: str | os.PathLike, relative: str, where: str) -> Path:
+    """Join a path read from data (a CSV cell, a manifest entry) onto its root, refusing any escape.
+
+    The joined path is resolved (``..`` parts and symbolic links followed) and must stay under the resolved
+    root, so a hostile cell such as ``../../../home/user/x`` or ``/etc/x`` cannot pull a file from elsewhere
+    on the machine into a dataset.
+
+    Args:
+        root: The source root the path must stay under.
+        relative: The path as read from the data.
+        where: Where it was read, e.g. ``"data.csv line 7 column Image_name"``, for the error message.
+
+    Returns:
+        ``root / relative`` (not resolved: links inside the root keep their names).
+
+    Raises:
+        DataError: If the path is empty, absolute, or resolves outside ``root``.
+    """
+    from fulora_data.errors import DataError
+
+    root = Path(root)
+    text = str(relative)
+    if not text or "\0" in text:
+        raise DataError(f"{where}: {text!r} is not a file name")
+    joined = root / text
+    if Path(text).is_absolute() or "\\" in text:
+        raise DataError(f"{where}: {text!r} is an absolute or foreign path; it must name a file under {root}")
+    # Lexical check first (cheap, and catches names whose target does not exist); then the resolved one,
+    # which also catches a symbolic link inside the root that points out of it.
+    if ".." in Path(os.path.normpath(text)).parts or not joined.resolve().is_relative_to(root.resolve()):
+        raise DataError(f"{where}: {text!r} points outside {root}; refusing to read it")
+    return joined
+
+
 def remove_leftovers(folder: str | os.PathLike, name: str) -> int:
     """Remove temporary siblings ``.<name>.tmp-*`` that a killed writer left in ``folder``.
 

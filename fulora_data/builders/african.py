@@ -24,6 +24,7 @@ import datasets
 from fulora_data.builders.base import FuloraBuilder, FuloraConfig, Record, ResolvedSource
 from fulora_data.builders.spanish import read_table, require_columns
 from fulora_data.errors import ConfigError, DataError
+from fulora_data.io import resolve_under
 from fulora_data.taxonomy import CERVIX, canonical_plane
 
 _VERSION = datasets.Version("1.0.0")
@@ -124,7 +125,11 @@ class AfricanBuilder(FuloraBuilder):
                 continue
             record = Record(
                 image_id=name,
-                path=source.root / center / f"{name}.png",
+                path=resolve_under(
+                    resolve_under(source.root, center, f"{csv_path} line {line} column Center"),
+                    f"{name}.png",
+                    f"{csv_path} line {line} column Image_name",
+                ),
                 plane=plane,
                 patient_id=f"{center}-{row[col['Patient_num']]}",
                 extra={"country": center},

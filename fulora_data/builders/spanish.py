@@ -29,6 +29,7 @@ import numpy as np
 
 from fulora_data.builders.base import FuloraBuilder, FuloraConfig, Record, ResolvedSource
 from fulora_data.errors import ConfigError, DataError
+from fulora_data.io import resolve_under
 from fulora_data.taxonomy import CERVIX, PLANES, canonical_plane
 
 _VERSION = datasets.Version("1.0.0")
@@ -231,6 +232,7 @@ class SpanishBuilder(FuloraBuilder):
         self._row_count = len(rows)
         splits: dict[str, list[Record]] = {"train": [], "test": []}
         seen: set[str] = set()
+        images = source.root / "Images"
         for line, row in enumerate(rows, start=2):
             name = row["Image_name"]
             if not name:
@@ -247,7 +249,7 @@ class SpanishBuilder(FuloraBuilder):
                 raise DataError(f"{csv_path} line {line}: Train must be 0 or 1, got {flag!r}")
             record = Record(
                 image_id=name,
-                path=source.root / "Images" / f"{name}.png",
+                path=resolve_under(images, f"{name}.png", f"{csv_path} line {line} column Image_name"),
                 plane=plane,
                 patient_id=row["Patient_num"],
                 extra={
