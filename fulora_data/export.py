@@ -3,7 +3,8 @@
 Layout of an export folder (one dataset, one or more configs)::
 
     README.md                                   the card (YAML ``configs`` point at the shards)
-    fulora_export.json                          {"format", "name", "version", "configs": [...], "details": {...}}
+    fulora_export.json                          {"format", "name", "version", "configs": [...], "details": {...},
+                                                 "files": {"data/<config>/<shard>": {"num_bytes", "sha256"}}}
     data/<config>/<split>-00000-of-00002.parquet
 
 The Parquet shards embed the image bytes, so ``datasets.load_dataset(folder, config)`` (and, once pushed,
@@ -19,6 +20,7 @@ place, and the card and manifest are written to temporary files and renamed.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import os
@@ -95,8 +97,24 @@ def write_parquet_shards(
         shard = dataset.shard(num_shards=num_shards, index=index, contiguous=True)
         path = folder / f"{split}-{index:05d}-of-{num_shards:05d}.parquet"
         shard.to_parquet(str(path))
-        files.append({"file": path.name, "num_rows": len(shard), "num_bytes": path.stat().st_size})
+        files.append(
+            {
+                "file": path.name,
+                "num_rows": len(shard),
+                "num_bytes": path.stat().st_size,
+                "sha256": file_sha256(path),
+            }
+        )
     return files
+
+
+def file_sha256(path: Path) -> str:
+    """The sha256 hex digest of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(4 * 1024 * 1024):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def export(
@@ -171,10 +189,16 @@ def _write_configs(
         config = builder.config.name
         summary = summarize(builder, splits)
         staging = Path(tempfile.mkdtemp(prefix=f".{config}-", dir=out / "data"))
+        shard_list: dict[str, dict[str, Any]] = {}
         try:
             for split, dataset in tqdm(splits.items(), desc=f"Export {name}/{config}", unit=" split"):
                 files = write_parquet_shards(dataset, staging, split, max_shard_size=max_shard_size)
                 summary["splits"][split]["files"] = [f"data/{config}/{f['file']}" for f in files]
+                for f in files:
+                    shard_list[f"data/{config}/{f['file']}"] = {
+                        "num_bytes": f["num_bytes"],
+                        "sha256": f["sha256"],
+                    }
                 summary["splits"][split]["parquet_bytes"] = sum(f["num_bytes"] for f in files)
                 summary["splits"][split]["num_bytes"] = dataset._estimate_nbytes() if len(dataset) else 0
             target = out / "data" / config
@@ -185,6 +209,10 @@ def _write_configs(
             shutil.rmtree(old, ignore_errors=True)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
+        # Every shard with its size and digest: `fulora data push` refuses a folder that differs from this.
+        listed = {k: v for k, v in manifest.get("files", {}).items() if not k.startswith(f"data/{config}/")}
+        listed.update(shard_list)
+        manifest["files"] = dict(sorted(listed.items()))
         summary["options"] = {k: v for k, v in options.items() if v is not None}
         manifest["details"][config] = summary
         if config not in manifest["configs"]:

@@ -78,7 +78,42 @@ def read_export_manifest(folder: str | Path) -> dict:
             raise DataError(f"{folder / MANIFEST}: bad config name {name!r}")
         if not any((folder / "data" / name).glob("*.parquet")):
             raise DataError(f"{str(folder)!r} has no Parquet shards for config {name!r} under data/{name}/")
+    _verify_listed_files(folder, manifest)
     return {**manifest, "configs": names}
+
+
+def _verify_listed_files(folder: Path, manifest: dict) -> None:
+    """Refuse a folder whose files differ from the manifest's shard list (sizes and sha256 included).
+
+    A deleted, truncated or stray shard (a leftover of a killed export) would otherwise be pushed under a
+    tag that never moves, and ``load_dataset`` would fail on it or read it as data.
+    """
+    where = folder / MANIFEST
+    listed = manifest.get("files")
+    if not isinstance(listed, dict) or not listed:
+        raise DataError(
+            f"{where} lists no shards with their sizes and sha256 (an export from an older fulora); "
+            "export the dataset again with `fulora data export`"
+        )
+    local = {rel for rel in _local_files(folder) if rel not in (CARD, MANIFEST, ".gitattributes")}
+    stray = sorted(local - set(listed))
+    if stray:
+        raise DataError(
+            f"{str(folder)!r} holds {len(stray)} files that {MANIFEST} does not list (first: {stray[0]!r}); "
+            "remove them or export again"
+        )
+    for rel, entry in listed.items():
+        path = folder / rel
+        if rel not in local:
+            raise DataError(f"{str(folder)!r} lacks {rel!r}, which {MANIFEST} lists; export again")
+        size = entry.get("num_bytes") if isinstance(entry, dict) else None
+        if path.stat().st_size != size:
+            raise DataError(
+                f"{path} has {path.stat().st_size} bytes but {MANIFEST} says {size!r}: it is truncated or "
+                "changed; export again"
+            )
+        if _hashes(path)[0] != entry.get("sha256"):
+            raise DataError(f"{path} does not match its sha256 in {MANIFEST}: it changed; export again")
 
 
 def push_dataset(
