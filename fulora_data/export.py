@@ -14,12 +14,15 @@ cut so that each holds at most ``max_shard_size`` bytes of Arrow data (500 MB by
 
 Exporting another config into the same folder adds it; re-exporting a config replaces only that config's
 shards. A non-empty folder without ``fulora_export.json``, or one holding another dataset or version, is
-refused. Writes are atomic: shards go to a temporary folder inside the export folder that is renamed into
-place, and the card and manifest are written to temporary files and renamed.
+refused. Writes are atomic: the whole export is staged in a sibling folder (``.<out>.tmp-*``, unchanged
+shards hard-linked) and swapped in at once, under a file lock (``.<out>.lock``, ``filelock``) so that two
+exports into one folder run one after the other; a staging folder left by a killed run is removed by the
+next one.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
@@ -32,6 +35,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from fulora_data.errors import ConfigError, DataError
+from fulora_data.io import atomic_folder, find_folder, remove_leftovers
 
 MANIFEST = "fulora_export.json"
 FORMAT = "fulora-export"
@@ -58,7 +62,7 @@ def _check_target(out: Path, name: str, version: str) -> dict[str, Any] | None:
         raise ConfigError(f"--out {out} is a file, not a folder")
     manifest = read_manifest(out) if out.is_dir() else None
     if manifest is None:
-        if out.is_dir() and any(out.iterdir()):
+        if out.is_dir() and any(out.iterdir()) and not _only_old_staging(out):
             raise ConfigError(
                 f"--out {out} is not empty and is not a fulora export; choose an empty or new folder"
             )
@@ -166,17 +170,84 @@ def export(
     built = [
         (builder, build(builder)) for builder in builders
     ]  # every build succeeds before a byte is written
-    created = [path for path in (out, out / "data") if not path.exists()]
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "data").mkdir(exist_ok=True)
-    try:
-        _write_configs(out, name, built, manifest, options, max_shard_size, repo_id)
-    except BaseException:
-        for path in reversed(created):  # leave no empty folder that a retry would take for a foreign one
-            if path.is_dir() and not any(path.iterdir()):
-                path.rmdir()
-        raise
+    with export_lock(out):
+        _recover(out)
+        # Read again under the lock: another export may have added a config since the check above.
+        manifest = _check_target(out, name, version) or manifest
+        # The whole export is staged in a sibling folder and swapped in at once: a kill leaves the old
+        # export (or nothing) at --out, plus a staging folder that the next run removes.
+        with atomic_folder(out) as staging:
+            _link_unchanged(out, staging, [b.config.name for b, _ in built])
+            (staging / "data").mkdir(exist_ok=True)
+            _write_configs(staging, name, built, manifest, options, max_shard_size, repo_id)
     return manifest
+
+
+@contextlib.contextmanager
+def export_lock(out: Path):
+    """Hold an exclusive lock on an export folder (a ``filelock`` file beside it, ``.<name>.lock``).
+
+    Two exports into one folder would otherwise each rewrite the manifest and card from what they read
+    before the other finished, and disagree.
+
+    Raises:
+        ConfigError: If the lock file cannot be created (e.g. the parent folder is read-only).
+    """
+    from filelock import FileLock
+
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(str(out.parent / f".{out.name}.lock"))
+        lock.acquire()
+    except OSError as err:
+        raise ConfigError(f"cannot write the export folder --out {out}: {err.strerror or err}") from None
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def _only_old_staging(out: Path) -> bool:
+    """Whether a folder holds nothing but ``data/.<config>-*`` staging folders of a killed older export."""
+    entries = list(out.iterdir())
+    if [e.name for e in entries] != ["data"] or not entries[0].is_dir():
+        return False
+    return all(child.name.startswith(".") for child in entries[0].iterdir())
+
+
+def _recover(out: Path) -> None:
+    """Undo what a killed export left: staging siblings, and a swap interrupted between its two renames."""
+    remove_leftovers(out.parent, out.name)
+    if out.is_dir() and read_manifest(out) is None and any(out.iterdir()) and _only_old_staging(out):
+        shutil.rmtree(out)
+    previous = find_folder(out)
+    if previous is not None and previous != out:
+        os.replace(previous, out)
+    shutil.rmtree(out.with_name(f".{out.name}.old"), ignore_errors=True)
+
+
+def _link_unchanged(out: Path, staging: Path, rewritten: list[str]) -> None:
+    """Put the existing export's files that this run keeps into the staging folder (hard links, or copies).
+
+    Skipped: the configs being rewritten, and hidden leftovers of older fulora versions' in-folder staging.
+    """
+    if not out.is_dir():
+        return
+    for path in sorted(out.rglob("*")):
+        rel = path.relative_to(out)
+        hidden = any(part.startswith(".") for part in rel.parts) and rel.as_posix() != ".gitattributes"
+        if (
+            hidden
+            or not path.is_file()
+            or (rel.parts[0] == "data" and len(rel.parts) > 2 and rel.parts[1] in rewritten)
+        ):
+            continue
+        target = staging / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(path, target)
+        except OSError:
+            shutil.copy2(path, target)
 
 
 def _write_configs(
