@@ -137,6 +137,14 @@ class FuloraBuilder(datasets.GeneratorBasedBuilder):
             records, dropped = self._drop_test_duplicates(records)
             self._provenance["dropped_test_duplicates_of_train"] = dropped
         self._verify_split_sizes(source, records)
+        empty = [split for split, rows in records.items() if not rows]
+        if empty:
+            # datasets would build and cache the split, then fail to read it back with a traceback.
+            raise DataError(
+                f"{source.location}: the {self.NAME} {self.config.name!r} {' and '.join(empty)} "
+                f"split{'s' if len(empty) > 1 else ''} would hold no images (the metadata, subset list or "
+                "options select none); use a source or config that has them"
+            )
         self._provenance.update(self._source_provenance(source))
         self._provenance["splits"] = {split: len(rows) for split, rows in records.items()}
         return [
