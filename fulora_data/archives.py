@@ -173,3 +173,16 @@ def _extract_tar(archive: Path, target: Path) -> None:
                 tf.extract(member, target, filter="data")
             except tarfile.FilterError as err:
                 raise UnsafeArchiveError(f"{archive}: member {member.name!r} refused: {err}") from err
+        # tarfile stops listing members, without a word, where the file ends or turns to garbage: a tar cut
+        # at a member boundary reads as a shorter archive. A whole one ends with a zero block there.
+        tf.fileobj.seek(tf.offset)
+        end = tf.fileobj.read(tarfile.BLOCKSIZE)
+        if len(end) < tarfile.BLOCKSIZE or end.strip(b"\0"):
+            raise ArchiveError(
+                f"{archive} ends early after {len(members)} members (no end-of-archive block): it is truncated "
+                "or corrupt; download it again"
+            )
+        # Read the compressed stream to its end, so that its trailing checks (xz index and footer, gzip
+        # CRC) are verified too: damage there would otherwise go unnoticed.
+        while tf.fileobj.read(_CHUNK):
+            pass

@@ -28,25 +28,23 @@ def option_names(name: str) -> list[str]:
 
 
 def _fingerprint(path: Path) -> str:
-    """Cheap identity of a file or folder (sizes and modification times), to notice a changed source."""
+    """Identity of a file or folder (every file's size and modification time), to notice a changed source.
+
+    Every file counts, images included: a PNG overwritten in place changes neither its folder's time nor
+    any metadata file, and a cached build would keep serving the old bytes. A stat per file costs about
+    50 ms for the 12,400 images of FETAL_PLANES_DB.
+    """
     entries: list[str] = []
     if path.is_file():
         stat = path.stat()
         entries.append(f"{stat.st_size}:{stat.st_mtime_ns}")
     else:
         for root, dirs, files in os.walk(path):
-            depth = Path(root).relative_to(path).parts
-            rel = "/".join(depth)
+            rel = "/".join(Path(root).relative_to(path).parts)
             entries.append(f"{rel}/:{os.stat(root).st_mtime_ns}")
-            # Metadata files sit up to two levels down (as deep as builders look for their root marker) and
-            # are edited in place, which leaves their folder's time alone; PNGs past the top are covered by
-            # their folder's time, so thousands of images cost no stat.
             for name in sorted(files):
-                if len(depth) == 0 or not name.lower().endswith(".png"):
-                    stat = os.stat(os.path.join(root, name))
-                    entries.append(f"{rel}/{name}:{stat.st_size}:{stat.st_mtime_ns}")
-            if len(depth) >= 2:
-                dirs[:] = []
+                stat = os.stat(os.path.join(root, name))
+                entries.append(f"{rel}/{name}:{stat.st_size}:{stat.st_mtime_ns}")
             dirs.sort()
     return hashlib.sha256("\n".join(entries).encode()).hexdigest()[:16]
 

@@ -93,6 +93,12 @@ class AfricanBuilder(FuloraBuilder):
             return None
         for country in COUNTRIES:
             if country.lower() == str(wanted).strip().lower():
+                if self.config.name in COUNTRIES and self.config.name != country:
+                    # The card of config "Ghana" says "Ghana only": building Egypt under it would be wrong data.
+                    raise ConfigError(
+                        f"config {self.config.name!r} is {self.config.name} only but --country is {wanted!r}; "
+                        f"use -c {country} (or -c all --country {country})"
+                    )
                 return country
         raise ConfigError(f"country must be one of {', '.join(COUNTRIES)}, got {wanted!r}")
 
