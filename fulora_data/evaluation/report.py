@@ -44,6 +44,11 @@ def format_summary(result: dict) -> str:
     """Return a short plain-text summary of a ``score`` result, in percent, for the terminal."""
     metrics = _metrics_of(result)
     lines = [f"protocol: {result['protocol']}   images: {result['n']}"]
+    coverage = result.get("coverage") or {}
+    if coverage.get("partial"):
+        lines.append(
+            f"PARTIAL: {coverage['scored']} of the {coverage['of']} images of {coverage['test_set']}"
+        )
     for metric in metrics:
         interval = _interval(result, metric)
         ci = f"   ({100 * result['ci']['level']:.0f}% CI {interval})" if interval else ""
@@ -110,6 +115,12 @@ def _markdown(result: dict, model_name: str | None, train_set: str | None) -> st
         f"{', '.join(result['label_names'])}. Macro averages are over: {', '.join(result['labels'])}; "
         f"AUC over: {', '.join(result['auc_labels']) or 'none (undefined)'}."
     )
+    coverage = result.get("coverage") or {}
+    if coverage.get("partial"):
+        out.append(
+            f"**Partial:** these figures are on {coverage['scored']} of the {coverage['of']} images of "
+            f"{coverage['test_set']} (--allow-partial); they are not comparable with figures on the whole set."
+        )
     if result["protocol"] == "paper":
         out.append(
             "The `paper` protocol reproduces the study's table, including its AUC on hard labels in which a "
