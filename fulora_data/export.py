@@ -35,7 +35,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from fulora_data.errors import ConfigError, DataError
-from fulora_data.io import atomic_folder, find_folder, remove_leftovers
+from fulora_data.io import atomic_folder, ensure_folder, find_folder, remove_leftovers
 
 MANIFEST = "fulora_export.json"
 FORMAT = "fulora-export"
@@ -57,9 +57,25 @@ def read_manifest(folder: str | os.PathLike) -> dict[str, Any] | None:
         raise DataError(f"{path} is not valid JSON ({err})") from err
 
 
+def _check_manifest_shape(path: Path, manifest: Any) -> None:
+    """Refuse a manifest this exporter could not update, before anything is written."""
+    problem = None
+    if not isinstance(manifest, dict):
+        problem = f"it holds a {type(manifest).__name__}, not an object"
+    elif not isinstance(manifest.get("configs"), list) or not all(
+        isinstance(c, str) for c in manifest["configs"]
+    ):
+        problem = f"configs must be a list of names, got {manifest.get('configs')!r}"
+    elif not isinstance(manifest.get("details", {}), dict) or not isinstance(manifest.get("files", {}), dict):
+        problem = "details and files must be objects"
+    if problem:
+        raise DataError(f"{path} is malformed ({problem}); export into a new folder or export it again")
+
+
 def _check_target(out: Path, name: str, version: str) -> dict[str, Any] | None:
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out} is a file, not a folder")
+    ensure_folder(out.parent, f"--out {out}: its folder")
     manifest = read_manifest(out) if out.is_dir() else None
     if manifest is None:
         if out.is_dir() and any(out.iterdir()) and not _only_old_staging(out):
@@ -67,6 +83,7 @@ def _check_target(out: Path, name: str, version: str) -> dict[str, Any] | None:
                 f"--out {out} is not empty and is not a fulora export; choose an empty or new folder"
             )
         return None
+    _check_manifest_shape(out / MANIFEST, manifest)
     if manifest.get("name") != name:
         raise ConfigError(
             f"--out {out} holds an export of {manifest.get('name')!r}, not {name!r}; choose another folder"
@@ -196,7 +213,6 @@ def export_lock(out: Path):
     from filelock import FileLock
 
     try:
-        out.parent.mkdir(parents=True, exist_ok=True)
         lock = FileLock(str(out.parent / f".{out.name}.lock"))
         lock.acquire()
     except OSError as err:

@@ -206,8 +206,17 @@ def _push(folder: Path, repo_id, repo_type, token, private, tag, endpoint, messa
     from huggingface_hub import HfApi
     from huggingface_hub.errors import HfHubHTTPError, HTTPError, LocalTokenNotFoundError
 
-    if not isinstance(repo_id, str) or not _REPO_ID.fullmatch(repo_id):
-        raise ConfigError(f"repo id must look like 'namespace/name', got {repo_id!r}")
+    if (
+        not isinstance(repo_id, str)
+        or not _REPO_ID.fullmatch(repo_id)
+        or "--" in repo_id
+        or ".." in repo_id
+        or any(part.endswith((".", "-")) or len(part) > 96 for part in repo_id.split("/"))
+    ):
+        raise ConfigError(
+            f"repo id must look like 'namespace/name', got {repo_id!r} (letters, digits, '-', '_', '.'; no "
+            "'--' or '..'; not ending in '-' or '.'; at most 96 characters each)"
+        )
     if tag is not None and not (isinstance(tag, str) and _TAG.fullmatch(tag)):
         raise ConfigError(f"tag must be letters, digits, '.', '_' or '-', got {tag!r}")
     api = HfApi(endpoint=endpoint, token=token)

@@ -151,6 +151,36 @@ def resolve_under(root: str | os.PathLike, relative: str, where: str) -> Path:
     return joined
 
 
+def ensure_folder(path: str | os.PathLike, option: str) -> Path:
+    """Create a folder fulora will write into (if needed), or say in one sentence why it cannot be.
+
+    Args:
+        path: The folder.
+        option: How the user named it, e.g. ``"--cache-dir"``, for the message.
+
+    Returns:
+        The folder.
+
+    Raises:
+        ConfigError: If the folder is a file, lies under a file, or cannot be created or written.
+    """
+    from fulora_data.errors import ConfigError
+
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"{option} {path} is a file, not a folder")
+    blocker = next((p for p in path.parents if p.exists() and not p.is_dir()), None)
+    if blocker is not None:
+        raise ConfigError(f"{option} {path} cannot be created: {blocker} is a file, not a folder")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ConfigError(f"{option} {path} cannot be created: {err.strerror or err}") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise ConfigError(f"{option} {path} is not writable")
+    return path
+
+
 def remove_leftovers(folder: str | os.PathLike, name: str) -> int:
     """Remove temporary siblings ``.<name>.tmp-*`` that a killed writer left in ``folder``.
 

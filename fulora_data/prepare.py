@@ -15,6 +15,7 @@ import datasets
 from fulora_data.builders import BUILDERS, FuloraBuilder, FuloraConfig, get_builder_class
 from fulora_data.builders.base import PROVENANCE_FILE
 from fulora_data.errors import ConfigError, FuloraError
+from fulora_data.io import ensure_folder
 
 _BASE_FIELDS = {f.name for f in dataclasses.fields(FuloraConfig)} - {"drop_test_duplicates", "archive_md5"}
 
@@ -78,6 +79,14 @@ def make_builder(
     if config not in config_names:
         raise ConfigError(f"{name} has no config {config!r}; choose one of {', '.join(config_names)}")
     accepted = set(option_names(name))
+    if cache_dir is not None:
+        ensure_folder(Path(cache_dir).expanduser(), "--cache-dir")
+    for key, value in [("source", source), *options.items()]:
+        if isinstance(value, (str, os.PathLike)) and not _is_utf8(os.fspath(value)):
+            raise ConfigError(
+                f"--{key.replace('_', '-')} {os.fspath(value)!r} is not valid UTF-8 (a byte the file system "
+                "cannot name in text); rename or link it to a UTF-8 path"
+            )
     kwargs: dict[str, Any] = {}
     prints: list[str] = []
     for key, value in options.items():
@@ -104,6 +113,16 @@ def make_builder(
     if prints:
         kwargs["source_fingerprint"] = "-".join(prints)
     return cls(cache_dir=str(cache_dir) if cache_dir is not None else None, config_name=config, **kwargs)
+
+
+def _is_utf8(text: str | bytes) -> bool:
+    if isinstance(text, bytes):
+        text = os.fsdecode(text)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _unwrap(err: BaseException) -> BaseException:

@@ -226,6 +226,9 @@ class SpanishBuilder(FuloraBuilder):
             isinstance(per_plane, bool) or not isinstance(per_plane, int) or per_plane < 1
         ):
             raise ConfigError(f"per_plane must be a whole number of at least 1, got {per_plane!r}")
+        seed = self.config.seed
+        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+            raise ConfigError(f"seed must be a whole number of at least 0, got {seed!r}")
         csv_path = source.root / CSV_NAME
         header, rows = read_table(csv_path)
         require_columns(csv_path, header, COLUMNS)

@@ -16,7 +16,9 @@ from fulora_data import evaluation as library
 
 def _common_options(func):
     """Options shared by both forms: protocol, output and bootstrap."""
-    func = click.option("--seed", type=int, default=0, show_default=True, help="Bootstrap seed.")(func)
+    func = click.option(
+        "--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Bootstrap seed."
+    )(func)
     func = click.option(
         "--n-bootstrap",
         type=click.IntRange(min=0),

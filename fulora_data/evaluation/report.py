@@ -215,8 +215,9 @@ def write_report(
     Returns:
         The path of ``report.md``.
     """
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    from fulora_data.io import ensure_folder
+
+    out_dir = ensure_folder(Path(out_dir), "--report")
     _atomic_write(out_dir / CONFUSION_FILE, lambda tmp: plot_confusion_matrix(result, tmp))
     payload = {"model_name": model_name, "train_set": train_set, **result}
     _atomic_write(
