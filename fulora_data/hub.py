@@ -220,15 +220,16 @@ def _push(folder: Path, repo_id, repo_type, token, private, tag, endpoint, messa
     if tag is not None and not (isinstance(tag, str) and _TAG.fullmatch(tag)):
         raise ConfigError(f"tag must be letters, digits, '.', '_' or '-', got {tag!r}")
     api = HfApi(endpoint=endpoint, token=token)
-    where = f"{repo_id} on {api.endpoint}"
+    shown = _redact(api.endpoint)  # an endpoint may carry user:password@; messages never show it
+    where = f"{repo_id} on {shown}"
     try:
         api.whoami()  # fail on a missing or refused token before hashing gigabytes
     except LocalTokenNotFoundError:
         raise HubError("no Hugging Face token: pass --token, set HF_TOKEN or run `hf auth login`") from None
     except HfHubHTTPError as err:
-        raise HubError(f"the Hub at {api.endpoint} refused the token: {_reason(err)}") from None
+        raise HubError(f"the Hub at {shown} refused the token: {_reason(err)}") from None
     except (HTTPError, OSError) as err:
-        raise HubError(f"could not reach the Hub at {api.endpoint}: {_reason(err)}") from None
+        raise HubError(f"could not reach the Hub at {shown}: {_reason(err)}") from None
     try:
         url = str(api.create_repo(repo_id, repo_type=repo_type, private=private, exist_ok=True))
         if tag is not None:
@@ -273,7 +274,14 @@ def _push(folder: Path, repo_id, repo_type, token, private, tag, endpoint, messa
 def _reason(err: Exception) -> str:
     """One line from a Hub or network error: the server's own message when it sent one."""
     text = getattr(err, "server_message", None) or str(err) or type(err).__name__
-    return " ".join(text.split())
+    return _redact(" ".join(text.split()))
+
+
+def _redact(text: str) -> str:
+    """Hide credentials in URLs (``https://user:secret@host`` and ``?token=...``) and Hub tokens."""
+    text = re.sub(r"(\w+://)[^/@\s]+@", r"\1***@", str(text))
+    text = re.sub(r"([?&](?:token|access_token|password|key)=)[^&\s]+", r"\1***", text)
+    return re.sub(r"\bhf_[A-Za-z0-9]{6,}", "hf_***", text)
 
 
 def _local_files(folder: Path) -> dict[str, Path]:

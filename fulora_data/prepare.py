@@ -6,6 +6,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import shutil
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -99,7 +100,7 @@ def make_builder(
         if isinstance(value, str) and key.endswith(("_csv", "_dir", "_path", "labels", "source")):
             path = Path(value).expanduser()
             if not path.exists():
-                raise ConfigError(f"option {key}: {path} does not exist")
+                raise ConfigError(f"--{key.replace('_', '-')} {path} does not exist")
             value = str(path.resolve())
             prints.append(_fingerprint(path))
         kwargs[key] = value
@@ -147,6 +148,9 @@ def build(builder: FuloraBuilder) -> datasets.DatasetDict:
     try:
         builder.download_and_prepare()
     except Exception as err:
+        extracted = getattr(builder, "_extracted_now", None)
+        if extracted is not None:  # extracted by this failed build: leave nothing behind
+            shutil.rmtree(extracted, ignore_errors=True)
         cause = _unwrap(err)
         if cause is err:
             raise

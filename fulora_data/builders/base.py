@@ -20,7 +20,7 @@ import datasets
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from fulora_data.archives import extract_archive, file_digests, verify_checksum
+from fulora_data.archives import extract_archive, file_digests, remove_orphan_extractions, verify_checksum
 from fulora_data.errors import ConfigError, DataError, SourceNotFoundError
 from fulora_data.taxonomy import base_features, plane_names, prompt_for
 
@@ -71,6 +71,9 @@ class FuloraBuilder(datasets.GeneratorBasedBuilder):
     """Shared behaviour of fulora's builders. Subclasses set the constants and ``_read_records``."""
 
     BUILDER_CONFIG_CLASS = FuloraConfig
+    # The command-line option that gave this builder its source, named in hints (a hybrid's part is
+    # given by --real-source or --synthetic-source, an audit's reference set by --against-source).
+    source_option: str = "--source"
 
     # Provenance, set by each subclass.
     NAME: ClassVar[str] = ""
@@ -197,23 +200,28 @@ class FuloraBuilder(datasets.GeneratorBasedBuilder):
         if given:
             path = Path(given).expanduser()
             if path.is_dir():
+                if self.config.archive_md5:
+                    raise ConfigError(
+                        f"--md5 checks an archive but {self.source_option} {path} is a folder; pass the archive, "
+                        "or drop --md5"
+                    )
                 return ResolvedSource(root=self._find_root(path), kind="folder", location=str(path))
             if path.is_file():
                 return self._from_archive(path, kind="archive")
             raise SourceNotFoundError(
-                f"{path} does not exist; pass --source with the {self.ARCHIVE_NAME} archive or its extracted "
+                f"{path} does not exist; pass {self.source_option} with the {self.ARCHIVE_NAME} archive or its extracted "
                 f"folder (download it from {self.HOMEPAGE})"
             )
         if not self.SOURCE_URL:
             raise SourceNotFoundError(
-                f"{self.NAME} has no download address; pass --source with its archive or folder"
+                f"{self.NAME} has no download address; pass {self.source_option} with its archive or folder"
             )
         try:
             downloaded = dl_manager.download(self.SOURCE_URL)
         except Exception as err:  # every transport error means the same thing to the user
             raise SourceNotFoundError(
                 f"could not download {self.SOURCE_URL} ({type(err).__name__}); download {self.ARCHIVE_NAME} "
-                f"from {self.HOMEPAGE} and pass it with --source PATH"
+                f"from {self.HOMEPAGE} and pass it with {self.source_option} PATH"
             ) from err
         return self._from_archive(Path(downloaded), kind="download", location=self.SOURCE_URL)
 
@@ -225,7 +233,9 @@ class FuloraBuilder(datasets.GeneratorBasedBuilder):
         target = extracted_root / f"{self.NAME}-{digests['sha256'][:20]}"
         if not target.is_dir():
             extracted_root.mkdir(parents=True, exist_ok=True)
+            remove_orphan_extractions(extracted_root, target.name)
             extract_archive(archive, target)
+            self._extracted_now = target  # removed again if this build fails (fulora_data.prepare.build)
         return ResolvedSource(
             root=self._find_root(target, archive=archive),
             kind=kind,

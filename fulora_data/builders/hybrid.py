@@ -209,6 +209,7 @@ class HybridBuilder(FuloraBuilder):
         for part, (name, config, options) in self._part_requests().items():
             source = options.pop("source")
             builder = make_builder(name, config, source=source, cache_dir=self._cache_dir_root, **options)
+            builder.source_option = f"--{part}-source"
             splits = build(builder)
             if "train" not in splits:
                 raise ConfigError(f"{name} config {config!r} has no train split to draw a hybrid from")
