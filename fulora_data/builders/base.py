@@ -232,10 +232,15 @@ class FuloraBuilder(datasets.GeneratorBasedBuilder):
         extracted_root = Path(self._cache_dir_root) / "fulora_extracted"
         target = extracted_root / f"{self.NAME}-{digests['sha256'][:20]}"
         if not target.is_dir():
+            from filelock import FileLock
+
             extracted_root.mkdir(parents=True, exist_ok=True)
-            remove_orphan_extractions(extracted_root, target.name)
-            extract_archive(archive, target)
-            self._extracted_now = target  # removed again if this build fails (fulora_data.prepare.build)
+            # Two builds from one archive (two configs at once) would both extract and race to rename.
+            with FileLock(str(extracted_root / f".{target.name}.lock")):
+                if not target.is_dir():
+                    remove_orphan_extractions(extracted_root, target.name)
+                    extract_archive(archive, target)
+                    self._extracted_now = target  # removed again if this build fails (prepare.build)
         return ResolvedSource(
             root=self._find_root(target, archive=archive),
             kind=kind,
