@@ -320,8 +320,10 @@ def f_push_spoiled(how):
             (out / "data" / ".full-x1").mkdir()
             (out / "data" / ".full-x1" / shard.name).write_bytes(saved)
         outcome = push_check(out)
+        would_push = "could not reach the Hub" in outcome.message  # passed the checks: a Hub would take it
         again = cli(*export_args(ws, source))
-        return outcome, again.exit == 0 and push_check(out).message.startswith("Error: could not reach"), ""
+        intact = again.exit == 0 and push_check(out).message.startswith("Error: could not reach")
+        return outcome, intact, "SILENT" if would_push else ""
 
     return run
 
@@ -598,7 +600,10 @@ def f_option(kind):
             return cli(*prepare_args(ws, source, "spanish", "es", "--md5", "0" * 32)), None, ""
         if kind.startswith("repo id"):
             cli(*export_args(ws, source, "es"))
-            return cli("data", "push", ws / "out", "--repo-id", kind.split()[-1], "--token", "hf_x"), None, ""
+            outcome = cli("data", "push", ws / "out", "--repo-id", kind.split()[-1], "--token", "hf_x",
+                          "--endpoint", "http://127.0.0.1:9")  # fmt: skip
+            # Passing to the network means a reachable Hub's client would raise on it (a traceback).
+            return outcome, None, "UNCHECKED" if "could not reach the Hub" in outcome.message else ""
         if kind == "non-UTF-8 --source":
             odd = ws / os.fsdecode(b"odd\xffname")
             shutil.copytree(source, odd)
@@ -728,7 +733,15 @@ def verdict(fault: Fault, outcome: Outcome, rerun: bool | None, note: str, left:
         return "TRACEBACK"
     if note.startswith("run as root"):
         return "skipped"
-    if note in ("SILENT", "LEAKED", "ESCAPED", "half-moved config", "file not named", "extraction kept"):
+    if note in (
+        "SILENT",
+        "LEAKED",
+        "ESCAPED",
+        "UNCHECKED",
+        "half-moved config",
+        "file not named",
+        "extraction kept",
+    ):
         return note.upper().replace(" ", "-")
     if not fault.expect_success and outcome.exit == 0:
         return "SILENT"
