@@ -236,7 +236,8 @@ class FuloraBuilder(datasets.GeneratorBasedBuilder):
 
             extracted_root.mkdir(parents=True, exist_ok=True)
             # Two builds from one archive (two configs at once) would both extract and race to rename.
-            with FileLock(str(extracted_root / f".{target.name}.lock")):
+            # The lock file sits beside fulora_extracted/, which then holds only whole extractions.
+            with FileLock(str(extracted_root.parent / f".fulora_extract-{target.name}.lock")):
                 if not target.is_dir():
                     remove_orphan_extractions(extracted_root, target.name)
                     extract_archive(archive, target)
