@@ -34,7 +34,7 @@ def _fingerprint(path: Path) -> str:
 
     Every file counts, images included: a PNG overwritten in place changes neither its folder's time nor
     any metadata file, and a cached build would keep serving the old bytes. A stat per file costs about
-    50 ms for the 12,400 images of FETAL_PLANES_DB.
+    0.15 s for the 12,400 images of FETAL_PLANES_DB (measured on a busy 2-core machine).
     """
     entries: list[str] = []
     if path.is_file():
