@@ -102,12 +102,73 @@ def archive_kind(path: str | os.PathLike) -> str:
     raise ArchiveError(f"{path} is neither a zip nor a tar archive")
 
 
-def extract_archive(archive: str | os.PathLike, dest: str | os.PathLike) -> Path:
+# Most bytes an archive may expand to (its members' sizes, as its index or headers declare them). The
+# study's largest archive expands to about 2 GB; the environment variable raises or lowers the cap.
+MAX_EXTRACT_BYTES_ENV = "FULORA_MAX_EXTRACT_BYTES"
+DEFAULT_MAX_EXTRACT_BYTES = 64 * 1024**3
+
+
+def max_extract_bytes() -> int:
+    """The cap on an archive's expanded size: ``$FULORA_MAX_EXTRACT_BYTES`` or 64 GiB.
+
+    Raises:
+        ConfigError: If the environment variable is not a positive whole number.
+    """
+    from fulora_data.errors import ConfigError
+
+    text = os.environ.get(MAX_EXTRACT_BYTES_ENV)
+    if text is None:
+        return DEFAULT_MAX_EXTRACT_BYTES
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ConfigError(f"{MAX_EXTRACT_BYTES_ENV} must be a positive number of bytes, got {text!r}")
+    return value
+
+
+def _check_expanded_size(archive: Path, total: int, limit: int | None) -> None:
+    limit = max_extract_bytes() if limit is None else limit
+    if total > limit:
+        raise ArchiveError(
+            f"{archive} would expand to {total} bytes, more than the cap of {limit} bytes; if you trust it, "
+            f"raise the cap with {MAX_EXTRACT_BYTES_ENV}"
+        )
+
+
+def remove_orphan_extractions(folder: str | os.PathLike, name: str) -> int:
+    """Remove extraction folders whose extracting process is gone (killed mid-extraction).
+
+    Extraction writes into ``atomic_folder``'s temporary sibling ``.<name>.tmp-<pid>-<random>``; one whose
+    process no longer runs will never be renamed into place.
+
+    Returns:
+        How many were removed.
+    """
+    removed = 0
+    for path in Path(folder).glob(f".{name}.tmp-*"):
+        try:
+            os.kill(int(path.name.removeprefix(f".{name}.tmp-").split("-", 1)[0]), 0)
+            continue  # that process still runs: its extraction is in progress
+        except (ValueError, ProcessLookupError):
+            pass
+        except PermissionError:
+            continue  # alive, owned by another user
+        shutil.rmtree(path, ignore_errors=True)
+        removed += 1
+    return removed
+
+
+def extract_archive(
+    archive: str | os.PathLike, dest: str | os.PathLike, *, max_bytes: int | None = None
+) -> Path:
     """Extract a zip or tar archive into ``dest``, all or nothing.
 
     Args:
         archive: The archive file.
         dest: The folder to create; it must not exist yet.
+        max_bytes: Most bytes the members may hold in all (default: ``max_extract_bytes()``).
 
     Returns:
         ``dest``.
@@ -121,9 +182,9 @@ def extract_archive(archive: str | os.PathLike, dest: str | os.PathLike) -> Path
     try:
         with atomic_folder(dest) as partial:  # removed again if extraction fails
             if kind == "zip":
-                _extract_zip(archive, partial)
+                _extract_zip(archive, partial, max_bytes)
             else:
-                _extract_tar(archive, partial)
+                _extract_tar(archive, partial, max_bytes)
     except (zipfile.BadZipFile, tarfile.TarError, EOFError, lzma.LZMAError, zlib.error, OSError) as err:
         if isinstance(err, OSError) and not isinstance(err, tarfile.TarError) and err.errno is not None:
             raise
@@ -131,11 +192,12 @@ def extract_archive(archive: str | os.PathLike, dest: str | os.PathLike) -> Path
     return dest
 
 
-def _extract_zip(archive: Path, target: Path) -> None:
+def _extract_zip(archive: Path, target: Path, max_bytes: int | None = None) -> None:
     with zipfile.ZipFile(archive) as zf:
         members = zf.infolist()
         for info in members:
             _check_member_name(archive, info.filename)
+        _check_expanded_size(archive, sum(info.file_size for info in members), max_bytes)
         for info in tqdm(members, desc=f"Extract {archive.name}", unit=" files", disable=len(members) < 200):
             relative = _check_member_name(archive, info.filename)
             out = target.joinpath(*relative.parts)
@@ -145,9 +207,14 @@ def _extract_zip(archive: Path, target: Path) -> None:
             out.parent.mkdir(parents=True, exist_ok=True)
             with zf.open(info) as src, open(out, "wb") as dst:
                 shutil.copyfileobj(src, dst, _CHUNK)
+            if out.stat().st_size != info.file_size:  # the index is the truth about what a member holds
+                raise ArchiveError(
+                    f"{archive}: member {info.filename!r} holds {out.stat().st_size} bytes but the index says "
+                    f"{info.file_size}; the archive is corrupt: download it again"
+                )
 
 
-def _extract_tar(archive: Path, target: Path) -> None:
+def _extract_tar(archive: Path, target: Path, max_bytes: int | None = None) -> None:
     with tarfile.open(archive, "r:*") as tf:
         members = tf.getmembers()
         for member in members:
@@ -161,9 +228,23 @@ def _extract_tar(archive: Path, target: Path) -> None:
                     raise UnsafeArchiveError(
                         f"{archive}: link {member.name!r} points outside the extraction folder; refusing to extract"
                     )
+        _check_expanded_size(archive, sum(member.size for member in members if member.isfile()), max_bytes)
         bar = tqdm(members, desc=f"Extract {archive.name}", unit=" files", disable=len(members) < 200)
         for member in bar:
             try:
                 tf.extract(member, target, filter="data")
             except tarfile.FilterError as err:
                 raise UnsafeArchiveError(f"{archive}: member {member.name!r} refused: {err}") from err
+        # tarfile stops listing members, without a word, where the file ends or turns to garbage: a tar cut
+        # at a member boundary reads as a shorter archive. A whole one ends with a zero block there.
+        tf.fileobj.seek(tf.offset)
+        end = tf.fileobj.read(tarfile.BLOCKSIZE)
+        if len(end) < tarfile.BLOCKSIZE or end.strip(b"\0"):
+            raise ArchiveError(
+                f"{archive} ends early after {len(members)} members (no end-of-archive block): it is truncated "
+                "or corrupt; download it again"
+            )
+        # Read the compressed stream to its end, so that its trailing checks (xz index and footer, gzip
+        # CRC) are verified too: damage there would otherwise go unnoticed.
+        while tf.fileobj.read(_CHUNK):
+            pass

@@ -3,7 +3,8 @@
 Layout of an export folder (one dataset, one or more configs)::
 
     README.md                                   the card (YAML ``configs`` point at the shards)
-    fulora_export.json                          {"format", "name", "version", "configs": [...], "details": {...}}
+    fulora_export.json                          {"format", "name", "version", "configs": [...], "details": {...},
+                                                 "files": {"data/<config>/<shard>": {"num_bytes", "sha256"}}}
     data/<config>/<split>-00000-of-00002.parquet
 
 The Parquet shards embed the image bytes, so ``datasets.load_dataset(folder, config)`` (and, once pushed,
@@ -13,12 +14,16 @@ cut so that each holds at most ``max_shard_size`` bytes of Arrow data (500 MB by
 
 Exporting another config into the same folder adds it; re-exporting a config replaces only that config's
 shards. A non-empty folder without ``fulora_export.json``, or one holding another dataset or version, is
-refused. Writes are atomic: shards go to a temporary folder inside the export folder that is renamed into
-place, and the card and manifest are written to temporary files and renamed.
+refused. Writes are atomic: the whole export is staged in a sibling folder (``.<out>.tmp-*``, unchanged
+shards hard-linked) and swapped in at once, under a file lock (``.<out>.lock``, ``filelock``) so that two
+exports into one folder run one after the other; a staging folder left by a killed run is removed by the
+next one.
 """
 
 from __future__ import annotations
 
+import contextlib
+import hashlib
 import json
 import math
 import os
@@ -32,7 +37,7 @@ from tqdm.auto import tqdm
 
 from fulora_data import datasets_internals as hf
 from fulora_data.errors import ConfigError, DataError
-from fulora_data.io import atomic_write_text
+from fulora_data.io import atomic_folder, atomic_write_text, ensure_folder, find_folder, remove_leftovers
 
 MANIFEST = "fulora_export.json"
 FORMAT = "fulora-export"
@@ -54,16 +59,33 @@ def read_manifest(folder: str | os.PathLike) -> dict[str, Any] | None:
         raise DataError(f"{path} is not valid JSON ({err})") from err
 
 
+def _check_manifest_shape(path: Path, manifest: Any) -> None:
+    """Refuse a manifest this exporter could not update, before anything is written."""
+    problem = None
+    if not isinstance(manifest, dict):
+        problem = f"it holds a {type(manifest).__name__}, not an object"
+    elif not isinstance(manifest.get("configs"), list) or not all(
+        isinstance(c, str) for c in manifest["configs"]
+    ):
+        problem = f"configs must be a list of names, got {manifest.get('configs')!r}"
+    elif not isinstance(manifest.get("details", {}), dict) or not isinstance(manifest.get("files", {}), dict):
+        problem = "details and files must be objects"
+    if problem:
+        raise DataError(f"{path} is malformed ({problem}); export into a new folder or export it again")
+
+
 def _check_target(out: Path, name: str, version: str) -> dict[str, Any] | None:
     if out.exists() and not out.is_dir():
         raise ConfigError(f"--out {out} is a file, not a folder")
+    ensure_folder(out.parent, f"--out {out}: its folder")
     manifest = read_manifest(out) if out.is_dir() else None
     if manifest is None:
-        if out.is_dir() and any(out.iterdir()):
+        if out.is_dir() and any(out.iterdir()) and not _only_old_staging(out):
             raise ConfigError(
                 f"--out {out} is not empty and is not a fulora export; choose an empty or new folder"
             )
         return None
+    _check_manifest_shape(out / MANIFEST, manifest)
     if manifest.get("name") != name:
         raise ConfigError(
             f"--out {out} holds an export of {manifest.get('name')!r}, not {name!r}; choose another folder"
@@ -106,8 +128,24 @@ def write_parquet_shards(
         )
         path = folder / f"{split}-{index:05d}-of-{num_shards:05d}.parquet"
         _write_parquet(shard, path, nbytes if num_shards == 1 else hf.estimate_nbytes(shard))
-        files.append({"file": path.name, "num_rows": len(shard), "num_bytes": path.stat().st_size})
+        files.append(
+            {
+                "file": path.name,
+                "num_rows": len(shard),
+                "num_bytes": path.stat().st_size,
+                "sha256": file_sha256(path),
+            }
+        )
     return files
+
+
+def file_sha256(path: Path) -> str:
+    """The sha256 hex digest of a file, read in chunks."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(4 * 1024 * 1024):
+            digest.update(chunk)
+    return digest.hexdigest()
 
 
 def _write_parquet(dataset, path: Path, nbytes: int) -> None:
@@ -175,17 +213,83 @@ def export(
     built = [
         (builder, build(builder)) for builder in builders
     ]  # every build succeeds before a byte is written
-    created = [path for path in (out, out / "data") if not path.exists()]
-    out.mkdir(parents=True, exist_ok=True)
-    (out / "data").mkdir(exist_ok=True)
-    try:
-        _write_configs(out, name, built, manifest, options, max_shard_size, repo_id)
-    except BaseException:
-        for path in reversed(created):  # leave no empty folder that a retry would take for a foreign one
-            if path.is_dir() and not any(path.iterdir()):
-                path.rmdir()
-        raise
+    with export_lock(out):
+        _recover(out)
+        # Read again under the lock: another export may have added a config since the check above.
+        manifest = _check_target(out, name, version) or manifest
+        # The whole export is staged in a sibling folder and swapped in at once: a kill leaves the old
+        # export (or nothing) at --out, plus a staging folder that the next run removes.
+        with atomic_folder(out) as staging:
+            _link_unchanged(out, staging, [b.config.name for b, _ in built])
+            (staging / "data").mkdir(exist_ok=True)
+            _write_configs(staging, name, built, manifest, options, max_shard_size, repo_id)
     return manifest
+
+
+@contextlib.contextmanager
+def export_lock(out: Path):
+    """Hold an exclusive lock on an export folder (a ``filelock`` file beside it, ``.<name>.lock``).
+
+    Two exports into one folder would otherwise each rewrite the manifest and card from what they read
+    before the other finished, and disagree.
+
+    Raises:
+        ConfigError: If the lock file cannot be created (e.g. the parent folder is read-only).
+    """
+    from filelock import FileLock
+
+    try:
+        lock = FileLock(str(out.parent / f".{out.name}.lock"))
+        lock.acquire()
+    except OSError as err:
+        raise ConfigError(f"cannot write the export folder --out {out}: {err.strerror or err}") from None
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def _only_old_staging(out: Path) -> bool:
+    """Whether a folder holds nothing but ``data/.<config>-*`` staging folders of a killed older export."""
+    entries = list(out.iterdir())
+    if [e.name for e in entries] != ["data"] or not entries[0].is_dir():
+        return False
+    return all(child.name.startswith(".") for child in entries[0].iterdir())
+
+
+def _recover(out: Path) -> None:
+    """Undo what a killed export left: staging siblings, and a swap interrupted between its two renames."""
+    remove_leftovers(out.parent, out.name)
+    if out.is_dir() and read_manifest(out) is None and any(out.iterdir()) and _only_old_staging(out):
+        shutil.rmtree(out)
+    previous = find_folder(out)
+    if previous is not None and previous != out:
+        os.replace(previous, out)
+    shutil.rmtree(out.with_name(f".{out.name}.old"), ignore_errors=True)
+
+
+def _link_unchanged(out: Path, staging: Path, rewritten: list[str]) -> None:
+    """Put the existing export's files that this run keeps into the staging folder (hard links, or copies).
+
+    Skipped: the configs being rewritten, and hidden leftovers of older fulora versions' in-folder staging.
+    """
+    if not out.is_dir():
+        return
+    for path in sorted(out.rglob("*")):
+        rel = path.relative_to(out)
+        hidden = any(part.startswith(".") for part in rel.parts) and rel.as_posix() != ".gitattributes"
+        if (
+            hidden
+            or not path.is_file()
+            or (rel.parts[0] == "data" and len(rel.parts) > 2 and rel.parts[1] in rewritten)
+        ):
+            continue
+        target = staging / rel
+        target.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            os.link(path, target)
+        except OSError:
+            shutil.copy2(path, target)
 
 
 def _write_configs(
@@ -198,13 +302,14 @@ def _write_configs(
         config = builder.config.name
         # The card's statistics are Python work and the Parquet writer is C++ that releases the GIL: computing
         # them in a thread while the shards are written hides most of their cost.
+        shard_list: dict[str, dict[str, Any]] = {}
         with ThreadPoolExecutor(max_workers=1) as pool:
             summary_job = pool.submit(summarize, builder, splits)
             written = {}
             staging = Path(tempfile.mkdtemp(prefix=f".{config}-", dir=out / "data"))
             try:
                 for split, dataset in tqdm(splits.items(), desc=f"Export {name}/{config}", unit=" split"):
-                    nbytes = hf.estimate_nbytes(dataset)
+                    nbytes = hf.estimate_nbytes(dataset) if len(dataset) else 0
                     files = write_parquet_shards(
                         dataset, staging, split, max_shard_size=max_shard_size, nbytes=nbytes
                     )
@@ -213,6 +318,11 @@ def _write_configs(
                         "parquet_bytes": sum(f["num_bytes"] for f in files),
                         "num_bytes": nbytes,
                     }
+                    for f in files:
+                        shard_list[f"data/{config}/{f['file']}"] = {
+                            "num_bytes": f["num_bytes"],
+                            "sha256": f["sha256"],
+                        }
                 summary = summary_job.result()
             except BaseException:
                 shutil.rmtree(staging, ignore_errors=True)
@@ -228,6 +338,10 @@ def _write_configs(
             shutil.rmtree(old, ignore_errors=True)
         finally:
             shutil.rmtree(staging, ignore_errors=True)
+        # Every shard with its size and digest: `fulora data push` refuses a folder that differs from this.
+        listed = {k: v for k, v in manifest.get("files", {}).items() if not k.startswith(f"data/{config}/")}
+        listed.update(shard_list)
+        manifest["files"] = dict(sorted(listed.items()))
         summary["options"] = {k: v for k, v in options.items() if v is not None}
         manifest["details"][config] = summary
         if config not in manifest["configs"]:

@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from fulora_data.errors import DataError, SourceNotFoundError
-from fulora_data.io import atomic_write_text
+from fulora_data.io import atomic_write_text, resolve_under
 
 FORMAT = "fulora-generated"
 FORMAT_VERSION = 1
@@ -374,7 +374,7 @@ def read_generated(folder: str | os.PathLike) -> tuple[dict[str, Any], list[Gene
             )
         by_shard[image.shard].append(image.record.image_id)
     for name, ids in by_shard.items():
-        path = folder / name
+        path = resolve_under(folder, name, f"{folder / MANIFEST} shard")
         if not path.is_file():
             raise DataError(f"{path} is missing: {MANIFEST} lists it")
         keys = _shard_keys(path)

@@ -78,7 +78,42 @@ def read_export_manifest(folder: str | Path) -> dict:
             raise DataError(f"{folder / MANIFEST}: bad config name {name!r}")
         if not any((folder / "data" / name).glob("*.parquet")):
             raise DataError(f"{str(folder)!r} has no Parquet shards for config {name!r} under data/{name}/")
+    _verify_listed_files(folder, manifest)
     return {**manifest, "configs": names}
+
+
+def _verify_listed_files(folder: Path, manifest: dict) -> None:
+    """Refuse a folder whose files differ from the manifest's shard list (sizes and sha256 included).
+
+    A deleted, truncated or stray shard (a leftover of a killed export) would otherwise be pushed under a
+    tag that never moves, and ``load_dataset`` would fail on it or read it as data.
+    """
+    where = folder / MANIFEST
+    listed = manifest.get("files")
+    if not isinstance(listed, dict) or not listed:
+        raise DataError(
+            f"{where} lists no shards with their sizes and sha256 (an export from an older fulora); "
+            "export the dataset again with `fulora data export`"
+        )
+    local = {rel for rel in _local_files(folder) if rel not in (CARD, MANIFEST, ".gitattributes")}
+    stray = sorted(local - set(listed))
+    if stray:
+        raise DataError(
+            f"{str(folder)!r} holds {len(stray)} files that {MANIFEST} does not list (first: {stray[0]!r}); "
+            "remove them or export again"
+        )
+    for rel, entry in listed.items():
+        path = folder / rel
+        if rel not in local:
+            raise DataError(f"{str(folder)!r} lacks {rel!r}, which {MANIFEST} lists; export again")
+        size = entry.get("num_bytes") if isinstance(entry, dict) else None
+        if path.stat().st_size != size:
+            raise DataError(
+                f"{path} has {path.stat().st_size} bytes but {MANIFEST} says {size!r}: it is truncated or "
+                "changed; export again"
+            )
+        if _hashes(path)[0] != entry.get("sha256"):
+            raise DataError(f"{path} does not match its sha256 in {MANIFEST}: it changed; export again")
 
 
 def push_dataset(
@@ -171,20 +206,30 @@ def _push(folder: Path, repo_id, repo_type, token, private, tag, endpoint, messa
     from huggingface_hub import HfApi
     from huggingface_hub.errors import HfHubHTTPError, HTTPError, LocalTokenNotFoundError
 
-    if not isinstance(repo_id, str) or not _REPO_ID.fullmatch(repo_id):
-        raise ConfigError(f"repo id must look like 'namespace/name', got {repo_id!r}")
+    if (
+        not isinstance(repo_id, str)
+        or not _REPO_ID.fullmatch(repo_id)
+        or "--" in repo_id
+        or ".." in repo_id
+        or any(part.endswith((".", "-")) or len(part) > 96 for part in repo_id.split("/"))
+    ):
+        raise ConfigError(
+            f"repo id must look like 'namespace/name', got {repo_id!r} (letters, digits, '-', '_', '.'; no "
+            "'--' or '..'; not ending in '-' or '.'; at most 96 characters each)"
+        )
     if tag is not None and not (isinstance(tag, str) and _TAG.fullmatch(tag)):
         raise ConfigError(f"tag must be letters, digits, '.', '_' or '-', got {tag!r}")
     api = HfApi(endpoint=endpoint, token=token)
-    where = f"{repo_id} on {api.endpoint}"
+    shown = _redact(api.endpoint)  # an endpoint may carry user:password@; messages never show it
+    where = f"{repo_id} on {shown}"
     try:
         api.whoami()  # fail on a missing or refused token before hashing gigabytes
     except LocalTokenNotFoundError:
         raise HubError("no Hugging Face token: pass --token, set HF_TOKEN or run `hf auth login`") from None
     except HfHubHTTPError as err:
-        raise HubError(f"the Hub at {api.endpoint} refused the token: {_reason(err)}") from None
+        raise HubError(f"the Hub at {shown} refused the token: {_reason(err)}") from None
     except (HTTPError, OSError) as err:
-        raise HubError(f"could not reach the Hub at {api.endpoint}: {_reason(err)}") from None
+        raise HubError(f"could not reach the Hub at {shown}: {_reason(err)}") from None
     try:
         url = str(api.create_repo(repo_id, repo_type=repo_type, private=private, exist_ok=True))
         if tag is not None:
@@ -229,7 +274,14 @@ def _push(folder: Path, repo_id, repo_type, token, private, tag, endpoint, messa
 def _reason(err: Exception) -> str:
     """One line from a Hub or network error: the server's own message when it sent one."""
     text = getattr(err, "server_message", None) or str(err) or type(err).__name__
-    return " ".join(text.split())
+    return _redact(" ".join(text.split()))
+
+
+def _redact(text: str) -> str:
+    """Hide credentials in URLs (``https://user:secret@host`` and ``?token=...``) and Hub tokens."""
+    text = re.sub(r"(\w+://)[^/@\s]+@", r"\1***@", str(text))
+    text = re.sub(r"([?&](?:token|access_token|password|key)=)[^&\s]+", r"\1***", text)
+    return re.sub(r"\bhf_[A-Za-z0-9]{6,}", "hf_***", text)
 
 
 def _local_files(folder: Path) -> dict[str, Path]:

@@ -141,6 +141,70 @@ def find_folder(target: str | os.PathLike) -> Path | None:
     return old if old.is_dir() else None
 
 
+def resolve_under(root: str | os.PathLike, relative: str, where: str) -> Path:
+    """Join a path read from data (a CSV cell, a manifest entry) onto its root, refusing any escape.
+
+    The joined path is resolved (``..`` parts and symbolic links followed) and must stay under the resolved
+    root, so a hostile cell such as ``../../../home/user/x`` or ``/etc/x`` cannot pull a file from elsewhere
+    on the machine into a dataset.
+
+    Args:
+        root: The source root the path must stay under.
+        relative: The path as read from the data.
+        where: Where it was read, e.g. ``"data.csv line 7 column Image_name"``, for the error message.
+
+    Returns:
+        ``root / relative`` (not resolved: links inside the root keep their names).
+
+    Raises:
+        DataError: If the path is empty, absolute, or resolves outside ``root``.
+    """
+    from fulora_data.errors import DataError
+
+    root = Path(root)
+    text = str(relative)
+    if not text or "\0" in text:
+        raise DataError(f"{where}: {text!r} is not a file name")
+    joined = root / text
+    if Path(text).is_absolute() or "\\" in text:
+        raise DataError(f"{where}: {text!r} is an absolute or foreign path; it must name a file under {root}")
+    # Lexical check first (cheap, and catches names whose target does not exist); then the resolved one,
+    # which also catches a symbolic link inside the root that points out of it.
+    if ".." in Path(os.path.normpath(text)).parts or not joined.resolve().is_relative_to(root.resolve()):
+        raise DataError(f"{where}: {text!r} points outside {root}; refusing to read it")
+    return joined
+
+
+def ensure_folder(path: str | os.PathLike, option: str) -> Path:
+    """Create a folder fulora will write into (if needed), or say in one sentence why it cannot be.
+
+    Args:
+        path: The folder.
+        option: How the user named it, e.g. ``"--cache-dir"``, for the message.
+
+    Returns:
+        The folder.
+
+    Raises:
+        ConfigError: If the folder is a file, lies under a file, or cannot be created or written.
+    """
+    from fulora_data.errors import ConfigError
+
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"{option} {path} is a file, not a folder")
+    blocker = next((p for p in path.parents if p.exists() and not p.is_dir()), None)
+    if blocker is not None:
+        raise ConfigError(f"{option} {path} cannot be created: {blocker} is a file, not a folder")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise ConfigError(f"{option} {path} cannot be created: {err.strerror or err}") from None
+    if not os.access(path, os.W_OK | os.X_OK):
+        raise ConfigError(f"{option} {path} is not writable")
+    return path
+
+
 def remove_leftovers(folder: str | os.PathLike, name: str) -> int:
     """Remove temporary siblings ``.<name>.tmp-*`` that a killed writer left in ``folder``.
 

@@ -84,6 +84,7 @@ def test_predictions_json_standard_with_ci_and_report(tmp_path):
         "densenet169",
         "--train-set",
         "HB",
+        "--allow-partial",  # 8 rows beside the study's 233-image row: refused without it (hardening item 9)
     )
     assert result.exit_code == 0, result.output
     data = json.loads(result.output)

@@ -84,8 +84,16 @@ def make_export(
         "\n".join(yaml) + "\n\n# Demo\n\nTiny seeded images.\n", encoding="utf-8"
     )
     manifest = {"name": "demo", "version": version, "configs": list(configs)}
+    manifest["files"] = {  # the shard list `fulora data export` writes and push checks
+        p.relative_to(folder).as_posix(): {"num_bytes": p.stat().st_size, "sha256": _sha256(p)}
+        for p in sorted(folder.rglob("*.parquet"))
+    }
     (folder / "fulora_export.json").write_text(json.dumps(manifest), encoding="utf-8")
     return rows
+
+
+def _sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
 def local_files(folder: Path) -> dict[str, bytes]:

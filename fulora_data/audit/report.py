@@ -302,6 +302,9 @@ def check_report_folder(directory: str | os.PathLike) -> None:
     """
     if Path(directory).exists() and not Path(directory).is_dir():
         raise ConfigError(f"--report {str(directory)!r} is a file, not a folder")
+    from fulora_data.io import ensure_folder
+
+    ensure_folder(directory, "--report")
 
 
 def _write(work: Path, result: dict, splits, training, title: str) -> None:

@@ -82,6 +82,8 @@ def audit_dataset(
     threshold = check_threshold(threshold)
     similarity = check_similarity(similarity)
     against_name, against_config = parse_against(against) if against is not None else (None, None)
+    if num_proc is not None and (isinstance(num_proc, bool) or not isinstance(num_proc, int) or num_proc < 1):
+        raise ConfigError(f"--num-proc must be at least 1, got {num_proc!r}")
     if against_source is not None and against is None:
         raise ConfigError("--against-source needs --against NAME[/CONFIG]")
     if report is not None:
@@ -95,7 +97,11 @@ def audit_dataset(
     }
     training = None
     if against_name is not None:
-        training = prepare(against_name, against_config, source=against_source, cache_dir=cache_dir)
+        from fulora_data.prepare import build, make_builder
+
+        builder = make_builder(against_name, against_config, source=against_source, cache_dir=cache_dir)
+        builder.source_option = "--against-source"
+        training = build(builder)
         against_label = f"{against_name}/{against_config}" if against_config else against_name
         result["against"] = against_label
         result["memorisation"] = memorisation(

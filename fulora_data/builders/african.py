@@ -30,6 +30,7 @@ from fulora_data.builders.base import (
     require_columns,
 )
 from fulora_data.errors import ConfigError, DataError
+from fulora_data.io import resolve_under
 from fulora_data.taxonomy import CERVIX, canonical_plane
 
 _VERSION = datasets.Version("1.0.0")
@@ -98,6 +99,12 @@ class AfricanBuilder(FuloraBuilder):
             return None
         for country in COUNTRIES:
             if country.lower() == str(wanted).strip().lower():
+                if self.config.name in COUNTRIES and self.config.name != country:
+                    # The card of config "Ghana" says "Ghana only": building Egypt under it would be wrong data.
+                    raise ConfigError(
+                        f"config {self.config.name!r} is {self.config.name} only but --country is {wanted!r}; "
+                        f"use -c {country} (or -c all --country {country})"
+                    )
                 return country
         raise ConfigError(f"country must be one of {', '.join(COUNTRIES)}, got {wanted!r}")
 
@@ -130,7 +137,11 @@ class AfricanBuilder(FuloraBuilder):
                 continue
             record = Record(
                 image_id=name,
-                path=source.root / center / f"{name}.png",
+                path=resolve_under(
+                    resolve_under(source.root, center, f"{csv_path} line {line} column Center"),
+                    f"{name}.png",
+                    f"{csv_path} line {line} column Image_name",
+                ),
                 plane=plane,
                 patient_id=f"{center}-{row[col['Patient_num']]}",
                 extra={"country": center},

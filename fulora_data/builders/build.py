@@ -11,6 +11,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import shutil
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +20,7 @@ import datasets
 from fulora_data import datasets_internals as hf
 from fulora_data.builders.base import PROVENANCE_FILE, FuloraBuilder, FuloraConfig
 from fulora_data.errors import ConfigError, FuloraError
+from fulora_data.io import ensure_folder
 
 _BASE_FIELDS = {f.name for f in dataclasses.fields(FuloraConfig)} - {"drop_test_duplicates", "archive_md5"}
 
@@ -31,25 +33,23 @@ def option_names(cls: type[FuloraBuilder]) -> list[str]:
 
 
 def source_fingerprint(path: Path) -> str:
-    """Cheap identity of a file or folder (sizes and modification times), to notice a changed source."""
+    """Identity of a file or folder (every file's size and modification time), to notice a changed source.
+
+    Every file counts, images included: a PNG overwritten in place changes neither its folder's time nor
+    any metadata file, and a cached build would keep serving the old bytes. A stat per file costs about
+    0.15 s for the 12,400 images of FETAL_PLANES_DB (measured on a busy 2-core machine).
+    """
     entries: list[str] = []
     if path.is_file():
         stat = path.stat()
         entries.append(f"{stat.st_size}:{stat.st_mtime_ns}")
     else:
         for root, dirs, files in os.walk(path):
-            depth = Path(root).relative_to(path).parts
-            rel = "/".join(depth)
+            rel = "/".join(Path(root).relative_to(path).parts)
             entries.append(f"{rel}/:{os.stat(root).st_mtime_ns}")
-            # Metadata files sit up to two levels down (as deep as builders look for their root marker) and
-            # are edited in place, which leaves their folder's time alone; PNGs past the top are covered by
-            # their folder's time, so thousands of images cost no stat.
             for name in sorted(files):
-                if len(depth) == 0 or not name.lower().endswith(".png"):
-                    stat = os.stat(os.path.join(root, name))
-                    entries.append(f"{rel}/{name}:{stat.st_size}:{stat.st_mtime_ns}")
-            if len(depth) >= 2:
-                dirs[:] = []
+                stat = os.stat(os.path.join(root, name))
+                entries.append(f"{rel}/{name}:{stat.st_size}:{stat.st_mtime_ns}")
             dirs.sort()
     return hashlib.sha256("\n".join(entries).encode()).hexdigest()[:16]
 
@@ -83,6 +83,14 @@ def make_builder(
     if config not in config_names:
         raise ConfigError(f"{name} has no config {config!r}; choose one of {', '.join(config_names)}")
     accepted = set(option_names(cls))
+    if cache_dir is not None:
+        ensure_folder(Path(cache_dir).expanduser(), "--cache-dir")
+    for key, value in [("source", source), *options.items()]:
+        if isinstance(value, (str, os.PathLike)) and not _is_utf8(os.fspath(value)):
+            raise ConfigError(
+                f"--{key.replace('_', '-')} {os.fspath(value)!r} is not valid UTF-8 (a byte the file system "
+                "cannot name in text); rename or link it to a UTF-8 path"
+            )
     kwargs: dict[str, Any] = {}
     prints: list[str] = []
     for key, value in options.items():
@@ -95,7 +103,7 @@ def make_builder(
         if isinstance(value, str) and key.endswith(("_csv", "_dir", "_path", "labels", "source")):
             path = Path(value).expanduser()
             if not path.exists():
-                raise ConfigError(f"option {key}: {path} does not exist")
+                raise ConfigError(f"--{key.replace('_', '-')} {path} does not exist")
             value = str(path.resolve())
             prints.append(source_fingerprint(path))
         kwargs[key] = value
@@ -109,6 +117,16 @@ def make_builder(
     if prints:
         kwargs["source_fingerprint"] = "-".join(prints)
     return cls(cache_dir=str(cache_dir) if cache_dir is not None else None, config_name=config, **kwargs)
+
+
+def _is_utf8(text: str | bytes) -> bool:
+    if isinstance(text, bytes):
+        text = os.fsdecode(text)
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _unwrap(err: BaseException) -> BaseException:
@@ -133,6 +151,9 @@ def build(builder: FuloraBuilder) -> datasets.DatasetDict:
     try:
         builder.download_and_prepare()
     except Exception as err:
+        extracted = getattr(builder, "_extracted_now", None)
+        if extracted is not None:  # extracted by this failed build: leave nothing behind
+            shutil.rmtree(extracted, ignore_errors=True)
         cause = _unwrap(err)
         if cause is err:
             raise

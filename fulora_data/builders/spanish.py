@@ -34,6 +34,7 @@ from fulora_data.builders.base import (
     require_columns,
 )
 from fulora_data.errors import ConfigError, DataError
+from fulora_data.io import resolve_under
 from fulora_data.splits import per_plane_positions
 from fulora_data.taxonomy import CERVIX, PLANES, canonical_plane
 
@@ -189,12 +190,16 @@ class SpanishBuilder(FuloraBuilder):
             isinstance(per_plane, bool) or not isinstance(per_plane, int) or per_plane < 1
         ):
             raise ConfigError(f"per_plane must be a whole number of at least 1, got {per_plane!r}")
+        seed = self.config.seed
+        if isinstance(seed, bool) or not isinstance(seed, int) or seed < 0:
+            raise ConfigError(f"seed must be a whole number of at least 0, got {seed!r}")
         csv_path = source.root / CSV_NAME
         header, rows = read_table(csv_path)
         require_columns(csv_path, header, COLUMNS)
         self._row_count = len(rows)
         splits: dict[str, list[Record]] = {"train": [], "test": []}
         seen: set[str] = set()
+        images = source.root / "Images"
         for line, row in enumerate(rows, start=2):
             name = row["Image_name"]
             if not name:
@@ -211,7 +216,7 @@ class SpanishBuilder(FuloraBuilder):
                 raise DataError(f"{csv_path} line {line}: Train must be 0 or 1, got {flag!r}")
             record = Record(
                 image_id=name,
-                path=source.root / "Images" / f"{name}.png",
+                path=resolve_under(images, f"{name}.png", f"{csv_path} line {line} column Image_name"),
                 plane=plane,
                 patient_id=row["Patient_num"],
                 extra={

@@ -175,7 +175,7 @@ class SyntheticBuilder(FuloraBuilder):
             return super()._resolve_source(dl_manager)
         if not self.config.source:
             raise SourceNotFoundError(
-                "the generated config needs --source: a folder written by fulora's generator"
+                f"the generated config needs {self.source_option}: a folder written by fulora's generator"
             )
         path = Path(self.config.source).expanduser()
         if not path.is_dir() or not is_generated_folder(path):

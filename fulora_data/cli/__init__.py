@@ -16,6 +16,11 @@ class FuloraGroup(click.Group):
             return super().invoke(ctx)
         except FuloraError as err:
             raise click.ClickException(str(err)) from None
+        except OSError as err:
+            # The file system refused something fulora did not check first (a folder made read-only while
+            # it ran, a full disk): one line naming the path, not a traceback.
+            where = f" {err.filename}" if err.filename else ""
+            raise click.ClickException(f"cannot write or read{where}: {err.strerror or err}") from None
 
 
 @click.group(cls=FuloraGroup, context_settings={"help_option_names": ["-h", "--help"]})

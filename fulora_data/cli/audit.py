@@ -49,7 +49,9 @@ from fulora_data.cli.options import (
     help="The archive or folder of the --against dataset.",
 )
 @click.option("--report", type=click.Path(path_type=Path), default=None, help="Write a Markdown report here.")
-@click.option("--num-proc", type=int, default=None, help="Worker processes for decoding the images.")
+@click.option(
+    "--num-proc", type=click.IntRange(min=1), default=None, help="Worker processes for decoding the images."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the full result as JSON.")
 def audit_command(
     name,

@@ -16,7 +16,9 @@ from fulora_data import evaluation as library
 
 def _common_options(func):
     """Options shared by both forms: protocol, output and bootstrap."""
-    func = click.option("--seed", type=int, default=0, show_default=True, help="Bootstrap seed.")(func)
+    func = click.option(
+        "--seed", type=click.IntRange(min=0), default=0, show_default=True, help="Bootstrap seed."
+    )(func)
     func = click.option(
         "--n-bootstrap",
         type=click.IntRange(min=0),
@@ -119,11 +121,24 @@ def evaluate(ctx, checkpoint, data_spec, source, cache_dir, batch_size, device, 
 @click.argument("file", type=click.Path(dir_okay=False, path_type=Path))
 @click.option("--model-name", default=None, help="The classifier (e.g. resnet18), to compare with the study.")
 @click.option("--train-set", default=None, help="Its training set: ES, ES+DA, HB or HB+DA.")
+@click.option(
+    "--data", "data_spec", default=None, help="Join rows by image_id to this split, e.g. african:test."
+)
+@click.option("--source", type=click.Path(path_type=Path), default=None, help="The --data dataset's source.")
+@click.option(
+    "--cache-dir", type=click.Path(path_type=Path), default=None, help="Where built datasets are cached."
+)
+@click.option("--allow-partial", is_flag=True, help="Score a subset of the test set (the report says so).")
 @_common_options
-def predictions(file, model_name, train_set, protocol, as_json, report_dir, ci_by_patient, n_bootstrap, seed):
-    """Score a predictions CSV (columns reference, prediction; optional prob_<plane>, country)."""
+def predictions(file, model_name, train_set, data_spec, source, cache_dir, allow_partial, protocol, as_json,
+                report_dir, ci_by_patient, n_bootstrap, seed):  # fmt: skip
+    """Score a predictions CSV (columns reference, prediction; optional image_id, prob_<plane>, country)."""
     result = library.evaluate_predictions(
         file,
+        data_spec=data_spec,
+        source=source,
+        cache_dir=cache_dir,
+        allow_partial=allow_partial,
         protocol=protocol,
         report_dir=report_dir,
         model_name=model_name,

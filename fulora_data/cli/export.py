@@ -20,7 +20,10 @@ from fulora_data.cli.options import builder_options, builder_values, cache_optio
 )
 @click.option("--out", required=True, type=click.Path(path_type=Path), help="The export folder.")
 @click.option(
-    "--max-shard-size", type=int, default=None, help="Most bytes of data per Parquet shard (500 MB)."
+    "--max-shard-size",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Most bytes of data per Parquet shard (500 MB).",
 )
 @click.option("--repo-id", default=None, help="Hub repository named in the card (default fulora/NAME).")
 @source_option
@@ -36,7 +39,7 @@ def export_command(name, configs, out, max_shard_size, repo_id, source, cache_di
         out,
         source=source,
         cache_dir=cache_dir,
-        max_shard_size=max_shard_size or DEFAULT_MAX_SHARD_SIZE,
+        max_shard_size=DEFAULT_MAX_SHARD_SIZE if max_shard_size is None else max_shard_size,
         repo_id=repo_id,
         **builder_values(name, **options),
     )

@@ -44,7 +44,9 @@ def builder_options(func):
         default=None,
         help="spanish: keep exactly the images listed in this CSV (an Image_name column).",
     )(func)
-    func = click.option("--seed", type=int, default=None, help="spanish, hybrid: seed of the draws.")(func)
+    func = click.option(
+        "--seed", type=click.IntRange(min=0), default=None, help="spanish, hybrid: seed of the draws."
+    )(func)
     func = click.option("--country", default=None, help="african: keep one country.")(func)
     func = click.option(
         "--drop-test-duplicates",

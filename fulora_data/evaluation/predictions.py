@@ -9,7 +9,8 @@ Format (UTF-8, comma-separated, header row, a byte-order mark is tolerated):
   within ``metrics.PROBABILITY_TOLERANCE`` (rounding) and is then rescaled to sum exactly to 1; a row
   further off is refused, not normalised, because it means logits or a missing class column.
 * ``country`` (optional): adds per-country results. ``patient_id`` (optional): lets bootstrap intervals
-  resample patients.
+  resample patients. ``image_id`` (optional, unique): joins the rows to a test set (``evaluate_predictions``
+  with ``data_spec``).
 
 The model's classes are the study's five planes (``taxonomy.PLANES``), or six with ``Maternal cervix``
 when the probability columns include it or, without probability columns, when a label is the cervix.
@@ -76,7 +77,7 @@ def read_predictions(path: str | Path) -> dict:
         path: The CSV file.
 
     Returns:
-        ``{"path", "label_names", "references", "predictions"}`` (label indices as lists of ints),
+        ``{"path", "image_ids", "label_names", "references", "predictions"}`` (label indices as lists of ints),
         ``"probabilities"`` (an ``(n, C)`` float array, or None), ``"countries"`` and ``"patient_ids"``
         (lists of strings, or None).
 
@@ -91,13 +92,20 @@ def read_predictions(path: str | Path) -> dict:
     path = Path(path)
     if not path.is_file():
         raise SourceNotFoundError(f"predictions file {str(path)!r} does not exist")
-    with path.open(newline="", encoding="utf-8-sig") as f:
-        reader = csv.reader(f)
-        header = next(reader, None)
-        if header is None:
-            raise DataError(f"{path} is empty; expected a header with columns reference,prediction")
-        header = [h.strip() for h in header]
-        rows = [(reader.line_num, row) for row in reader if any(cell.strip() for cell in row)]
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as f:
+            reader = csv.reader(f)
+            header = next(reader, None)
+            if header is None:
+                raise DataError(f"{path} is empty; expected a header with columns reference,prediction")
+            header = [h.strip() for h in header]
+            rows = [(reader.line_num, row) for row in reader if any(cell.strip() for cell in row)]
+    except UnicodeDecodeError as err:
+        raise DataError(
+            f"{path} is not a UTF-8 CSV (byte {err.start}: {err.reason}); save it as UTF-8"
+        ) from None
+    except csv.Error as err:
+        raise DataError(f"{path} is not a readable CSV ({err})") from None
     for column in REQUIRED_COLUMNS:
         if column not in header:
             raise DataError(f"{path} has no column {column!r}; its columns are {', '.join(header)}")
@@ -170,8 +178,18 @@ def read_predictions(path: str | Path) -> dict:
             out.append(cell)
         return out
 
+    image_ids = optional("image_id")
+    if image_ids is not None and len(set(image_ids)) != len(image_ids):
+        seen: set[str] = set()
+        repeated = sorted({i for i in image_ids if i in seen or seen.add(i)})
+        raise DataError(
+            f"{path}: {len(repeated)} image ids appear more than once ({len(image_ids) - len(set(image_ids))} "
+            f"extra rows; first: {repeated[0]!r}); each test image must be predicted once"
+        )
+
     return {
         "path": str(path),
+        "image_ids": image_ids,
         "label_names": label_names,
         "references": labels["reference"],
         "predictions": labels["prediction"],

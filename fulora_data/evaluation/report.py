@@ -6,7 +6,7 @@ from pathlib import Path
 
 from fulora_data.evaluation.metrics import SUMMARY_METRICS
 from fulora_data.evaluation.reference import SOURCE, canonical_model, canonical_train_set, published_row
-from fulora_data.io import atomic_file, atomic_write_json, atomic_write_text
+from fulora_data.io import atomic_file, atomic_write_json, atomic_write_text, ensure_folder
 
 REPORT_FILE = "report.md"
 CONFUSION_FILE = "confusion_matrix.png"
@@ -42,6 +42,11 @@ def format_summary(result: dict) -> str:
     """Return a short plain-text summary of a ``score`` result, in percent, for the terminal."""
     metrics = _metrics_of(result)
     lines = [f"protocol: {result['protocol']}   images: {result['n']}"]
+    coverage = result.get("coverage") or {}
+    if coverage.get("partial"):
+        lines.append(
+            f"PARTIAL: {coverage['scored']} of the {coverage['of']} images of {coverage['test_set']}"
+        )
     for metric in metrics:
         interval = _interval(result, metric)
         ci = f"   ({100 * result['ci']['level']:.0f}% CI {interval})" if interval else ""
@@ -96,6 +101,12 @@ def _markdown(result: dict, model_name: str | None, train_set: str | None) -> st
         f"{', '.join(result['label_names'])}. Macro averages are over: {', '.join(result['labels'])}; "
         f"AUC over: {', '.join(result['auc_labels']) or 'none (undefined)'}."
     )
+    coverage = result.get("coverage") or {}
+    if coverage.get("partial"):
+        out.append(
+            f"**Partial:** these figures are on {coverage['scored']} of the {coverage['of']} images of "
+            f"{coverage['test_set']} (--allow-partial); they are not comparable with figures on the whole set."
+        )
     if result["protocol"] == "paper":
         out.append(
             "The `paper` protocol reproduces the study's table, including its AUC on hard labels in which a "
@@ -190,8 +201,7 @@ def write_report(
     Returns:
         The path of ``report.md``.
     """
-    out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
+    out_dir = ensure_folder(Path(out_dir), "--report")
     with atomic_file(out_dir / CONFUSION_FILE) as tmp:
         plot_confusion_matrix(result, tmp)
     payload = {"model_name": model_name, "train_set": train_set, **result}

@@ -44,8 +44,17 @@ def evaluate_predictions(
     ci_by_patient: bool = False,
     n_bootstrap: int = 1000,
     seed: int = 0,
+    data_spec: str | None = None,
+    source: str | os.PathLike | None = None,
+    cache_dir: str | os.PathLike | None = None,
+    allow_partial: bool = False,
 ) -> dict:
     """Score a predictions CSV (see ``fulora_data.evaluation.predictions``) and optionally write a report.
+
+    With ``data_spec`` the rows are joined to that test split by ``image_id``: ids outside it, and (unless
+    ``allow_partial``) test images without a prediction, are refused with their counts. Without it, a
+    file set beside the study's published row must have one row per image of the study's 233-image test
+    set (unless ``allow_partial``). The result's ``coverage`` says what was scored.
 
     Args:
         path: The CSV file.
@@ -56,12 +65,19 @@ def evaluate_predictions(
         ci_by_patient: Bootstrap patients (the CSV's ``patient_id`` column) instead of images.
         n_bootstrap: Bootstrap resamples for ``standard`` intervals.
         seed: Bootstrap seed.
+        data_spec: The test split as ``NAME[/CONFIG]:SPLIT`` (e.g. ``african:test``) to join to by image id.
+        source: That dataset's archive or folder.
+        cache_dir: Where built datasets are cached.
+        allow_partial: Score a subset of the test set; the report then says so.
 
     Returns:
-        The ``score`` result, plus ``predictions_file``, ``model_name``, ``train_set`` and ``report``
-        (the report's path, or None).
+        The ``score`` result, plus ``predictions_file``, ``model_name``, ``train_set``, ``coverage`` and
+        ``report`` (the report's path, or None).
     """
+    if data_spec is not None:
+        parse_data_spec(data_spec)  # a bad spec fails before the file is read
     data = read_predictions(path)
+    coverage = _coverage(data, path, data_spec, source, cache_dir, model_name, train_set, allow_partial)
     result = score(
         data["references"],
         data["predictions"],
@@ -73,7 +89,13 @@ def evaluate_predictions(
         n_bootstrap=n_bootstrap,
         seed=seed,
     )
-    result = {"predictions_file": str(path), "model_name": model_name, "train_set": train_set, **result}
+    result = {
+        "predictions_file": str(path),
+        "model_name": model_name,
+        "train_set": train_set,
+        "coverage": coverage,
+        **result,
+    }
     report = (
         write_report(result, report_dir, model_name=model_name, train_set=train_set) if report_dir else None
     )
@@ -132,6 +154,63 @@ def evaluate_split(
         seed=seed,
     )
     return {"model_name": out.get("model_name"), "train_set": out.get("train_set"), **result}
+
+
+# The study's table is on the whole African test split (``AfricanBuilder.EXPECTED_SPLITS``).
+STUDY_TEST_SIZE = 233
+
+
+def _coverage(data, path, data_spec, source, cache_dir, model_name, train_set, allow_partial) -> dict:
+    """Check which test images a predictions file covers (see ``evaluate_predictions``)."""
+    from fulora_data.evaluation.reference import published_row
+
+    n = len(data["references"])
+    if data_spec is None:
+        if published_row(model_name, train_set) is None or n == STUDY_TEST_SIZE:
+            return {"test_set": None, "scored": n, "of": None, "partial": False}
+        if not allow_partial:
+            raise DataError(
+                f"{path} has {n} rows but the study's row it would be set beside is on the {STUDY_TEST_SIZE}-image "
+                "African test set; join it by image id with --data african:test, or pass --allow-partial"
+            )
+        return {
+            "test_set": "the study's African test set",
+            "scored": n,
+            "of": STUDY_TEST_SIZE,
+            "partial": True,
+        }
+    from fulora_data.prepare import column, prepare
+
+    name, config, split = parse_data_spec(data_spec)
+    if data["image_ids"] is None:
+        raise DataError(f"{path} has no image_id column, which joining it to {data_spec} needs")
+    splits = prepare(name, config, source=source, cache_dir=cache_dir)
+    if split not in splits:
+        raise ConfigError(f"{data_spec!r}: {name} has no split {split!r}; it has {', '.join(splits)}")
+    dataset = splits[split]
+    names = dataset.features["label"].names
+    truth = dict(zip(column(dataset, "image_id"), (names[i] for i in column(dataset, "label")), strict=True))
+    ids = data["image_ids"]
+    foreign = [i for i in ids if i not in truth]
+    if foreign:
+        raise DataError(
+            f"{path}: {len(foreign)} of {n} image ids are not in {data_spec} (first: {foreign[0]!r}); "
+            "these are predictions for another test set"
+        )
+    missing = len(truth) - n
+    if missing and not allow_partial:
+        raise DataError(
+            f"{path} predicts {n} of the {len(truth)} images of {data_spec} ({missing} missing); "
+            "predict them all, or pass --allow-partial to score this subset"
+        )
+    wrong = sum(
+        1 for i, ref in zip(ids, data["references"], strict=True) if data["label_names"][ref] != truth[i]
+    )
+    if wrong:
+        raise DataError(
+            f"{path}: the reference of {wrong} of {n} images differs from their label in {data_spec}"
+        )
+    return {"test_set": data_spec, "scored": n, "of": len(truth), "partial": bool(missing)}
 
 
 def evaluate_checkpoint(

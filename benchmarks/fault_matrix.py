@@ -1,0 +1,808 @@
+"""Reliability benchmark: run each known fault against the ``fulora`` CLI and tabulate what happens.
+
+For every fault (the hardening issue's list, plus faults fulora already handled) the script makes a small
+seeded source in a fresh temporary folder, breaks it the way an attacker or an unlucky user would, runs the
+CLI (in-process with click's ``CliRunner``; in a subprocess killed by its own PID for the kill faults) and
+records:
+
+* ``exit``: the exit code (1 for a refused input, 2 for a refused option, 0 for success);
+* ``message``: the one ``Error:`` line, or ``TRACEBACK <type>`` when an exception escaped;
+* ``left``: leftovers: staging, partial or temporary files, or files a failed command wrote;
+* ``rerun``: whether the data is intact after the rerun that a user would try next (the same command
+  with the fault removed, or simply again after a kill);
+* ``verdict``: ``ok``, ``TRACEBACK``, ``SILENT`` (exit 0 with wrong data), ``LEFTOVER`` or ``RERUN``.
+
+It is a benchmark, not a test: it prints the table and totals and always exits 0. Run from the
+repository root::
+
+    python benchmarks/fault_matrix.py            # every fault (a few minutes on 2 cores)
+    python benchmarks/fault_matrix.py -k tar     # only faults whose name contains "tar"
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import csv
+import json
+import os
+import re
+import shutil
+import struct
+import subprocess
+import sys
+import tarfile
+import tempfile
+import time
+import zipfile
+import zlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from click.testing import CliRunner
+
+from fulora_data import samples
+from fulora_data.cli import main
+
+_LEFTOVER = re.compile(r"(\.partial-\d+$|^\..*\.tmp-|\.incomplete|^\..*\.old$)")
+
+
+@dataclass
+class Outcome:
+    exit: int
+    message: str
+    traceback: bool
+
+
+@dataclass
+class Fault:
+    name: str
+    run: Callable[[Path], tuple[Outcome, bool | None, str]]  # -> outcome, rerun intact (None: n/a), note
+    expect_success: bool = False  # the right answer is exit 0 (with the right data)
+
+
+def cli(*args, env: dict | None = None) -> Outcome:
+    with _env(env or {}):
+        result = CliRunner().invoke(main, [os.fspath(a) if isinstance(a, Path) else str(a) for a in args])
+    escaped = result.exception is not None and not isinstance(result.exception, SystemExit)
+    if escaped:
+        return Outcome(
+            result.exit_code, f"TRACEBACK {type(result.exception).__name__}: {result.exception}", True
+        )
+    errors = [line for line in result.output.splitlines() if line.startswith("Error:")]
+    return Outcome(result.exit_code, errors[-1] if errors else "", False)
+
+
+@contextlib.contextmanager
+def _env(values: dict):
+    old = {k: os.environ.get(k) for k in values}
+    os.environ.update(values)
+    try:
+        yield
+    finally:
+        for key, value in old.items():
+            if value is None:
+                os.environ.pop(key, None)
+            else:
+                os.environ[key] = value
+
+
+def subprocess_python(code: str, *args) -> tuple[int, str]:
+    run = subprocess.run(
+        [sys.executable, "-c", code, *map(str, args)], capture_output=True, text=True, timeout=600
+    )
+    lines = [line for line in run.stderr.splitlines() if line.strip() and "examples/s" not in line]
+    return run.returncode, (lines[-1] if lines else "")
+
+
+def leftovers(root: Path) -> list[str]:
+    """Paths under ``root`` that a killed or failed command should not have left."""
+    found = []
+    for path in root.rglob("*"):
+        rel = path.relative_to(root).as_posix()
+        if path.name.endswith(".lock"):  # lock files (filelock, datasets) stay by design; they hold no data
+            continue
+        if _LEFTOVER.search(path.name) or (path.parent.name == "data" and path.name.startswith(".")):
+            found.append(rel)
+    return sorted(found)
+
+
+def new_files(root: Path, before: set[str]) -> list[str]:
+    """Files a failed command wrote (lock files and empty folders aside)."""
+    return sorted(
+        p.relative_to(root).as_posix()
+        for p in root.rglob("*")
+        if p.is_file() and not p.name.endswith(".lock") and p.relative_to(root).as_posix() not in before
+    )
+
+
+def files_of(root: Path) -> set[str]:
+    return (
+        {p.relative_to(root).as_posix() for p in root.rglob("*") if p.is_file()} if root.exists() else set()
+    )
+
+
+# ----------------------------------------------------------------------------- fixtures
+def spanish(ws: Path, **kw) -> Path:
+    kw.setdefault("per_plane", 2)
+    kw.setdefault("test_per_plane", 1)
+    return samples.write_spanish_source(ws / "src", **kw)
+
+
+def african(ws: Path, **kw) -> Path:
+    return samples.write_african_source(ws / "src", patients_per_country=2, **kw)
+
+
+def png(seed=0, size=(48, 40)) -> bytes:
+    return samples.png_bytes(samples.render_plane_image("Fetal brain", size, np.random.default_rng(seed)))
+
+
+def _chunk(kind: bytes, body: bytes) -> bytes:
+    return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+
+def corrupt_pixels_valid_crc(data: bytes) -> bytes:
+    out, pos = data[:8], 8
+    while pos < len(data):
+        (length,) = struct.unpack(">I", data[pos : pos + 4])
+        kind, body = data[pos + 4 : pos + 8], data[pos + 8 : pos + 8 + length]
+        if kind == b"IDAT":
+            body = body[:2] + bytes(b ^ 0x5A for b in body[2:])
+        out += _chunk(kind, body)
+        pos += 12 + length
+    return out
+
+
+def huge_header_png() -> bytes:
+    ihdr = struct.pack(">IIBBBBB", 100000, 100000, 8, 0, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + _chunk(b"IHDR", ihdr)
+        + _chunk(b"IDAT", zlib.compress(b"\0" * 64))
+        + _chunk(b"IEND", b"")
+    )
+
+
+def set_spanish_cell(source: Path, row: int, column: str, value: str) -> None:
+    path = source / "FETAL_PLANES_DB_data.csv"
+    lines = path.read_text(encoding="utf-8-sig").splitlines()
+    header = [h.strip() for h in lines[0].split(";")]
+    cells = lines[row].split(";")
+    cells[header.index(column)] = value
+    lines[row] = ";".join(cells)
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+
+
+def edit_african(source: Path, change: Callable[[list[dict]], None]) -> None:
+    path = source / "African_planes_database.csv"
+    with open(path, newline="") as handle:
+        rows = list(csv.DictReader(handle))
+    change(rows)
+    with open(path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=list(rows[0]))
+        writer.writeheader()
+        writer.writerows(rows)
+
+
+def prepare_args(ws: Path, source, name="spanish", config="full", *extra):
+    return ["data", "prepare", name, "-c", config, "--source", source, "--cache-dir", ws / "cache", *extra]
+
+
+def export_args(ws: Path, source, config="full", out="out", *extra):
+    return ["data", "export", "spanish", "-c", config, "--source", source, "--cache-dir", ws / "cache",
+            "--out", ws / out, *extra]  # fmt: skip
+
+
+def push_check(folder: Path) -> Outcome:
+    # Refused before the Hub is contacted; the endpoint is unreachable, so a folder that passes says so.
+    return cli(
+        "data", "push", folder, "--repo-id", "fulora/x", "--token", "hf_x", "--endpoint", "http://127.0.0.1:9"
+    )
+
+
+def refused_then(
+    ws: Path, outcome: Outcome, fix: Callable[[], None], args
+) -> tuple[Outcome, bool | None, str]:
+    """Common shape: the fault is refused; after ``fix`` the same command succeeds."""
+    fix()
+    again = cli(*args)
+    return outcome, again.exit == 0, ""
+
+
+# ----------------------------------------------------------------------------- the faults
+def f_traversal(kind):
+    def run(ws):
+        source = spanish(ws)
+        secret = ws / "secret.png"
+        secret.write_bytes(png(5))
+        original = (source / "FETAL_PLANES_DB_data.csv").read_bytes()
+        value = (
+            str(secret.with_suffix(""))
+            if kind == "absolute"
+            else "../" * 12 + str(secret.with_suffix(""))[1:]
+        )
+        set_spanish_cell(source, 1, "Image_name", value)
+        args = prepare_args(ws, source, "spanish", "es")
+        out = cli(*args)
+        return refused_then(
+            ws, out, lambda: (source / "FETAL_PLANES_DB_data.csv").write_bytes(original), args
+        )
+
+    return run
+
+
+def f_african_center(ws):
+    source = african(ws)
+    (ws / "elsewhere").mkdir()
+    (ws / "elsewhere" / "x.png").write_bytes(png(3))
+
+    def spoil(rows):
+        rows[0]["Center"], rows[0]["Image_name"] = "../../elsewhere", "x"
+
+    original = (source / "African_planes_database.csv").read_bytes()
+    edit_african(source, spoil)
+    args = prepare_args(ws, source, "african", "all")
+    return refused_then(
+        ws, cli(*args), lambda: (source / "African_planes_database.csv").write_bytes(original), args
+    )
+
+
+_KILL_EXPORT = """
+import os, signal, sys
+import fulora_data.export as ex
+real = ex.write_parquet_shards
+def killer(*args, **kwargs):
+    real(*args, **kwargs)
+    os.kill(os.getpid(), signal.SIGKILL)
+ex.write_parquet_shards = killer
+ex.export("spanish", ["full"], sys.argv[1], source=sys.argv[2], cache_dir=sys.argv[3])
+"""
+
+
+def f_kill_export(first: bool):
+    def run(ws):
+        source = spanish(ws)
+        out = ws / "out"
+        if not first:
+            assert cli(*export_args(ws, source)).exit == 0
+        before = {p: (out / p).read_bytes() for p in files_of(out)}
+        code, _ = subprocess_python(_KILL_EXPORT, out, source, ws / "cache")
+        intact_after_kill = {p: (out / p).read_bytes() for p in files_of(out)} == before
+        again = cli(*export_args(ws, source))
+        ok = again.exit == 0 and push_check(out).message.startswith("Error: could not reach")
+        note = "" if intact_after_kill else "old export changed by the kill"
+        return (
+            Outcome(code, f"killed (exit {code}); rerun: {again.message or 'ok'}", False),
+            ok and intact_after_kill,
+            note,
+        )
+
+    return run
+
+
+_KILL_PREPARE = """
+import os, signal, sys
+import fulora_data.builders.base as base
+real = base.FuloraBuilder._example
+count = [0]
+def killer(self, *args, **kwargs):
+    count[0] += 1
+    if count[0] == 5:
+        os.kill(os.getpid(), signal.SIGKILL)
+    return real(self, *args, **kwargs)
+base.FuloraBuilder._example = killer
+from fulora_data.prepare import prepare
+prepare("spanish", "full", source=sys.argv[1], cache_dir=sys.argv[2])
+"""
+
+
+def f_kill_prepare(ws):
+    source = spanish(ws, archive=True)
+    code, _ = subprocess_python(_KILL_PREPARE, source, ws / "cache")
+    again = cli(*prepare_args(ws, source))
+    return Outcome(code, f"killed (exit {code}); rerun: {again.message or 'ok'}", False), again.exit == 0, ""
+
+
+def f_push_spoiled(how):
+    def run(ws):
+        source = spanish(ws)
+        out = ws / "out"
+        cli(*export_args(ws, source, "full", "out", "--max-shard-size", "3000"))
+        shard = sorted((out / "data" / "full").glob("train-*.parquet"))[0]
+        saved = shard.read_bytes()
+        if how == "deleted":
+            shard.unlink()
+        elif how == "truncated":
+            shard.write_bytes(saved[:-200])
+        else:
+            (out / "data" / ".full-x1").mkdir()
+            (out / "data" / ".full-x1" / shard.name).write_bytes(saved)
+        outcome = push_check(out)
+        would_push = "could not reach the Hub" in outcome.message  # passed the checks: a Hub would take it
+        again = cli(*export_args(ws, source))
+        intact = again.exit == 0 and push_check(out).message.startswith("Error: could not reach")
+        return outcome, intact, "SILENT" if would_push else ""
+
+    return run
+
+
+def f_image(damage):
+    def run(ws):
+        source = spanish(ws)
+        victim = sorted((source / "Images").iterdir())[2]
+        saved = victim.read_bytes()
+        victim.write_bytes(corrupt_pixels_valid_crc(saved) if damage == "pixels" else huge_header_png())
+        args = prepare_args(ws, source)
+        outcome = cli(*args)
+        named = victim.name in outcome.message
+        result = refused_then(ws, outcome, lambda: victim.write_bytes(saved), args)
+        return result[0], result[1], "" if named or outcome.exit == 0 else "file not named"
+
+    return run
+
+
+def f_empty(kind):
+    def run(ws):
+        if kind == "train-only source, full":
+            source = spanish(ws, test_per_plane=0)
+            args = prepare_args(ws, source)
+            outcome = cli(*args)
+            cli(*args)  # the poisoned build used to stay cached: a second run must say the same
+            return outcome, cli(*prepare_args(ws, source, "spanish", "es")).exit == 0, ""
+        if kind == "header-only CSV":
+            source = spanish(ws)
+            path = source / "FETAL_PLANES_DB_data.csv"
+            original = path.read_bytes()
+            path.write_text(path.read_text(encoding="utf-8-sig").splitlines()[0] + "\n")
+            args = prepare_args(ws, source, "spanish", "es")
+            return refused_then(ws, cli(*args), lambda: path.write_bytes(original), args)
+        if kind == "subset selects nothing":
+            source = spanish(ws)
+            subset = ws / "subset.csv"
+            subset.write_text("Image_name,Plane\nx,Maternal cervix\n")
+            outcome = cli(*prepare_args(ws, source, "spanish", "es", "--subset-csv", subset))
+            return outcome, cli(*prepare_args(ws, source, "spanish", "es")).exit == 0, ""
+        source = african(ws)
+        edit_african(source, lambda rows: [r.update(Train="1") for r in rows if r["Center"] == "Ghana"])
+        outcome = cli(*prepare_args(ws, source, "african", "Ghana"))
+        return outcome, cli(*prepare_args(ws, source, "african", "Egypt")).exit == 0, ""
+
+    return run
+
+
+def f_country_contradiction(ws):
+    source = african(ws)
+    outcome = cli(*prepare_args(ws, source, "african", "Ghana", "--country", "Egypt"))
+    return outcome, cli(*prepare_args(ws, source, "african", "Ghana")).exit == 0, ""
+
+
+def f_png_in_place(ws):
+    """Success is right here, with the new bytes."""
+    from datasets import Image as ImageFeature
+
+    from fulora_data.prepare import prepare
+
+    source = spanish(ws)
+    first = prepare("spanish", "es", source=source, cache_dir=ws / "cache")["train"]
+    image_id = first[0]["image_id"]
+    path = source / "Images" / f"{image_id}.png"
+    stat, folder = path.stat(), path.parent.stat()
+    path.write_bytes(png(77))
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns + 2_000_000_000))
+    os.utime(path.parent, ns=(folder.st_atime_ns, folder.st_mtime_ns))
+    outcome = cli(*prepare_args(ws, source, "spanish", "es"))
+    second = prepare("spanish", "es", source=source, cache_dir=ws / "cache")["train"]
+    served = second.cast_column("image", ImageFeature(decode=False))[0]["image"]["bytes"]
+    right = served == path.read_bytes()
+    return Outcome(outcome.exit, outcome.message or ("served the new bytes" if right else "served the OLD bytes"),
+                   outcome.traceback), right, "" if right else "SILENT"  # fmt: skip
+
+
+def f_tar_cut(ws):
+    folder = african(ws)
+    whole = ws / "whole" / "Zenodo_dataset.tar"
+    whole.parent.mkdir()
+    with tarfile.open(whole, "w") as tf:
+        tf.add(folder, arcname=folder.name)
+    with tarfile.open(whole) as tf:
+        cut = tf.getmembers()[-10].offset
+    bad = ws / "cut" / "Zenodo_dataset.tar"
+    bad.parent.mkdir()
+    bad.write_bytes(whole.read_bytes()[:cut])
+    outcome = cli(*prepare_args(ws, bad, "african", "all"))
+    return outcome, cli(*prepare_args(ws, whole, "african", "all")).exit == 0, ""
+
+
+def f_xz_index(ws):
+    archive = african(ws, archive=True)
+    saved = archive.read_bytes()
+    data = bytearray(saved)
+    data[-24] ^= 0xFF
+    archive.write_bytes(bytes(data))
+    args = prepare_args(ws, archive, "african", "all")
+    return refused_then(ws, cli(*args), lambda: archive.write_bytes(saved), args)
+
+
+def f_zip_escape(ws):
+    bad = ws / "FETAL_PLANES_ZENODO.zip"
+    with zipfile.ZipFile(bad, "w") as zf:
+        zf.writestr("../../escape.txt", "x")
+        zf.writestr("FETAL_PLANES_DB_data.csv", "x")
+    outcome = cli(*prepare_args(ws, bad, "spanish", "es"))
+    return outcome, None, "" if not (ws.parent / "escape.txt").exists() else "ESCAPED"
+
+
+def f_tar_symlink(ws):
+    bad = ws / "Zenodo_dataset.tar.xz"
+    with tarfile.open(bad, "w:xz") as tf:
+        info = tarfile.TarInfo("Zenodo_dataset/link")
+        info.type, info.linkname = tarfile.SYMTYPE, "/etc/passwd"
+        tf.addfile(info)
+    return cli(*prepare_args(ws, bad, "african", "all")), None, ""
+
+
+def f_zip_truncated(ws):
+    archive = spanish(ws, archive=True)
+    saved = archive.read_bytes()
+    archive.write_bytes(saved[: len(saved) // 2])
+    args = prepare_args(ws, archive, "spanish", "es")
+    return refused_then(ws, cli(*args), lambda: archive.write_bytes(saved), args)
+
+
+def f_missing_source(ws):
+    return cli(*prepare_args(ws, ws / "nope.zip", "spanish", "es")), None, ""
+
+
+_RACE_PREPARE = """
+import sys, time
+import fulora_data.archives as archives
+real = archives._extract_tar
+def slow(*args, **kwargs):
+    real(*args, **kwargs)
+    time.sleep(2)
+archives._extract_tar = slow
+from fulora_data.prepare import prepare
+prepare("african", sys.argv[1], source=sys.argv[2], cache_dir=sys.argv[3])
+"""
+
+_RACE_EXPORT = """
+import sys, time
+import fulora_data.export as ex
+real = ex.write_parquet_shards
+def slow(*args, **kwargs):
+    time.sleep(float(sys.argv[5]))
+    return real(*args, **kwargs)
+ex.write_parquet_shards = slow
+ex.export("spanish", [sys.argv[1]], sys.argv[2], source=sys.argv[3], cache_dir=sys.argv[4])
+"""
+
+
+def _together(code, *argvs):
+    procs = [
+        subprocess.Popen([sys.executable, "-c", code, *map(str, a)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for a in argvs
+    ]  # fmt: skip
+    results = [p.communicate(timeout=600) for p in procs]
+    lines = [[x for x in err.splitlines() if x.strip() and "examples/s" not in x] for _, err in results]
+    return [p.returncode for p in procs], [x[-1] if x else "" for x in lines]
+
+
+def f_race_prepare(ws):
+    archive = african(ws, archive=True)
+    codes, lines = _together(_RACE_PREPARE, ("all", archive, ws / "cache"), ("Ghana", archive, ws / "cache"))
+    worst = max(codes)
+    message = next((line for code, line in zip(codes, lines, strict=True) if code), "both exit 0")
+    return Outcome(worst, message, "Traceback" in " ".join(lines) and worst != 0), worst == 0, ""
+
+
+def f_race_export(ws):
+    import yaml
+
+    source = spanish(ws)
+    out = ws / "out"
+    cli(*export_args(ws, source, "es"))
+    cli(*export_args(ws, source, "full", "warm"))
+    codes, lines = _together(
+        _RACE_EXPORT, ("full", out, source, ws / "cache", 0.5), ("es", out, source, ws / "cache", 5)
+    )
+    manifest = json.loads((out / "fulora_export.json").read_text())
+    card = yaml.safe_load((out / "README.md").read_text().split("---")[1])
+    agree = sorted(manifest["configs"]) == sorted(c["config_name"] for c in card["configs"]) == ["es", "full"]
+    message = "both exit 0; manifest and card " + ("agree" if agree else "DISAGREE")
+    return Outcome(max(codes), message, False), agree, "" if agree else "SILENT"
+
+
+def f_folder(kind):
+    def run(ws):
+        source = spanish(ws)
+        (ws / "afile").write_text("x")
+        preds = ws / "p.csv"
+        preds.write_text("reference,prediction\nFetal brain,Fetal brain\n")
+        if kind == "--cache-dir is a file":
+            return cli(*prepare_args(ws, source, "spanish", "es")[:-1], ws / "afile"), None, ""
+        if kind == "--cache-dir under a file":
+            return cli(*prepare_args(ws, source, "spanish", "es")[:-1], ws / "afile" / "c"), None, ""
+        if kind == "--out under a file":
+            return cli(*export_args(ws, source, "es", "afile/out")), None, ""
+        if kind == "--report under a file":
+            return cli("evaluate", "predictions", preds, "--report", ws / "afile" / "r"), None, ""
+        locked = ws / "ro"
+        locked.mkdir()
+        os.chmod(locked, 0o555)
+        try:
+            if kind == "read-only --cache-dir":
+                outcome = cli(*prepare_args(ws, source, "spanish", "es")[:-1], locked / "c")
+            elif kind == "read-only --out":
+                outcome = cli(*export_args(ws, source, "es", "ro/out"))
+            else:
+                outcome = cli("evaluate", "predictions", preds, "--report", locked / "r")
+        finally:
+            os.chmod(locked, 0o755)
+        note = "run as root: permissions not enforced" if os.geteuid() == 0 else ""
+        return outcome, None, note
+
+    return run
+
+
+def f_predictions(kind):
+    def run(ws):
+        path = ws / "p.csv"
+        if kind == "non-UTF-8 CSV":
+            path.write_bytes("reference,prediction\nFetal brain,Fetal f\xe9mur\n".encode("latin-1"))
+            return cli("evaluate", "predictions", path), None, ""
+        if kind == "few rows beside the study's row":
+            path.write_text("reference,prediction\n" + "Fetal brain,Fetal brain\n" * 5)
+            return (
+                cli("evaluate", "predictions", path, "--model-name", "resnet18", "--train-set", "ES"),
+                None,
+                "",
+            )
+        source = african(ws)
+        from fulora_data.prepare import column, prepare
+
+        test = prepare("african", source=source, cache_dir=ws / "cache")["test"]
+        names = test.features["label"].names
+        rows = list(zip(column(test, "image_id"), (names[i] for i in column(test, "label")), strict=True))
+        rows = rows + rows[:2] if kind == "duplicated ids" else rows + [("foreign", rows[0][1])]
+        path.write_text("image_id,reference,prediction\n" + "".join(f"{i},{p},{p}\n" for i, p in rows))
+        return cli("evaluate", "predictions", path, "--data", "african:test", "--source", source,
+                   "--cache-dir", ws / "cache"), None, ""  # fmt: skip
+
+    return run
+
+
+def f_option(kind):
+    def run(ws):
+        source = spanish(ws)
+        if kind == "--seed -1":
+            return cli(*prepare_args(ws, source, "spanish", "lora-100", "--seed", "-1")), None, ""
+        if kind == "--max-shard-size 0":
+            return cli(*export_args(ws, source, "es", "out", "--max-shard-size", "0")), None, ""
+        if kind == "--num-proc -3":
+            return (
+                cli(
+                    "data",
+                    "audit",
+                    "spanish",
+                    "--source",
+                    source,
+                    "--cache-dir",
+                    ws / "cache",
+                    "--num-proc",
+                    "-3",
+                ),
+                None,
+                "",
+            )
+        if kind == "--md5 with a folder":
+            return cli(*prepare_args(ws, source, "spanish", "es", "--md5", "0" * 32)), None, ""
+        if kind.startswith("repo id"):
+            cli(*export_args(ws, source, "es"))
+            outcome = cli("data", "push", ws / "out", "--repo-id", kind.split()[-1], "--token", "hf_x",
+                          "--endpoint", "http://127.0.0.1:9")  # fmt: skip
+            # Passing to the network means a reachable Hub's client would raise on it (a traceback).
+            return outcome, None, "UNCHECKED" if "could not reach the Hub" in outcome.message else ""
+        if kind == "non-UTF-8 --source":
+            odd = ws / os.fsdecode(b"odd\xffname")
+            shutil.copytree(source, odd)
+            return cli(*prepare_args(ws, odd, "spanish", "es")), None, ""
+        if kind == "--against-source missing":
+            return cli("data", "audit", "spanish", "-c", "es", "--source", source, "--cache-dir", ws / "cache",
+                       "--against", "african", "--against-source", ws / "nope.tar.xz"), None, ""  # fmt: skip
+        # credentials in --endpoint
+        cli(*export_args(ws, source, "es"))
+        outcome = cli("data", "push", ws / "out", "--repo-id", "fulora/x", "--token", "hf_secrettoken1",
+                      "--endpoint", "http://alice:s3cret@127.0.0.1:9")  # fmt: skip
+        leaked = any(s in outcome.message for s in ("s3cret", "alice", "hf_secrettoken1"))
+        return outcome, None, "LEAKED" if leaked else ""
+
+    return run
+
+
+def f_malformed_manifest(ws):
+    source = spanish(ws)
+    out = ws / "out"
+    cli(*export_args(ws, source, "es"))
+    path = out / "fulora_export.json"
+    saved = path.read_text()
+    path.write_text(json.dumps({**json.loads(saved), "configs": "es"}))
+    before = files_of(out)
+    outcome = cli(*export_args(ws, source, "full"))
+    untouched = files_of(out) == before
+    path.write_text(saved)
+    again = cli(*export_args(ws, source, "full"))
+    return outcome, untouched and again.exit == 0, "" if untouched else "half-moved config"
+
+
+def f_orphan_partial(ws):
+    archive = african(ws, archive=True)
+    cli(*prepare_args(ws, archive, "african", "all"))
+    extracted = ws / "cache" / "fulora_extracted"
+    (name,) = [p.name for p in extracted.iterdir() if not p.name.startswith(".")]
+    shutil.rmtree(extracted / name)
+    dead = subprocess.run(
+        [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
+    )
+    (extracted / f"{name}.partial-{dead.stdout.strip()}").mkdir()
+    outcome = cli(*prepare_args(ws, archive, "african", "Ghana"))
+    return Outcome(outcome.exit, outcome.message or "rebuilt", outcome.traceback), outcome.exit == 0, ""
+
+
+def f_failed_build_extraction(ws):
+    archive = spanish(ws, test_per_plane=0, archive=True)
+    outcome = cli(*prepare_args(ws, archive))
+    extracted = ws / "cache" / "fulora_extracted"
+    kept = extracted.is_dir() and any(not p.name.startswith(".") for p in extracted.iterdir())
+    return (
+        outcome,
+        cli(*prepare_args(ws, archive, "spanish", "es")).exit == 0,
+        "extraction kept" if kept else "",
+    )
+
+
+def f_expansion_cap(ws):
+    archive = spanish(ws, archive=True)
+    outcome = cli(*prepare_args(ws, archive, "spanish", "es"), env={"FULORA_MAX_EXTRACT_BYTES": "1000"})
+    return outcome, cli(*prepare_args(ws, archive, "spanish", "es")).exit == 0, ""
+
+
+def f_bad_label(ws):
+    path = ws / "p.csv"
+    path.write_text("reference,prediction\nFetal brain,Fetal liver\n")
+    return cli("evaluate", "predictions", path), None, ""
+
+
+FAULTS = [
+    Fault("Image_name ../ traversal", f_traversal("relative")),
+    Fault("Image_name absolute path", f_traversal("absolute")),
+    Fault("african Center ../ traversal", f_african_center),
+    Fault("kill during first export", f_kill_export(True), expect_success=True),
+    Fault("kill during re-export", f_kill_export(False), expect_success=True),
+    Fault("kill during prepare", f_kill_prepare, expect_success=True),
+    Fault("push: shard deleted", f_push_spoiled("deleted")),
+    Fault("push: shard truncated", f_push_spoiled("truncated")),
+    Fault("push: stray hidden shard", f_push_spoiled("stray")),
+    Fault("PNG corrupt pixels, valid CRC", f_image("pixels")),
+    Fault("PNG header 100000x100000", f_image("huge")),
+    Fault("empty split: train-only source, full", f_empty("train-only source, full")),
+    Fault("empty split: header-only CSV", f_empty("header-only CSV")),
+    Fault("empty split: subset selects nothing", f_empty("subset selects nothing")),
+    Fault("empty split: country without test rows", f_empty("country")),
+    Fault("-c Ghana --country Egypt", f_country_contradiction),
+    Fault("PNG overwritten in place", f_png_in_place, expect_success=True),
+    Fault("plain tar cut at member boundary", f_tar_cut),
+    Fault("tar.xz damaged in its index", f_xz_index),
+    Fault("zip member ../ escape", f_zip_escape),
+    Fault("tar symlink to /etc/passwd", f_tar_symlink),
+    Fault("zip truncated", f_zip_truncated),
+    Fault("missing --source", f_missing_source),
+    Fault("two prepares, one archive, one cache", f_race_prepare, expect_success=True),
+    Fault("two exports into one export", f_race_export, expect_success=True),
+    Fault("--cache-dir is a file", f_folder("--cache-dir is a file")),
+    Fault("--cache-dir under a file", f_folder("--cache-dir under a file")),
+    Fault("--out under a file", f_folder("--out under a file")),
+    Fault("--report under a file", f_folder("--report under a file")),
+    Fault("read-only --cache-dir", f_folder("read-only --cache-dir")),
+    Fault("read-only --out", f_folder("read-only --out")),
+    Fault("read-only --report", f_folder("read-only --report")),
+    Fault("predictions: non-UTF-8 CSV", f_predictions("non-UTF-8 CSV")),
+    Fault("predictions: duplicated ids", f_predictions("duplicated ids")),
+    Fault("predictions: foreign ids", f_predictions("foreign ids")),
+    Fault("predictions: few rows beside study", f_predictions("few rows beside the study's row")),
+    Fault("predictions: bad label cell", f_bad_label),
+    Fault("--seed -1", f_option("--seed -1")),
+    Fault("repo id org/x--y", f_option("repo id org/x--y")),
+    Fault("repo id org/x..y", f_option("repo id org/x..y")),
+    Fault("non-UTF-8 --source path", f_option("non-UTF-8 --source")),
+    Fault("malformed fulora_export.json", f_malformed_manifest),
+    Fault("orphan .partial-<pid> extraction", f_orphan_partial, expect_success=True),
+    Fault("failed build keeps extraction", f_failed_build_extraction),
+    Fault("archive over the expansion cap", f_expansion_cap),
+    Fault("--md5 with a folder source", f_option("--md5 with a folder")),
+    Fault("--against-source missing", f_option("--against-source missing")),
+    Fault("credentials in --endpoint", f_option("credentials in --endpoint")),
+    Fault("--max-shard-size 0", f_option("--max-shard-size 0")),
+    Fault("--num-proc -3", f_option("--num-proc -3")),
+]
+
+
+def verdict(fault: Fault, outcome: Outcome, rerun: bool | None, note: str, left: list[str]) -> str:
+    if outcome.traceback:
+        return "TRACEBACK"
+    if note.startswith("run as root"):
+        return "skipped"
+    if note in (
+        "SILENT",
+        "LEAKED",
+        "ESCAPED",
+        "UNCHECKED",
+        "half-moved config",
+        "file not named",
+        "extraction kept",
+    ):
+        return note.upper().replace(" ", "-")
+    if not fault.expect_success and outcome.exit == 0:
+        return "SILENT"
+    if left:
+        return "LEFTOVER"
+    if rerun is False:
+        return "RERUN"
+    return "ok"
+
+
+def main_(argv=None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("-k", default="", help="only faults whose name contains this")
+    args = parser.parse_args(argv)
+    os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
+    rows, start = [], time.perf_counter()
+    for fault in FAULTS:
+        if args.k.lower() not in fault.name.lower():
+            continue
+        ws = Path(tempfile.mkdtemp(prefix="fulora-fault-"))
+        try:
+            try:
+                outcome, rerun, note = fault.run(ws)
+            except Exception as err:  # the harness itself failed: report it as such
+                outcome, rerun, note = Outcome(-1, f"HARNESS {type(err).__name__}: {err}", True), None, ""
+            left = leftovers(ws)
+            row = (fault.name, outcome, rerun, note, left, verdict(fault, outcome, rerun, note, left))
+            rows.append(row)
+            print(_format(row), flush=True)
+        finally:
+            with contextlib.suppress(OSError):
+                for path in ws.rglob("*"):
+                    if path.is_dir():
+                        path.chmod(0o755)
+            shutil.rmtree(ws, ignore_errors=True)
+    counts = {}
+    for row in rows:
+        counts[row[5]] = counts.get(row[5], 0) + 1
+    tracebacks = sum(1 for r in rows if r[1].traceback)
+    silent = sum(1 for r in rows if r[5] == "SILENT")
+    print()
+    print(
+        f"totals: {len(rows)} faults; {counts.get('ok', 0)} ok; {counts.get('skipped', 0)} skipped; "
+        f"{tracebacks} tracebacks; {silent} silent wrong "
+        f"results; {sum(1 for r in rows if r[4])} with leftovers; "
+        f"{sum(1 for r in rows if r[2] is True)} of {sum(1 for r in rows if r[2] is not None)} reruns intact; "
+        f"verdicts {dict(sorted(counts.items()))}; {time.perf_counter() - start:.0f} s"
+    )
+
+
+def _format(row) -> str:
+    name, outcome, rerun, note, left, verdict_ = row
+    message = outcome.message.replace("\n", " ")
+    if len(message) > 110:
+        message = message[:107] + "..."
+    rerun_text = "n/a" if rerun is None else ("yes" if rerun else "NO")
+    left_text = f"{len(left)} ({left[0]})" if left else "0"
+    extra = f"  [{note}]" if note else ""
+    return f"{verdict_:<9} {name:<40} exit {outcome.exit:>3}  left {left_text:<4} rerun {rerun_text:<3}  {message}{extra}"
+
+
+if __name__ == "__main__":
+    main_()
