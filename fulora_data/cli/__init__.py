@@ -31,6 +31,7 @@ from fulora_data.cli.data import data  # noqa: E402
 from fulora_data.cli.demo import demo  # noqa: E402
 from fulora_data.cli.evaluate import evaluate  # noqa: E402
 from fulora_data.cli.hub import model  # noqa: E402
+from fulora_data.cli.pull import pull_dataset, pull_model  # noqa: E402
 from fulora_data.cli.train import train  # noqa: E402
 
 main.add_command(data)
@@ -38,3 +39,5 @@ main.add_command(demo)
 main.add_command(evaluate)
 main.add_command(model)
 main.add_command(train)
+data.add_command(pull_dataset)
+model.add_command(pull_model)

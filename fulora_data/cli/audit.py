@@ -10,7 +10,18 @@ import click
 from fulora_data.audit.thresholds import DEFAULT_SIMILARITY, DEFAULT_THRESHOLD, MAX_THRESHOLD
 from fulora_data.cli.data import _options, builder_options, cache_option, config_option, data, source_option
 
-_LISTED = 20  # pairs printed per list; --json and --report hold all of them
+_LISTED = 20
+
+
+def options_for(name: str, **options) -> dict:
+    """Builder options for a registered dataset; a published one (ORG/NAME) takes none."""
+    from fulora_data.hub_pull import is_repo_spec
+
+    return (
+        {k: v for k, v in options.items() if v is not None}
+        if is_repo_spec(name)
+        else _options(name, **options)
+    )  # pairs printed per list; --json and --report hold all of them
 
 
 def _more(total: int) -> None:
@@ -66,7 +77,7 @@ def audit_command(
     as_json,
     **options,
 ) -> None:
-    """Audit dataset NAME for exact and near duplicates, split leakage and memorisation."""
+    """Audit dataset NAME (or a published ORG/NAME[@REVISION]) for duplicates, leakage and memorisation."""
     from fulora_data.audit import audit_dataset
 
     result = audit_dataset(
@@ -80,7 +91,7 @@ def audit_command(
         against_source=against_source,
         report=report,
         num_proc=num_proc,
-        **_options(name, **options),
+        **(options_for(name, **options)),
     )
     if as_json:
         click.echo(json.dumps(result, indent=2))

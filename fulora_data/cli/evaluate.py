@@ -60,10 +60,17 @@ def _echo(result: dict, as_json: bool) -> None:
 
 @click.group("evaluate", invoke_without_command=True)
 @click.option(
-    "--model", "checkpoint", type=click.Path(path_type=Path), default=None, help="Classifier checkpoint."
+    "--model",
+    "checkpoint",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Classifier checkpoint, or a Hub repo ORG/NAME[@REVISION].",
 )
 @click.option(
-    "--data", "data_spec", default=None, help="Test data as NAME[/CONFIG]:SPLIT, e.g. african:test."
+    "--data",
+    "data_spec",
+    default=None,
+    help="Test data as NAME[/CONFIG]:SPLIT (african:test) or a published ORG/NAME[@REV][/CONFIG]:SPLIT.",
 )
 @click.option(
     "--source",

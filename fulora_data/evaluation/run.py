@@ -99,8 +99,10 @@ def evaluate_checkpoint(
     """Run a trained classifier on a prepared test split and score it, zero-shot.
 
     Args:
-        checkpoint: The classifier checkpoint (``fulora train classifier`` output).
-        data_spec: ``NAME[/CONFIG]:SPLIT``, e.g. ``african:test``.
+        checkpoint: The classifier checkpoint (``fulora train classifier`` output), or a Hub model repo
+            ``ORG/NAME[@REVISION]`` holding one (``fulora model push``).
+        data_spec: ``NAME[/CONFIG]:SPLIT``, e.g. ``african:test``, or a published fulora dataset
+            ``ORG/NAME[@REVISION][/CONFIG]:SPLIT``, e.g. ``fulora/african@v1.0.0/all:test``.
         protocol: ``paper`` or ``standard``.
         source: The dataset's archive or extracted folder (see ``fulora data prepare``).
         cache_dir: Where built datasets are cached.
@@ -120,12 +122,18 @@ def evaluate_checkpoint(
         SourceNotFoundError: If the checkpoint does not exist.
         DataError: If the split is empty.
     """
+    from fulora_data.hub_pull import load_repo_dataset, parse_hub_data_spec, resolve_model
     from fulora_data.prepare import column, prepare
 
-    name, config, split = parse_data_spec(data_spec)
-    if not Path(checkpoint).exists():
+    hub_data = parse_hub_data_spec(data_spec)
+    name, config, split = hub_data if hub_data else parse_data_spec(data_spec)
+    if not Path(checkpoint).exists() and "/" not in str(checkpoint):
         raise SourceNotFoundError(f"classifier checkpoint {str(checkpoint)!r} does not exist")
-    splits = prepare(name, config, source=source, cache_dir=cache_dir)
+    checkpoint = resolve_model(checkpoint, kind="classifier")  # a local path, or ORG/NAME[@REVISION]
+    if hub_data:
+        splits = load_repo_dataset(name, config)
+    else:
+        splits = prepare(name, config, source=source, cache_dir=cache_dir)
     if split not in splits:
         raise ConfigError(f"{data_spec!r}: {name} has no split {split!r}; it has {', '.join(splits)}")
     dataset = splits[split]
