@@ -363,6 +363,7 @@ def render_card(
     existing: str | None = None,
     repo_id: str | None = None,
     template: str | Path | None = None,
+    release: str | None = None,
 ) -> str:
     """Render a dataset card for one or more configs of a dataset.
 
@@ -372,6 +373,7 @@ def render_card(
         existing: The current README text, whose metadata and outside-marker prose are kept.
         repo_id: The Hub repository named in the loading example (default ``fulora/<name>``).
         template: Another template file (``string.Template`` syntax, ``$name`` placeholders).
+        release: The release version (the export's, tagged ``v<release>``); default: the data version.
 
     Returns:
         The card, YAML front matter included.
@@ -389,6 +391,7 @@ def render_card(
     if len(taxonomy_names) < len(PLANES_WITH_CERVIX):
         taxonomy += f"\n\n`{PLANES_WITH_CERVIX[-1]}` is label 5 only in configs that keep it."
     example = next((c for c, m in summaries.items() if m["default"]), next(iter(summaries)))
+    release = release or next(iter(summaries.values()))["version"]
     body = string.Template(Path(template or TEMPLATE).read_text(encoding="utf-8")).substitute(
         pretty_name=data.get("pretty_name") or PRETTY_NAMES.get(name, name),
         warning=SYNTHETIC_WARNING if synthetic else "",
@@ -396,6 +399,7 @@ def render_card(
         config_list=", ".join(f"`{c}`" for c in summaries),
         repo_hint=repo_id or f"fulora/{name}",
         example_config=example,
+        release=release,
         how_made=HOW_MADE.get(name, cls.DESCRIPTION),
         taxonomy=taxonomy,
         counts=_counts_section(summaries),
