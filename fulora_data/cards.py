@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import io
 import json
+import re
 import string
 from collections import Counter
 from pathlib import Path
@@ -27,8 +28,7 @@ from huggingface_hub import DatasetCard, DatasetCardData
 from fulora_data.builders import get_builder_class
 from fulora_data.taxonomy import PLANES_WITH_CERVIX, PROMPTS
 
-# fulora_data/templates links to the repository's cards/ folder, so the templates ship inside the package.
-TEMPLATE = Path(__file__).parent / "templates" / "dataset_card.md"
+TEMPLATE = "dataset_card.md"  # in cards/, read with template()
 BEGIN, END = "<!-- fulora:begin", "<!-- fulora:end -->"
 
 PRETTY_NAMES = {
@@ -75,6 +75,37 @@ SYNTHETIC_WARNING = (
     "content, and must not be used for clinical purposes or presented as real ultrasound.\n"
 )
 TAGS = ["medical", "ultrasound", "fetal-ultrasound", "image-classification", "fulora"]
+
+
+def template(name: str) -> str:
+    """The text of a card template of the repository's ``cards/`` folder, e.g. ``template("lora_card.md")``.
+
+    An installed wheel carries the templates as package data (``fulora_data/templates``, copied from
+    ``cards/`` by ``setup.py``), read with ``importlib.resources``; a source checkout or an editable install
+    reads ``cards/`` in place.
+
+    Raises:
+        ConfigError: If ``name`` is not a bare ``*.md`` file name.
+        SourceNotFoundError: If no such template exists (a broken installation, or a typo).
+    """
+    from importlib.resources import files
+
+    from fulora_data.errors import ConfigError, SourceNotFoundError
+
+    if not (isinstance(name, str) and re.fullmatch(r"[\w.-]+\.md", name)) or name.startswith("."):
+        raise ConfigError(f"a card template is a file name like 'dataset_card.md', got {name!r}")
+    packaged = files("fulora_data").joinpath("templates", name)
+    if packaged.is_file():
+        return packaged.read_text(encoding="utf-8")
+    checkout = Path(__file__).resolve().parents[1] / "cards" / name
+    if checkout.is_file():
+        return checkout.read_text(encoding="utf-8")
+    raise SourceNotFoundError(
+        f"card template {name!r} is missing: neither fulora_data/templates nor cards/ has it"
+    )
+
+
+_read_template = template  # render_card's ``template`` argument shadows the function's name
 
 
 # ---------------------------------------------------------------------- summaries
@@ -392,7 +423,8 @@ def render_card(
         taxonomy += f"\n\n`{PLANES_WITH_CERVIX[-1]}` is label 5 only in configs that keep it."
     example = next((c for c, m in summaries.items() if m["default"]), next(iter(summaries)))
     release = release or next(iter(summaries.values()))["version"]
-    body = string.Template(Path(template or TEMPLATE).read_text(encoding="utf-8")).substitute(
+    text = Path(template).read_text(encoding="utf-8") if template else _read_template(TEMPLATE)
+    body = string.Template(text).substitute(
         pretty_name=data.get("pretty_name") or PRETTY_NAMES.get(name, name),
         warning=SYNTHETIC_WARNING if synthetic else "",
         description=cls.DESCRIPTION,

@@ -10,10 +10,7 @@ import os
 from pathlib import Path
 from string import Template
 
-from fulora_data.errors import SourceNotFoundError
-
-# fulora_data/templates links to the repository's cards/ folder, so the templates ship inside the package.
-TEMPLATE = Path(__file__).parents[1] / "templates" / "classifier_card.md"
+TEMPLATE = "classifier_card.md"  # in cards/, read with fulora_data.cards.template()
 
 TRAIN_SET_DESCRIPTIONS = {
     "ES": "the Spanish FETAL_PLANES_DB training images without Maternal cervix",
@@ -59,8 +56,8 @@ def render_model_card(
     Raises:
         SourceNotFoundError: If the template file is missing (a broken installation).
     """
-    if not TEMPLATE.is_file():
-        raise SourceNotFoundError(f"the model card template {TEMPLATE} is missing")
+    from fulora_data.cards import template
+
     train = config["train_config"]
     weights = config.get("weights", "none")
     initialisation = {
@@ -106,7 +103,7 @@ def render_model_card(
         "history": _history_table(history or []),
         "fulora_version": config.get("fulora_version", "unknown"),
     }
-    return Template(TEMPLATE.read_text()).substitute(values)
+    return Template(template(TEMPLATE)).substitute(values)
 
 
 def write_model_card(model_dir: str | os.PathLike, *, history: list[dict] | None = None) -> Path:
