@@ -64,3 +64,76 @@ def test_a_wheel_carries_the_templates_as_package_data(tmp_path):
     assert where.startswith(str(target)) and int(size) == len(
         (REPO / "cards" / "dataset_card.md").read_text()
     )
+
+
+# ---------------------------------------------------------------- dataset cards: per-config truth
+@pytest.fixture(scope="module")
+def exported(tmp_path_factory):
+    from fulora_data import samples
+    from fulora_data.export import export
+
+    root = tmp_path_factory.mktemp("card_exports")
+    generated = samples.write_generated_folder(root / "gen", per_plane=1, seed=41)
+    release, _ = samples.write_synthetic_release(root / "syn", per_plane=1, seed=42)
+    african = samples.write_african_source(root / "af", patients_per_country=2, seed=43)
+    spanish = samples.write_spanish_source(root / "es", per_plane=2, test_per_plane=1, seed=44)
+    cache = root / "cache"
+    out = {}
+    for name, config, source, extra in (
+        ("synthetic", "generated", generated, {}),
+        ("synthetic", "release", release, {"verify_checksum": False}),
+        ("african", "all", african, {}),
+        ("spanish", "es", spanish, {}),
+    ):
+        folder = root / f"{name}-{config}"
+        export(name, [config], folder, source=source, cache_dir=cache, **extra)
+        out[f"{name}/{config}"] = folder
+    return out
+
+
+def _card(folder):
+    from huggingface_hub import DatasetCard
+
+    return DatasetCard.load(folder / "README.md")
+
+
+def test_dataset_cards_say_per_config_only_what_is_true(exported):
+    import json
+
+    generated = _card(exported["synthetic/generated"])
+    text = " ".join(generated.text.split())
+    assert "13228158" not in text and "5,000 images" not in text  # the study release's record and prose
+    assert "Images made by fulora's generator (no published source)" in text
+    assert "is label 5 only" not in text
+    shards = json.loads((exported["synthetic/generated"] / "fulora_export.json").read_text())
+    for shard in shards["details"]["generated"]["provenance"]["generated"]["shards"]:
+        assert shard["sha256"] not in text  # listed in the manifest, not crowding the card
+    assert "each shard's file name and sha256 are in `fulora_export.json`" in text
+    assert generated.data.task_categories == ["image-classification", "text-to-image"]
+
+    release = " ".join(_card(exported["synthetic/release"]).text.split())
+    assert "DOI [10.5281/zenodo.13228158](https://doi.org/10.5281/zenodo.13228158)" in release
+    assert (
+        "5,000 images" in release and "fulora's generator" not in release and "is label 5 only" not in release
+    )
+
+    african = _card(exported["african/all"])
+    assert "is label 5 only" not in african.text and "10.5281/zenodo.7540448" in african.text
+    assert african.data.task_categories == ["image-classification"]
+    spanish = _card(exported["spanish/es"]).text
+    assert "`Maternal cervix` is label 5 only in configs that keep it." in spanish
+    for card in (generated.text, release, african.text, spanish):
+        for section in ("## Dataset structure", "## Bias, risks and limitations", "## Personal and sensitive information", "## Intended use"):  # fmt: skip
+            assert section in card
+    assert "Synthetic images are not patients" in generated.text and "one country" in spanish
+    assert "de-identified by the source" in spanish and "de-identified by the source" in african.text
+
+
+def test_dataset_card_metadata_passes_the_hubs_own_validation(exported, hub_server):
+    from huggingface_hub import DatasetCard, DatasetCardData
+
+    for folder in exported.values():
+        card = DatasetCard.load(folder / "README.md")
+        assert isinstance(card.data, DatasetCardData)
+        card.validate(repo_type="dataset")  # the stand-in Hub's /api/validate-yaml
+        assert [c for c in card.data.configs if c.get("default")]  # every export has a default config
