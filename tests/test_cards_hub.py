@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 import zipfile
@@ -98,7 +99,6 @@ def _card(folder):
 
 
 def test_dataset_cards_say_per_config_only_what_is_true(exported):
-    import json
 
     generated = _card(exported["synthetic/generated"])
     text = " ".join(generated.text.split())
@@ -137,3 +137,86 @@ def test_dataset_card_metadata_passes_the_hubs_own_validation(exported, hub_serv
         assert isinstance(card.data, DatasetCardData)
         card.validate(repo_type="dataset")  # the stand-in Hub's /api/validate-yaml
         assert [c for c in card.data.configs if c.get("default")]  # every export has a default config
+
+
+# ---------------------------------------------------------------- model cards
+def _classifier_config(**overrides):
+    config = {
+        "fulora_version": "0.1.0",
+        "arch": "resnet18",
+        "title": "ResNet18",
+        "num_classes": 5,
+        "label_names": ["Other", "Fetal abdomen", "Fetal brain", "Fetal femur", "Fetal thorax"],
+        "image_size": 224,
+        "train_set": "HB",
+        "augment": False,
+        "weights": "imagenet",
+        "dataset": {"name": "hybrid", "config": "es1150-syn5000", "num_images": 437},
+        "images": {"train": 400, "validation": 37},
+        "best": {"epoch": 3, "accuracy": 0.91, "loss": 0.3},
+        "train_config": {"learning_rate": 0.001, "momentum": 0.9, "weight_decay": 0.0, "scheduler": "constant",
+                         "batch_size": 24, "epochs": 4, "seed": 0, "mixed_precision": "no"},
+    }  # fmt: skip
+    config.update(overrides)
+    return config
+
+
+RESULT = {
+    "data": "african:test",
+    "protocol": "paper",
+    "n": 233,
+    "accuracy": 0.5,
+    "precision": 0.6,
+    "recall": 0.55,
+    "f1": 0.52,
+    "auc": 0.8,
+    "per_country": {
+        "Ghana": {"n": 40, "accuracy": 0.4, "precision": 0.5, "recall": 0.45, "f1": 0.42, "auc": None}
+    },
+}
+
+
+def test_classifier_card_metadata_is_typed_and_every_number_is_the_runs(hub_server):
+    from huggingface_hub import ModelCard, ModelCardData
+
+    from fulora_data.classifier.card import render_model_card
+
+    card = ModelCard(render_model_card(_classifier_config(), parameters=11_179_077))
+    assert isinstance(card.data, ModelCardData)
+    card.validate(repo_type="model")
+    assert card.data.base_model == "timm/resnet18.tv_in1k" and card.data.datasets == ["fulora/hybrid"]
+    assert card.data.eval_results is None and "model-index:" not in str(card)
+    assert "1,150" not in card.text and "5,000" not in card.text  # never typed: the run's own numbers
+    assert "437 images (400 for training, 37 held out" in card.text and "11,179,077 parameters" in card.text
+    assert "`fulora/hybrid` on the Hub" in card.text
+    for arch, weights in (("resnet18", "none"), ("vit_b_16", "imagenet"), ("resnet18", "file")):
+        other = ModelCard(render_model_card(_classifier_config(arch=arch, weights=weights)))
+        assert other.data.base_model is None  # random, a local file, or no Hub copy of torchvision's weights
+    es = ModelCard(render_model_card(_classifier_config(dataset={"name": "spanish", "config": "es"})))
+    assert es.data.datasets == ["fulora/spanish"]
+
+
+def test_zero_shot_results_reach_the_model_index(tmp_path):
+    from huggingface_hub import ModelCard
+
+    from fulora_data.classifier.card import RESULTS_FILE, record_results, render_model_card
+
+    folder = tmp_path / "model"
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps(_classifier_config()))
+    (folder / "model.safetensors").write_bytes(b"")
+    (folder / "README.md").write_text(render_model_card(_classifier_config()))
+    assert record_results(folder, RESULT) == {"where": str(folder), "commit": None}
+    record_results(folder, {**RESULT, "accuracy": 0.625})  # the same data and protocol: replaced, not added
+    card = ModelCard.load(folder / "README.md")
+    by_scope = {(r.dataset_config, r.metric_type): r for r in card.data.eval_results}
+    assert by_scope[("all", "accuracy")].metric_value == 0.625
+    assert by_scope[("Ghana", "accuracy")].metric_value == 0.4 and ("Ghana", "roc_auc") not in by_scope
+    assert by_scope[("all", "roc_auc")].dataset_type == "fulora/african"
+    assert by_scope[("all", "accuracy")].dataset_split == "test"
+    assert "model-index:" in (folder / "README.md").read_text()
+    assert (
+        "| `african:test` | paper | 233 | 0.6250 |" in card.text
+        and "not part of this card yet" not in card.text
+    )
+    assert len(json.loads((folder / RESULTS_FILE).read_text())) == 1

@@ -17,6 +17,7 @@ from pathlib import Path
 import datasets
 import pytest
 from click.testing import CliRunner
+from huggingface_hub import ModelCard
 from test_hub import make_export
 
 from fulora_data import samples
@@ -234,6 +235,20 @@ def test_evaluate_and_train_and_audit_by_repo_id(hub_server, sources, tmp_path):
     local, remote = _json(by_path.output), _json(by_repo.output)
     assert remote["accuracy"] == local["accuracy"] and remote["confusion_matrix"] == local["confusion_matrix"]
     assert remote["per_country"] == local["per_country"]
+    # The results go to the card's model-index in a new commit on main; the release tag stays put.
+    tagged = hub_server.tags(model, "model")["v1"]
+    pushed = CliRunner(env={"HF_TOKEN": hub_server.token}).invoke(
+        main, ["evaluate", "--model", f"{model}@v1", *common, "--push-results"]
+    )
+    assert pushed.exit_code == 0, pushed.output
+    assert hub_server.tags(model, "model") == {"v1": tagged} and hub_server.head(model, "model") != tagged
+    card = ModelCard(hub_server.files(model, "main", "model")["README.md"].decode())
+    accuracy = {(r.dataset_config, r.metric_type): r.metric_value for r in card.data.eval_results}
+    assert accuracy[("all", "accuracy")] == pytest.approx(remote["accuracy"], abs=1e-6)
+    assert accuracy[("Ghana", "accuracy")] == pytest.approx(
+        remote["per_country"]["Ghana"]["accuracy"], abs=1e-6
+    )
+    assert "model-index:" not in hub_server.files(model, "v1", "model")["README.md"].decode()
     missing = CliRunner().invoke(main, ["evaluate", "--model", f"{model}@v7", *common])
     assert f"{model!r} has no revision 'v7'" in _one_line_error(missing)
     not_classifier = CliRunner().invoke(
