@@ -256,6 +256,21 @@ def test_evaluate_and_train_and_audit_by_repo_id(hub_server, sources, tmp_path):
     )
     assert "has no config 'nope'" in _one_line_error(not_classifier)
 
+    # Test data by repo id too: ORG/NAME@REV/CONFIG:SPLIT.
+    on_hub = CliRunner().invoke(
+        main,
+        [
+            "evaluate",
+            "--model",
+            f"{model}@v1",
+            "--data",
+            f"{hybrid}@v1.0.0/es1150-syn5000:validation",
+            "--json",
+        ],
+    )
+    assert on_hub.exit_code == 0, on_hub.output
+    assert _json(on_hub.output)["n"] == len(published["validation"])
+
     # The published hybrid can be audited by repo id too.
     audited = CliRunner().invoke(
         main, ["data", "audit", f"{hybrid}@v1.0.0", "-c", "es1150-syn5000", "--json"]
@@ -263,3 +278,15 @@ def test_evaluate_and_train_and_audit_by_repo_id(hub_server, sources, tmp_path):
     assert audited.exit_code == 0, audited.output
     report = _json(audited.output)
     assert report["audit"]["images"] == len(published["train"]) + len(published["validation"])
+
+
+def test_streaming_and_hf_paths_to_one_split_work_as_the_readme_says(pushed, tmp_path):
+    repo, folder, rows = pushed
+    streamed = datasets.load_dataset(repo, "a", revision="v1.0.0", streaming=True)
+    assert [row["text"] for row in streamed["train"]] == [r["text"] for r in rows["a"]["train"]]
+    one = datasets.load_dataset(
+        "parquet",
+        data_files=f"hf://datasets/{repo}@v1.0.0/data/a/test-*.parquet",
+        cache_dir=str(tmp_path / "cache"),
+    )
+    assert list(one["train"]["text"]) == [r["text"] for r in rows["a"]["test"]]
