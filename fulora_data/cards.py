@@ -479,6 +479,8 @@ def render_card(
     Returns:
         The card, YAML front matter included.
     """
+    from fulora_data.hub_pull import dataset_repo_id
+
     cls = get_builder_class(name)
     old = DatasetCard(existing) if existing else None
     data = _metadata(name, summaries, cls, old.data if old else None)
@@ -501,7 +503,7 @@ def render_card(
         warning=SYNTHETIC_WARNING if synthetic else "",
         description=cls.DESCRIPTION,
         config_list=", ".join(f"`{c}`" for c in summaries),
-        repo_hint=repo_id or f"fulora/{name}",
+        repo_hint=repo_id or dataset_repo_id(name),
         example_config=example,
         release=release,
         how_made=_how_made(name, summaries, cls),

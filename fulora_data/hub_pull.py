@@ -34,6 +34,11 @@ CARD = "README.md"
 _NAME = r"[A-Za-z0-9][\w.-]*"
 _SPEC = re.compile(rf"(?P<repo>{_NAME}/{_NAME})(?:@(?P<rev>[\w./-]+))?")
 MODEL_KINDS = ("classifier", "adapter", "pipeline")
+_KIND_NAMES = {
+    "classifier": "a fulora classifier",
+    "adapter": "a LoRA adapter",
+    "pipeline": "a diffusers pipeline",
+}
 
 
 class HubNotFoundError(SourceNotFoundError):
@@ -149,7 +154,23 @@ def model_kind(folder: str | os.PathLike) -> str:
         return "adapter"
     if (folder / "model_index.json").is_file():
         return "pipeline"
+    if _has_lora_file(folder):  # a LoRA made elsewhere (kohya/A1111 or diffusers keys), e.g. the study's
+        return "adapter"
     return "unknown"
+
+
+def _has_lora_file(folder: Path) -> bool:
+    """Whether a top-level ``.safetensors`` file's header (read without torch) holds LoRA keys."""
+    from fulora_data.adapter import key_format, read_safetensors_header
+
+    for path in sorted(folder.glob("*.safetensors")):
+        try:
+            tensors, _, _ = read_safetensors_header(path)
+        except (DataError, OSError):
+            continue
+        if key_format(tensors) != "unknown":
+            return True
+    return False
 
 
 def _describe(folder: Path) -> str:
@@ -205,8 +226,8 @@ def resolve_model(
     )
     found = model_kind(folder)
     if kind is not None and found != kind:
-        what = f"a fulora {found}" if found != "unknown" else _describe(folder)
-        raise DataError(f"Hub repo {str(spec)!r} is {what}, not a fulora {kind}")
+        what = _KIND_NAMES.get(found) or _describe(folder)
+        raise DataError(f"Hub repo {str(spec)!r} is {what}, not {_KIND_NAMES[kind]}")
     return folder
 
 

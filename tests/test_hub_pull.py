@@ -290,3 +290,41 @@ def test_streaming_and_hf_paths_to_one_split_work_as_the_readme_says(pushed, tmp
         cache_dir=str(tmp_path / "cache"),
     )
     assert list(one["train"]["text"]) == [r["text"] for r in rows["a"]["test"]]
+
+
+def test_adapter_and_pipeline_repos_resolve_by_kind(hub_server, tmp_path):
+    import struct
+
+    from fulora_data.hub_pull import model_kind
+
+    def safetensors(path, keys):
+        header = json.dumps(
+            {
+                k: {"dtype": "F32", "shape": [1], "data_offsets": [4 * i, 4 * i + 4]}
+                for i, k in enumerate(keys)
+            }
+        )
+        path.write_bytes(struct.pack("<Q", len(header)) + header.encode() + b"\0" * 4 * len(keys))
+
+    kohya = tmp_path / "kohya"
+    kohya.mkdir()
+    safetensors(
+        kohya / "fu_lora_abdomen.safetensors", ["lora_unet_mid_block_attentions_0_proj_in.lora_down.weight"]
+    )
+    (kohya / "README.md").write_text("---\nlicense: mit\n---\n# A kohya LoRA\n")
+    pipeline = tmp_path / "pipe"
+    pipeline.mkdir()
+    (pipeline / "model_index.json").write_text("{}")
+    safetensors(pipeline / "unet.safetensors", ["conv_in.weight"])
+    (pipeline / "README.md").write_text("---\nlicense: mit\n---\n# A pipeline\n")
+    assert (model_kind(kohya), model_kind(pipeline)) == ("adapter", "pipeline")
+    push_model(kohya, "fulora/kohya-lora", token=hub_server.token, tag="v1")
+    push_model(pipeline, "fulora/tiny-pipe", token=hub_server.token)
+    adapter = resolve_model("fulora/kohya-lora@v1", kind="adapter")
+    assert (adapter / "fu_lora_abdomen.safetensors").read_bytes() == (
+        kohya / "fu_lora_abdomen.safetensors"
+    ).read_bytes()
+    assert (resolve_model("fulora/tiny-pipe", kind="pipeline") / "model_index.json").is_file()
+    with pytest.raises(DataError, match="'fulora/tiny-pipe' is a diffusers pipeline, not a LoRA adapter"):
+        resolve_model("fulora/tiny-pipe", kind="adapter")
+    assert resolve_model(kohya, kind="classifier") == kohya  # a local path is returned as it is
