@@ -213,7 +213,8 @@ def test_evaluate_and_train_and_audit_by_repo_id(hub_server, sources, tmp_path):
         synthetic_per_plane=2,
     )
     push_dataset(tmp_path / "hybrid", hybrid, token=hub_server.token)
-    _train(["--train-set", "HB", "--data", f"{hybrid}@v1.0.0/es1150-syn5000"], tmp_path / "hb")
+    cache = ["--cache-dir", str(sources["cache"])]
+    _train(["--train-set", "HB", "--data", f"{hybrid}@v1.0.0/es1150-syn5000", *cache], tmp_path / "hb")
     config = json.loads((tmp_path / "hb" / "model" / "config.json").read_text())
     published = load_repo_dataset(f"{hybrid}@v1.0.0", "es1150-syn5000")
     assert config["images"] == {"train": len(published["train"]), "validation": len(published["validation"])}
@@ -221,6 +222,10 @@ def test_evaluate_and_train_and_audit_by_repo_id(hub_server, sources, tmp_path):
     # ...pushed, then evaluated by repo id gives the local checkpoint's numbers.
     model = _unique("resnet18-hb")
     push_model(tmp_path / "hb" / "model", model, token=hub_server.token, tag="v1")
+    for path, content in hub_server.files(model, "v1", "model").items():  # nothing local in the model repo
+        assert (
+            str(sources["cache"].parent).encode() not in content and str(tmp_path).encode() not in content
+        ), path
     common = [
         "--data",
         "african:test",

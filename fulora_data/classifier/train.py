@@ -44,6 +44,7 @@ from fulora_data.classifier.models import (
     check_weights_option,
 )
 from fulora_data.errors import ConfigError, DataError, require
+from fulora_data.export import public
 
 TRAIN_SETS: dict[str, tuple[str, str, bool]] = {
     "ES": ("spanish", "es", False),
@@ -366,7 +367,8 @@ def _model_config(
         "dataset": dataset_info,
         "images": counts,
         "best": best,
-        "train_config": dataclasses.asdict(config),
+        # Published with the model: local paths (source, caches) become names and checksums.
+        "train_config": public(dataclasses.asdict(config)),
     }
 
 
