@@ -3,7 +3,8 @@
 Layout of an export folder (one dataset, one or more configs)::
 
     README.md                                   the card (YAML ``configs`` point at the shards)
-    fulora_export.json                          {"format", "name", "version", "configs": [...], "details": {...},
+    fulora_export.json                          {"format", "name", "version", "default_config",
+                                                 "configs": [...], "details": {...},
                                                  "files": {"data/<config>/<shard>": {"num_bytes", "sha256"}}}
     data/<config>/<split>-00000-of-00002.parquet
 
@@ -14,10 +15,12 @@ cut so that each holds at most ``max_shard_size`` bytes of Arrow data (500 MB by
 
 Exporting another config into the same folder adds it; re-exporting a config replaces only that config's
 shards. A non-empty folder without ``fulora_export.json``, or one holding another dataset or version, is
-refused. Writes are atomic: the whole export is staged in a sibling folder (``.<out>.tmp-*``, unchanged
-shards hard-linked) and swapped in at once, under a file lock (``.<out>.lock``, ``filelock``) so that two
-exports into one folder run one after the other; a staging folder left by a killed run is removed by the
-next one.
+refused. Every export has a default config (marked ``default: true`` in the card's YAML, so
+``load_dataset("fulora/<name>")`` works with no config name). The manifest, like the card, names sources by
+file name and sha256 only (:func:`public`): nothing local leaves the machine. Writes are atomic: the whole
+export is staged in a sibling folder (``.<out>.tmp-*``, unchanged shards hard-linked) and swapped in at
+once, under a file lock (``.<out>.lock``, ``filelock``) so that two exports into one folder run one after
+the other; a staging folder left by a killed run is removed by the next one.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import hashlib
 import json
 import math
 import os
+import re
 import shutil
 import tempfile
 from concurrent.futures import ThreadPoolExecutor
@@ -72,6 +76,42 @@ def _check_manifest_shape(path: Path, manifest: Any) -> None:
         problem = "details and files must be objects"
     if problem:
         raise DataError(f"{path} is malformed ({problem}); export into a new folder or export it again")
+
+
+def _is_local_path(text: str) -> bool:
+    """Whether a string names a file or folder on this machine (an absolute, home or relative path)."""
+    if "://" in text or "\n" in text or not text.strip():
+        return False
+    return (
+        os.path.isabs(text)
+        or text.startswith(("~", "./", "../"))
+        or (os.sep in text and os.path.exists(text))
+    )
+
+
+def public(value: Any) -> Any:
+    """A JSON-ready copy of ``value`` with every local path replaced by what may leave the machine.
+
+    A file becomes ``{"file": name, "sha256": ...}``, a folder (or a path that no longer exists) its bare
+    name: manifests and cards pushed to the Hub name sources by file name and checksum, never by the
+    publisher's paths.
+    """
+    if isinstance(value, dict):
+        # A source's location sits beside its checksums already: its name is enough.
+        return {
+            key: Path(item).name if key == "location" and _is_local_path(str(item)) else public(item)
+            for key, item in value.items()
+        }
+    if isinstance(value, (list, tuple)):
+        return [public(item) for item in value]
+    if isinstance(value, os.PathLike) or (isinstance(value, str) and _is_local_path(value)):
+        path = Path(os.fspath(value)).expanduser()
+        if path.is_file():
+            from fulora_data.adapter import file_sha256
+
+            return {"file": path.name, "sha256": file_sha256(path)}
+        return path.name
+    return value
 
 
 def _check_target(out: Path, name: str, version: str) -> dict[str, Any] | None:
@@ -173,6 +213,8 @@ def export(
     cache_dir: str | os.PathLike | None = None,
     max_shard_size: int = DEFAULT_MAX_SHARD_SIZE,
     repo_id: str | None = None,
+    default_config: str | None = None,
+    version: str | None = None,
     **options: Any,
 ) -> dict[str, Any]:
     """Build (or reuse) configs of a dataset and export them into a Hub-ready folder.
@@ -185,6 +227,13 @@ def export(
         cache_dir: Where built datasets are cached.
         max_shard_size: Most bytes of Arrow data per Parquet shard.
         repo_id: The Hub repository named in the card's loading example (default ``fulora/<name>``).
+        default_config: The config ``load_dataset(REPO)`` loads with no config name. Default: the one
+            given before for this folder, else the builder's default config if the folder has it, else the
+            first config exported.
+        version: The release version ``X.Y.Z`` (the tag ``fulora data push`` makes is ``v<version>``).
+            Default: the builder's data version. A released version never changes, so a release that
+            grows (a config added) is exported into a new folder with a new version, e.g. the minor
+            version bumped: ``1.0.0`` -> ``1.1.0``.
         **options: Builder options (``fulora_data.prepare.option_names``).
 
     Returns:
@@ -197,7 +246,9 @@ def export(
     from fulora_data.prepare import build, make_builder
 
     cls = get_builder_class(name)
-    version = str(cls.VERSION)
+    if version is not None and not re.fullmatch(r"\d+\.\d+\.\d+", str(version)):
+        raise ConfigError(f"--version must look like 1.1.0 (MAJOR.MINOR.PATCH), got {version!r}")
+    version = str(version or cls.VERSION)
     out = Path(out).expanduser()
     if max_shard_size < 1:
         raise ConfigError(f"max_shard_size must be positive, got {max_shard_size!r}")
@@ -209,6 +260,16 @@ def export(
         "details": {},
     }
     wanted = list(dict.fromkeys(configs or [cls.DEFAULT_CONFIG_NAME]))
+    every = list(dict.fromkeys([*manifest["configs"], *wanted]))
+    if default_config is not None and default_config not in every:
+        raise ConfigError(
+            f"--default-config {default_config!r} is not among the exported configs ({', '.join(every)})"
+        )
+    if default_config is None and manifest.get("default_config") in every:
+        default_config = manifest["default_config"]
+    if default_config is None:
+        default_config = cls.DEFAULT_CONFIG_NAME if cls.DEFAULT_CONFIG_NAME in every else every[0]
+    manifest["default_config"] = default_config
     builders = [make_builder(name, c, source=source, cache_dir=cache_dir, **options) for c in wanted]
     built = [
         (builder, build(builder)) for builder in builders
@@ -217,6 +278,7 @@ def export(
         _recover(out)
         # Read again under the lock: another export may have added a config since the check above.
         manifest = _check_target(out, name, version) or manifest
+        manifest["default_config"] = default_config
         # The whole export is staged in a sibling folder and swapped in at once: a kill leaves the old
         # export (or nothing) at --out, plus a staging folder that the next run removes.
         with atomic_folder(out) as staging:
@@ -343,13 +405,15 @@ def _write_configs(
         listed.update(shard_list)
         manifest["files"] = dict(sorted(listed.items()))
         summary["options"] = {k: v for k, v in options.items() if v is not None}
-        manifest["details"][config] = summary
+        manifest["details"][config] = public(summary)
         if config not in manifest["configs"]:
             manifest["configs"].append(config)
         readme = out / "README.md"
         existing = readme.read_text(encoding="utf-8") if readme.is_file() else None
+        for other, details in manifest["details"].items():
+            details["default"] = other == manifest["default_config"]
         ordered = {c: manifest["details"][c] for c in manifest["configs"] if c in manifest["details"]}
-        card = render_card(name, ordered, existing=existing, repo_id=repo_id)
+        card = render_card(name, ordered, existing=existing, repo_id=repo_id, release=manifest["version"])
         # Key order is data here: a later export re-renders this config's card from the manifest, and the
         # card's features give load_dataset its column order (and the split order of the tables).
         atomic_write_text(out / MANIFEST, json.dumps(manifest, indent=2, default=str))

@@ -8,13 +8,15 @@ with no script. A model release is a folder with a ``README.md`` model card and 
 
 Uploads go through ``HfApi.upload_folder``: large files travel by LFS (or Xet), the Hub is asked first which
 blobs it already holds, so running a failed push again resumes it, and an unchanged folder makes no commit.
+A large release (more than ``LARGE_RELEASE_FILES`` files or ``LARGE_RELEASE_BYTES`` bytes) is pre-uploaded in
+chunks and then committed once (``_upload_in_chunks`` explains why). File selection and hashing use
+huggingface_hub's own ignore rules and hash helpers.
 ``HF_ENDPOINT`` (or ``endpoint=``) chooses the Hub; the token comes from ``token=``, ``HF_TOKEN`` or
 ``hf auth login``.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import re
@@ -112,7 +114,7 @@ def _verify_listed_files(folder: Path, manifest: dict) -> None:
                 f"{path} has {path.stat().st_size} bytes but {MANIFEST} says {size!r}: it is truncated or "
                 "changed; export again"
             )
-        if _hashes(path)[0] != entry.get("sha256"):
+        if _local_id(path, lfs=True) != entry.get("sha256"):
             raise DataError(f"{path} does not match its sha256 in {MANIFEST}: it changed; export again")
 
 
@@ -245,13 +247,16 @@ def _push(folder: Path, repo_id, repo_type, token, private, tag, endpoint, messa
                 logger.info("Tag %s of %s already points at identical content; nothing pushed.", tag, where)
                 return {"repo_id": repo_id, "commit": tagged[tag], "tag": tag, "url": url, "pushed": False}
         logger.info("Uploading %s to %s", folder, where)
-        commit = api.upload_folder(
-            repo_id=repo_id,
-            folder_path=folder,
-            repo_type=repo_type,
-            commit_message=message,
-            delete_patterns=delete_patterns,
-        )
+        if _is_large(folder):
+            commit = _upload_in_chunks(api, folder, repo_id, repo_type, message, delete_patterns is not None)
+        else:
+            commit = api.upload_folder(
+                repo_id=repo_id,
+                folder_path=folder,
+                repo_type=repo_type,
+                commit_message=message,
+                delete_patterns=delete_patterns,
+            )
         if tag is not None:
             api.create_tag(repo_id, tag=tag, revision=commit.oid, repo_type=repo_type, tag_message=message)
     except ValueError as err:
@@ -271,6 +276,63 @@ def _push(folder: Path, repo_id, repo_type, token, private, tag, endpoint, messa
     return {"repo_id": repo_id, "commit": commit.oid, "tag": tag, "url": url, "pushed": True}
 
 
+# A release this big is uploaded in chunks (see _upload_in_chunks); below it, upload_folder does it all.
+LARGE_RELEASE_FILES = 500
+LARGE_RELEASE_BYTES = 20 * 1024**3
+CHUNK_FILES = 100
+
+
+def _is_large(folder: Path) -> bool:
+    files = _local_files(folder)
+    return (
+        len(files) > LARGE_RELEASE_FILES
+        or sum(p.stat().st_size for p in files.values()) > LARGE_RELEASE_BYTES
+    )
+
+
+def _upload_in_chunks(api, folder: Path, repo_id: str, repo_type: str, message: str, authoritative: bool):
+    """Upload a large folder's LFS objects chunk by chunk, then make ONE commit of the whole folder.
+
+    Why not ``upload_large_folder``: it commits as it goes, so the repository shows partial releases
+    (and the huggingface_hub pinned here has none). Why not one ``upload_folder``: it hashes and uploads
+    every file before anything is settled, with one progress bar for gigabytes. Here each chunk's objects
+    are pre-uploaded (``preupload_lfs_files``: the Hub says which it already holds, so a rerun after a
+    failure resumes at the first missing object), and the single commit that follows names the exact
+    parent it was computed against: the branch shows either the previous release or this one, complete.
+
+    Args:
+        authoritative: Delete files on the Hub that the folder does not have (as ``delete_patterns=["*"]``).
+    """
+    from huggingface_hub import CommitOperationAdd, CommitOperationDelete
+
+    local = _local_files(folder)
+    parent = api.repo_info(repo_id, repo_type=repo_type).sha
+    additions = [
+        CommitOperationAdd(path_in_repo=rel, path_or_fileobj=str(path)) for rel, path in local.items()
+    ]
+    for start in range(0, len(additions), CHUNK_FILES):
+        logger.info(
+            "Pre-uploading files %d-%d of %d",
+            start + 1,
+            min(start + CHUNK_FILES, len(additions)),
+            len(additions),
+        )
+        api.preupload_lfs_files(repo_id, additions[start : start + CHUNK_FILES], repo_type=repo_type)
+    deletions = []
+    if authoritative:
+        remote = api.list_repo_files(repo_id, repo_type=repo_type, revision=parent)
+        deletions = [
+            CommitOperationDelete(path) for path in remote if path not in local and path != ".gitattributes"
+        ]
+    return api.create_commit(
+        repo_id,
+        [*additions, *deletions],
+        commit_message=message,
+        repo_type=repo_type,
+        parent_commit=parent,
+    )
+
+
 def _reason(err: Exception) -> str:
     """One line from a Hub or network error: the server's own message when it sent one."""
     text = getattr(err, "server_message", None) or str(err) or type(err).__name__
@@ -285,17 +347,13 @@ def _redact(text: str) -> str:
 
 
 def _local_files(folder: Path) -> dict[str, Path]:
-    """The files ``upload_folder`` sends: everything but ``.git`` and ``.cache/huggingface``."""
-    files = {}
-    for path in sorted(folder.rglob("*")):
-        rel = path.relative_to(folder).as_posix()
-        if (
-            path.is_file()
-            and ".git" not in rel.split("/")
-            and not re.search(r"(^|/)\.cache/huggingface/", rel)
-        ):
-            files[rel] = path
-    return files
+    """The files ``upload_folder`` sends, by huggingface_hub's own ignore rules (``.git``, ``.cache/huggingface``)."""
+    from huggingface_hub.utils import DEFAULT_IGNORE_PATTERNS, filter_repo_objects
+
+    every = {
+        path.relative_to(folder).as_posix(): path for path in sorted(folder.rglob("*")) if path.is_file()
+    }
+    return {rel: every[rel] for rel in filter_repo_objects(every, ignore_patterns=DEFAULT_IGNORE_PATTERNS)}
 
 
 def _same_content(api, folder: Path, repo_id: str, repo_type: str, commit: str) -> bool:
@@ -313,17 +371,18 @@ def _same_content(api, folder: Path, repo_id: str, repo_type: str, commit: str) 
     if set(remote) != set(local):
         return False
     for path, entry in remote.items():
-        sha256, git_oid = _hashes(local[path])
-        if (entry.lfs.sha256 if entry.lfs else entry.blob_id) != (sha256 if entry.lfs else git_oid):
+        if _local_id(local[path], lfs=entry.lfs is not None) != (
+            entry.lfs.sha256 if entry.lfs else entry.blob_id
+        ):
             return False
     return True
 
 
-def _hashes(path: Path) -> tuple[str, str]:
-    """The file's sha256 (the LFS object id) and git blob sha1 (a regular file's id), in one read."""
-    sha256, git = hashlib.sha256(), hashlib.sha1(b"blob %d\0" % path.stat().st_size)
-    with path.open("rb") as file:
-        while chunk := file.read(1 << 20):
-            sha256.update(chunk)
-            git.update(chunk)
-    return sha256.hexdigest(), git.hexdigest()
+def _local_id(path: Path, *, lfs: bool) -> str:
+    """The id the Hub reports for a file: the sha256 of an LFS object, the git blob sha1 of a regular file."""
+    from huggingface_hub.utils.sha import git_hash, sha_fileobj
+
+    if lfs:
+        with path.open("rb") as file:
+            return sha_fileobj(file).hex()
+    return git_hash(path.read_bytes())  # regular files are small: the Hub keeps anything over 10 MB in LFS

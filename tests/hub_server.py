@@ -19,6 +19,7 @@ import hmac
 import json
 import re
 import secrets
+import socket
 import socketserver
 import threading
 from dataclasses import dataclass, field
@@ -54,6 +55,7 @@ GITATTRIBUTES = "".join(
 LFS_THRESHOLD = 10 * 1024 * 1024  # the Hub stores any file over 10 MB in LFS
 PREFIXES = {"model": "", "dataset": "datasets/", "space": "spaces/"}
 REPO = r"(?P<ns>[\w.-]+)/(?P<name>[\w.-]+)"
+DROP = 0  # a fault that closes the connection instead of answering
 
 
 def git_blob_oid(content: bytes) -> str:
@@ -201,6 +203,10 @@ class StandInHub:
         """Answer the next ``times`` requests of ``route`` with ``status``, as a flaky network or Hub would."""
         self._faults.setdefault(route, []).extend([status] * times)
 
+    def drop_next(self, route: str, times: int = 1) -> None:
+        """Close the connection of the next ``times`` requests of ``route`` without answering (a dropped link)."""
+        self._faults.setdefault(route, []).extend([DROP] * times)
+
     # -- state changes -----------------------------------------------------------------------------------------
     def _commit(
         self, repo: Repo, branch: str, files: dict[str, Blob], title: str, description: str = ""
@@ -293,7 +299,12 @@ class _Handler(BaseHTTPRequestHandler):
         try:
             fault = self.hub._faults.get(name.replace("_", "-"))
             if fault:
-                raise HubError(fault.pop(0), "injected failure")
+                status = fault.pop(0)
+                if status == DROP:  # the request was read; the link goes down before any answer
+                    self.close_connection = True
+                    self.connection.shutdown(socket.SHUT_RDWR)
+                    return
+                raise HubError(status, "injected failure")
             params = {k: unquote(v) for k, v in match.groupdict().items() if v is not None}
             with self.hub._lock:
                 status, payload, headers = getattr(self, "r_" + name)(body=body, **params)

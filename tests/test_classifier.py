@@ -291,7 +291,7 @@ def test_cli_trains_and_writes_model_card_and_config(trained):
     assert config["label_names"] == ["Other", "Fetal abdomen", "Fetal brain", "Fetal femur", "Fetal thorax"]
     assert config["dataset"]["num_images"] == 20 and config["images"] == {"train": 16, "validation": 4}
     card = (out / "model" / "README.md").read_text()
-    assert "base_model: none" in card and "# ResNet18 fetal-plane classifier (ES)" in card
+    assert "base_model" not in card and "# ResNet18 fetal-plane classifier (ES)" in card  # random init
     assert "16 for training, 4 held out" in card
     params = sum(
         v.numel()

@@ -41,6 +41,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "fulora_data.cards",
             "fulora_data.export",
             "fulora_data.hub",
+            "fulora_data.hub_pull",
             "fulora_data.samples",
         ),
     ),

@@ -55,7 +55,7 @@ def audit_dataset(
     """Build (or reuse) a dataset, audit it, optionally check it for memorisation and write a report.
 
     Args:
-        name: A registered dataset name.
+        name: A registered dataset name, or a published fulora dataset ``ORG/NAME[@REVISION]``.
         config: Its config (``None``: the default).
         source: Its archive or extracted folder (``None``: download).
         cache_dir: Where built datasets are cached.
@@ -88,7 +88,14 @@ def audit_dataset(
         raise ConfigError("--against-source needs --against NAME[/CONFIG]")
     if report is not None:
         check_report_folder(report)
-    splits = prepare(name, config, source=source, cache_dir=cache_dir, **options)
+    from fulora_data.hub_pull import is_repo_spec, load_repo_dataset
+
+    if is_repo_spec(name):  # a published fulora dataset, ORG/NAME[@REVISION]
+        if source is not None or options:
+            raise ConfigError(f"{name!r} is a published dataset: --source and builder options do not apply")
+        splits = load_repo_dataset(name, config)
+    else:
+        splits = prepare(name, config, source=source, cache_dir=cache_dir, **options)
     label = f"{name}/{config}" if config else name
     table = extract(splits, num_proc=num_proc, what=label)
     result: dict[str, Any] = {

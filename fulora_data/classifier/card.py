@@ -8,21 +8,31 @@ from __future__ import annotations
 import json
 import os
 from pathlib import Path
-from string import Template
 
-from fulora_data.errors import SourceNotFoundError
+from fulora_data.errors import DataError
 from fulora_data.io import atomic_write_text
 
-# fulora_data/templates links to the repository's cards/ folder, so the templates ship inside the package.
-TEMPLATE = Path(__file__).parents[1] / "templates" / "classifier_card.md"
+TEMPLATE = "classifier_card.md"  # in cards/, read with fulora_data.cards.template()
 
 TRAIN_SET_DESCRIPTIONS = {
     "ES": "the Spanish FETAL_PLANES_DB training images without Maternal cervix",
     "ES+DA": "the Spanish FETAL_PLANES_DB training images without Maternal cervix, with data augmentation",
-    "HB": "the hybrid set: 1,150 real Spanish images and 5,000 synthetic FU-LoRA images",
-    "HB+DA": "the hybrid set (1,150 real, 5,000 synthetic images), with data augmentation",
+    "HB": "the hybrid set: real Spanish FETAL_PLANES_DB images and synthetic FU-LoRA images",
+    "HB+DA": "the hybrid set (real Spanish and synthetic FU-LoRA images), with data augmentation",
 }
-_DATASET_IDS = {"spanish": "fulora/spanish-fetal-planes", "hybrid": "fulora/fu-lora-hybrid"}
+# torchvision's ImageNet weights that are also a Hub repository (timm's ``tv_in1k`` copies are torchvision's
+# IMAGENET1K_V1 weights, the DEFAULT fulora loads for these architectures). The other architectures' default
+# torchvision weights have no Hub copy, so their cards name no base model rather than a repo that is not it.
+BASE_MODELS = {"resnet18": "timm/resnet18.tv_in1k"}
+RESULTS_FILE = "eval_results.json"
+RESULTS_BEGIN, RESULTS_END = "<!-- fulora:results -->", "<!-- fulora:results-end -->"
+_METRICS = (
+    ("accuracy", "Accuracy"),
+    ("precision", "Precision"),
+    ("recall", "Recall"),
+    ("f1", "F1"),
+    ("auc", "AUC"),
+)
 
 
 def _number(value, digits: int = 4) -> str:
@@ -52,14 +62,24 @@ _POLICY_TEXT = {
 
 
 def render_model_card(
-    config: dict, *, history: list[dict] | None = None, parameters: int | None = None
+    config: dict,
+    *,
+    history: list[dict] | None = None,
+    parameters: int | None = None,
+    results: list[dict] | None = None,
 ) -> str:
     """Render the card of a classifier from its saved ``config.json`` content.
+
+    The metadata is a ``ModelCardData`` (``ModelCard.from_template``): ``base_model`` only where the
+    initial weights are a Hub repository, ``datasets`` the fulora dataset repo it was trained on
+    (``fulora_data.hub_pull.dataset_repo_id``), and a ``model-index`` with the zero-shot results when the
+    model was evaluated (``results``, see :func:`record_results`).
 
     Args:
         config: The classifier's config (as written by ``fulora_data.classifier.train``).
         history: Per-epoch training rows, shown as a table.
         parameters: The model's parameter count, if known.
+        results: Recorded evaluations (the content of ``eval_results.json``).
 
     Returns:
         The card's Markdown, starting with its YAML metadata.
@@ -67,8 +87,11 @@ def render_model_card(
     Raises:
         SourceNotFoundError: If the template file is missing (a broken installation).
     """
-    if not TEMPLATE.is_file():
-        raise SourceNotFoundError(f"the model card template {TEMPLATE} is missing")
+    from huggingface_hub import ModelCard, ModelCardData
+
+    from fulora_data.cards import template
+    from fulora_data.hub_pull import dataset_repo_id
+
     train = config["train_config"]
     weights = config.get("weights", "none")
     initialisation = {
@@ -78,11 +101,23 @@ def render_model_card(
     }.get(weights, weights)
     dataset = config.get("dataset", {})
     best = config.get("best", {})
+    repo = dataset_repo_id(dataset["name"]) if dataset.get("name") else None
+    title = config.get("title", config["arch"])
+    model_name = f"{config['arch']}-{config['train_set']}".lower().replace("+", "-")
+    data = ModelCardData(
+        library_name="pytorch",
+        pipeline_tag="image-classification",
+        license="mit",
+        base_model=BASE_MODELS.get(config["arch"]) if weights == "imagenet" else None,
+        datasets=[repo] if repo else None,
+        metrics=["accuracy"],
+        tags=["fulora", "fetal-ultrasound", "image-classification", config["arch"]],
+        model_name=model_name,
+        eval_results=eval_results(results or []) or None,
+    )
     values = {
         "arch": config["arch"],
-        "title": config.get("title", config["arch"]),
-        "base_model": f"torchvision/{config['arch']}" if weights != "none" else "none",
-        "datasets": f"- {_DATASET_IDS.get(dataset.get('name'), dataset.get('name', 'unknown'))}",
+        "title": title,
         "labels": ", ".join(config["label_names"]),
         "num_classes": config["num_classes"],
         "parameters": f"{parameters:,}" if parameters else "n/a",
@@ -92,6 +127,7 @@ def render_model_card(
         "train_set_description": TRAIN_SET_DESCRIPTIONS.get(config["train_set"], config["train_set"]),
         "dataset_name": dataset.get("name", "unknown"),
         "dataset_config": dataset.get("config", "unknown"),
+        "dataset_repo": f"`{repo}`" if repo else "not published",
         "num_images": dataset.get("num_images", "n/a"),
         "train_images": config.get("images", {}).get("train", "n/a"),
         "validation_images": config.get("images", {}).get("validation", "n/a"),
@@ -113,9 +149,99 @@ def render_model_card(
         "best_accuracy": _number(best.get("accuracy")),
         "best_loss": _number(best.get("loss")),
         "history": _history_table(history or []),
+        "synthetic_note": " and synthetic images generated from 100 of them"
+        if dataset.get("name") == "hybrid"
+        else "",
         "fulora_version": config.get("fulora_version", "unknown"),
     }
-    return Template(TEMPLATE.read_text()).substitute(values)
+    text = str(ModelCard.from_template(data, template_str=template(TEMPLATE), **values))
+    return _with_results_section(text, results or [])
+
+
+def eval_results(results: list[dict]) -> list:
+    """``EvalResult`` entries (the card's ``model-index``) from recorded evaluations, per country too."""
+    from huggingface_hub import EvalResult
+
+    entries = []
+    for recorded in results:
+        scopes = [(recorded.get("dataset_config"), recorded["metrics"])]
+        scopes += sorted(recorded.get("per_country", {}).items())
+        for config, metrics in scopes:
+            for key, label in _METRICS:
+                if metrics.get(key) is None:
+                    continue
+                entries.append(
+                    EvalResult(
+                        task_type="image-classification",
+                        task_name="Fetal plane classification (zero-shot)",
+                        dataset_type=recorded["dataset_type"],
+                        dataset_name=recorded["dataset_name"],
+                        dataset_config=config,
+                        dataset_split=recorded["split"],
+                        dataset_revision=recorded.get("revision"),
+                        metric_type=key if key != "auc" else "roc_auc",
+                        metric_name=f"{label} ({recorded['protocol']} protocol)",
+                        metric_value=round(float(metrics[key]), 6),
+                    )
+                )
+    return entries
+
+
+def _with_results_section(text: str, results: list[dict]) -> str:
+    start, end = text.find(RESULTS_BEGIN), text.find(RESULTS_END)
+    if not results or start == -1 or end == -1:
+        return text
+    rows = ["| Data | Protocol | Images | " + " | ".join(label for _, label in _METRICS) + " |"]
+    rows.append("|---|---|---:|" + "---:|" * len(_METRICS))
+    for recorded in results:
+        scopes = [(recorded["data"], recorded["metrics"])] + [
+            (f"{recorded['data']} {country}", metrics)
+            for country, metrics in sorted(recorded["per_country"].items())
+        ]
+        for where, metrics in scopes:
+            cells = [_number(metrics.get(key)) for key, _ in _METRICS]
+            rows.append(
+                f"| `{where}` | {recorded['protocol']} | {metrics.get('n', 'n/a')} | "
+                + " | ".join(cells)
+                + " |"
+            )
+    section = (
+        f"{RESULTS_BEGIN}\n## Zero-shot results\n\nComputed by `fulora evaluate` on data the model never saw "
+        "(also in the card's `model-index`):\n\n" + "\n".join(rows) + f"\n{RESULTS_END}"
+    )
+    return text[:start] + section + text[end + len(RESULTS_END) :]
+
+
+def result_record(result: dict) -> dict:
+    """What ``eval_results.json`` keeps of an ``evaluate_checkpoint`` result (numbers, data, protocol)."""
+    from fulora_data.evaluation.run import parse_data_spec
+    from fulora_data.hub_pull import dataset_repo_id, parse_hub_data_spec, parse_repo_spec
+
+    spec = result["data"]
+    hub = parse_hub_data_spec(spec)
+    if hub:
+        repo, revision = parse_repo_spec(hub[0])
+        name, config, split = repo.split("/")[1], hub[1], hub[2]
+    else:
+        from fulora_data.builders import get_builder_class
+
+        name, config, split = parse_data_spec(spec)
+        config = config or get_builder_class(name).DEFAULT_CONFIG_NAME
+        repo, revision = dataset_repo_id(name), None
+    keep = ("n", *(key for key, _ in _METRICS))
+    return {
+        "data": spec,
+        "dataset_type": repo,
+        "dataset_name": name,
+        "dataset_config": config,
+        "split": split,
+        "revision": revision,
+        "protocol": result["protocol"],
+        "metrics": {key: result.get(key) for key in keep},
+        "per_country": {
+            c: {key: m.get(key) for key in keep} for c, m in (result.get("per_country") or {}).items()
+        },
+    }
 
 
 def write_model_card(model_dir: str | os.PathLike, *, history: list[dict] | None = None) -> Path:
@@ -129,7 +255,8 @@ def write_model_card(model_dir: str | os.PathLike, *, history: list[dict] | None
         for key in handle.keys():  # noqa: SIM118 (safe_open is not iterable)
             if not key.endswith(("running_mean", "running_var", "num_batches_tracked")):
                 parameters += _product(handle.get_slice(key).get_shape())
-    text = render_model_card(config, history=history, parameters=parameters)
+    results = _read_results(folder)
+    text = render_model_card(config, history=history, parameters=parameters, results=results)
     return atomic_write_text(folder / "README.md", text)
 
 
@@ -138,3 +265,92 @@ def _product(shape) -> int:
     for size in shape:
         total *= int(size)
     return total
+
+
+def _read_results(folder: Path) -> list[dict]:
+    path = folder / RESULTS_FILE
+    if not path.is_file():
+        return []
+    try:
+        results = json.loads(path.read_text(encoding="utf-8"))
+    except ValueError as err:
+        raise DataError(f"{path} is not valid JSON ({err})") from None
+    return results if isinstance(results, list) else []
+
+
+def _merged(results: list[dict], record: dict) -> list[dict]:
+    """One entry per (data, protocol): a new evaluation of the same data replaces the old one."""
+    kept = [r for r in results if (r.get("data"), r.get("protocol")) != (record["data"], record["protocol"])]
+    return [*kept, record]
+
+
+def _card_with_results(card_text: str, results: list[dict]) -> str:
+    from huggingface_hub import ModelCard
+
+    card = ModelCard(card_text)
+    card.data.eval_results = eval_results(results) or None
+    if not card.data.model_name:
+        card.data.model_name = "fulora-classifier"
+    return _with_results_section(str(card), results)
+
+
+def record_results(
+    model: str | os.PathLike,
+    result: dict,
+    *,
+    token: str | None = None,
+    endpoint: str | None = None,
+) -> dict:
+    """Add an evaluation to a classifier's card (``model-index`` and a results table) and ``eval_results.json``.
+
+    A local model folder is updated in place (``fulora model push`` then publishes the results with it). A
+    Hub repo ``ORG/NAME[@REVISION]`` gets a new commit on its main branch with the updated card and
+    ``eval_results.json``; tags never move, so a tagged release keeps its card.
+
+    Args:
+        model: The ``--model`` that was evaluated: a local checkpoint or a Hub repo id.
+        result: What ``fulora_data.evaluation.evaluate_checkpoint`` returned.
+        token: Hub token with write access (for a repo).
+        endpoint: Hub URL.
+
+    Returns:
+        ``{"where", "commit"}``: the folder or repo updated, and the new commit (None for a folder).
+    """
+    from fulora_data.classifier.predict import resolve_checkpoint
+    from fulora_data.hub_pull import is_repo_spec, parse_repo_spec, resolve_model
+    from fulora_data.io import atomic_write_json, atomic_write_text
+
+    record = result_record(result)
+    if not is_repo_spec(model):
+        folder = resolve_checkpoint(model)
+        results = _merged(_read_results(folder), record)
+        atomic_write_json(folder / RESULTS_FILE, results)
+        atomic_write_text(
+            folder / "README.md", _card_with_results((folder / "README.md").read_text(), results)
+        )
+        return {"where": str(folder), "commit": None}
+    from huggingface_hub import CommitOperationAdd, HfApi
+    from huggingface_hub.errors import HfHubHTTPError, HTTPError
+
+    from fulora_data.hub import HubError
+
+    repo_id, _ = parse_repo_spec(str(model), what="--model")
+    # The card as it is on main now (a results commit goes on top of main, never onto a tag).
+    folder = resolve_model(repo_id, kind="classifier", token=token, endpoint=endpoint)
+    results = _merged(_read_results(folder), record)
+    card = _card_with_results((folder / "README.md").read_text(encoding="utf-8"), results)
+    operations = [
+        CommitOperationAdd("README.md", card.encode()),
+        CommitOperationAdd(RESULTS_FILE, (json.dumps(results, indent=2) + "\n").encode()),
+    ]
+    try:
+        commit = HfApi(endpoint=endpoint, token=token).create_commit(
+            repo_id,
+            operations,
+            commit_message=f"Add {record['protocol']}-protocol results on {record['data']} (fulora evaluate)",
+            revision="main",
+            parent_commit=folder.name if len(folder.name) == 40 else None,
+        )
+    except (HfHubHTTPError, HTTPError, OSError) as err:
+        raise HubError(f"pushing the results to {repo_id} failed: {' '.join(str(err).split())}") from None
+    return {"where": repo_id, "commit": commit.oid}

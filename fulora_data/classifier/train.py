@@ -60,6 +60,7 @@ from fulora_data.classifier.data import (
 )
 from fulora_data.classifier.models import IMAGENET_MEAN, IMAGENET_STD, architecture, build_model
 from fulora_data.errors import ConfigError, DataError, require
+from fulora_data.export import public
 from fulora_data.io import atomic_write_json
 from fulora_data.splits import hold_out_patients, hold_out_random
 
@@ -345,7 +346,8 @@ def _model_config(run: TrainingRun) -> dict:
         "images": run.data.counts,
         "validation_policy": run.data.validation_policy,
         "best": dict(run.best),
-        "train_config": dataclasses.asdict(config),
+        # Published with the model: local paths (source, caches) become names and checksums.
+        "train_config": public(dataclasses.asdict(config)),
     }
 
 

@@ -36,6 +36,7 @@ from fulora_data.cli.demo import demo  # noqa: E402
 from fulora_data.cli.evaluate import evaluate  # noqa: E402
 from fulora_data.cli.export import export_command  # noqa: E402
 from fulora_data.cli.hub import model, push_dataset  # noqa: E402
+from fulora_data.cli.pull import pull_dataset, pull_model  # noqa: E402
 from fulora_data.cli.train import train  # noqa: E402
 
 data.add_command(export_command)
@@ -46,3 +47,5 @@ main.add_command(demo)
 main.add_command(evaluate)
 main.add_command(model)
 main.add_command(train)
+data.add_command(pull_dataset)
+model.add_command(pull_model)

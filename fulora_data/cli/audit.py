@@ -17,6 +17,21 @@ from fulora_data.cli.options import (
 )
 
 
+def options_for(name: str, **options) -> dict:
+    """Builder options for a registered dataset; a published one (ORG/NAME) is already built and takes none."""
+    from fulora_data.hub_pull import is_repo_spec
+
+    if not is_repo_spec(name):
+        return builder_values(name, **options)
+    given = sorted(k for k, v in options.items() if v not in (None, ()))
+    if given:
+        raise click.BadParameter(
+            f"{name} is a published dataset, already built: it takes no builder option (got {given[0]})",
+            param_hint=f"--{given[0].replace('_', '-')}",
+        )
+    return {}
+
+
 @click.command("audit")
 @click.argument("name")
 @config_option
@@ -67,7 +82,7 @@ def audit_command(
     as_json,
     **options,
 ) -> None:
-    """Audit dataset NAME for exact and near duplicates, split leakage and memorisation."""
+    """Audit dataset NAME (or a published ORG/NAME[@REVISION]) for duplicates, leakage and memorisation."""
     from fulora_data.audit import audit_dataset, format_summary
 
     result = audit_dataset(
@@ -81,7 +96,7 @@ def audit_command(
         against_source=against_source,
         report=report,
         num_proc=num_proc,
-        **builder_values(name, **options),
+        **(options_for(name, **options)),
     )
     if as_json:
         click.echo(json.dumps(result, indent=2))

@@ -62,10 +62,17 @@ def _echo(result: dict, as_json: bool) -> None:
 
 @click.group("evaluate", invoke_without_command=True)
 @click.option(
-    "--model", "checkpoint", type=click.Path(path_type=Path), default=None, help="Classifier checkpoint."
+    "--model",
+    "checkpoint",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Classifier checkpoint, or a Hub repo ORG/NAME[@REVISION].",
 )
 @click.option(
-    "--data", "data_spec", default=None, help="Test data as NAME[/CONFIG]:SPLIT, e.g. african:test."
+    "--data",
+    "data_spec",
+    default=None,
+    help="Test data as NAME[/CONFIG]:SPLIT (african:test) or a published ORG/NAME[@REV][/CONFIG]:SPLIT.",
 )
 @click.option(
     "--source",
@@ -76,12 +83,17 @@ def _echo(result: dict, as_json: bool) -> None:
 @click.option(
     "--cache-dir", type=click.Path(path_type=Path), default=None, help="Where built datasets are cached."
 )
+@click.option(
+    "--push-results",
+    is_flag=True,
+    help="Add the results to the model's card (model-index): in the folder, or a new commit on the repo's main.",
+)
 @click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
 @click.option("--device", default=None, help="Torch device (default: cuda when available).")
 @_common_options
 @click.pass_context
-def evaluate(ctx, checkpoint, data_spec, source, cache_dir, batch_size, device, protocol, as_json, report_dir,
-             ci_by_patient, n_bootstrap, seed) -> None:  # fmt: skip
+def evaluate(ctx, checkpoint, data_spec, source, cache_dir, push_results, batch_size, device, protocol, as_json,
+             report_dir, ci_by_patient, n_bootstrap, seed) -> None:  # fmt: skip
     """Evaluate a classifier zero-shot: run --model on --data, or score a CSV with `predictions`."""
     if ctx.invoked_subcommand is not None:
         # Options before the subcommand name belong to the --model form; silently ignoring them would
@@ -114,7 +126,14 @@ def evaluate(ctx, checkpoint, data_spec, source, cache_dir, batch_size, device, 
         n_bootstrap=n_bootstrap,
         seed=seed,
     )
+    if push_results:
+        from fulora_data.classifier.card import record_results
+
+        result["recorded"] = record_results(checkpoint, result)
     _echo(result, as_json)
+    if push_results and not as_json:
+        where, commit = result["recorded"]["where"], result["recorded"]["commit"]
+        click.echo(f"results added to the card of {where}" + (f" (commit {commit})" if commit else ""))
 
 
 @evaluate.command("predictions")

@@ -26,10 +26,24 @@ from fulora_data.cli.options import builder_options, builder_values, cache_optio
     help="Most bytes of data per Parquet shard (500 MB).",
 )
 @click.option("--repo-id", default=None, help="Hub repository named in the card (default fulora/NAME).")
+@click.option(
+    "--default-config",
+    default=None,
+    help="Config that load_dataset(REPO) loads with no name (default: the builder's, else the first).",
+)
+@click.option(
+    "--version",
+    "release_version",
+    default=None,
+    metavar="X.Y.Z",
+    help="Release version, tagged v<version> on push (default: the data version); bump it to grow a release.",
+)
 @source_option
 @cache_option
 @builder_options
-def export_command(name, configs, out, max_shard_size, repo_id, source, cache_dir, **options) -> None:
+def export_command(
+    name, configs, out, max_shard_size, repo_id, default_config, release_version, source, cache_dir, **options
+) -> None:
     """Export dataset NAME to OUT: data/<config>/<split>-*.parquet, README.md card, fulora_export.json."""
     from fulora_data.export import DEFAULT_MAX_SHARD_SIZE, export
 
@@ -41,6 +55,8 @@ def export_command(name, configs, out, max_shard_size, repo_id, source, cache_di
         cache_dir=cache_dir,
         max_shard_size=DEFAULT_MAX_SHARD_SIZE if max_shard_size is None else max_shard_size,
         repo_id=repo_id,
+        default_config=default_config,
+        version=release_version,
         **builder_values(name, **options),
     )
     default = [c for c in manifest["configs"] if manifest["details"][c].get("default")]
@@ -49,4 +65,7 @@ def export_command(name, configs, out, max_shard_size, repo_id, source, cache_di
             f"{s} {d['num_examples']}" for s, d in manifest["details"][config]["splits"].items()
         )
         click.echo(f"{name}/{config} {manifest['version']}: {sizes}")
-    click.echo(f"exported to {out} (configs: {', '.join(manifest['configs'])})")
+    click.echo(
+        f"exported {name} {manifest['version']} to {out} (configs: {', '.join(manifest['configs'])}; "
+        f"default: {manifest['default_config']})"
+    )

@@ -59,6 +59,13 @@ def train() -> None:
 @click.option("--cpu", is_flag=True, default=None, help="Train on the CPU even if a GPU is present.")
 @click.option("--cache-dir", type=click.Path(path_type=Path), default=None, help="Where datasets are cached.")
 @data_option
+@click.option(
+    "--data",
+    "hub_data",
+    default=None,
+    metavar="ORG/NAME[@REV][/CONFIG]",
+    help="Train on a published fulora dataset (e.g. fulora/hybrid@v1.0.0) instead of building the training set.",
+)
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True)
 @click.option("--resume", is_flag=True, help="Continue the run in --out after its last finished epoch.")
 @click.option(
@@ -78,6 +85,7 @@ def classifier(
     train_set,
     cache_dir,
     data_options,
+    hub_data,
     **options,
 ) -> None:
     """Train a plane classifier with the study's settings (resumable; keeps the best validation epoch)."""
@@ -86,8 +94,20 @@ def classifier(
     values["train_set"] = parse_train_set(train_set) if train_set is not None else None
     values["data_cache_dir"] = str(cache_dir) if cache_dir is not None else None
     config = TrainConfig.from_yaml(preset, **values) if preset else TrainConfig.preset("paper", **values)
+    given = None
+    if hub_data is not None:  # --train-set still names the run (and decides augmentation)
+        from fulora_data.hub_pull import load_training_splits
+
+        dataset, validation = load_training_splits(hub_data)
+        given = {"dataset": dataset, "validation_dataset": validation}
     summary = train_classifier(
-        config, out_dir, resume=resume, push_to_hub=push_to_hub, hub_token=hub_token, hub_private=private
+        config,
+        out_dir,
+        resume=resume,
+        push_to_hub=push_to_hub,
+        hub_token=hub_token,
+        hub_private=private,
+        **(given or {}),
     )
     if as_json:
         click.echo(json.dumps(summary, indent=2))

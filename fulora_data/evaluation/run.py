@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import re
+from pathlib import Path
 
 from fulora_data.errors import ConfigError, DataError
 from fulora_data.evaluation.metrics import score
@@ -230,8 +231,10 @@ def evaluate_checkpoint(
     """Run a trained classifier on a prepared test split and score it, zero-shot.
 
     Args:
-        checkpoint: The classifier checkpoint (``fulora train classifier`` output).
-        data_spec: ``NAME[/CONFIG]:SPLIT``, e.g. ``african:test``.
+        checkpoint: The classifier checkpoint (``fulora train classifier`` output), or a Hub model repo
+            ``ORG/NAME[@REVISION]`` holding one (``fulora model push``).
+        data_spec: ``NAME[/CONFIG]:SPLIT``, e.g. ``african:test``, or a published fulora dataset
+            ``ORG/NAME[@REVISION][/CONFIG]:SPLIT``, e.g. ``fulora/african@v1.0.0/all:test``.
         protocol: ``paper`` or ``standard``.
         source: The dataset's archive or extracted folder (see ``fulora data prepare``).
         cache_dir: Where built datasets are cached.
@@ -252,11 +255,19 @@ def evaluate_checkpoint(
         DataError: If the split is empty.
     """
     from fulora_data.classifier.predict import resolve_checkpoint
+    from fulora_data.hub_pull import load_repo_dataset, parse_hub_data_spec, resolve_model
     from fulora_data.prepare import prepare
 
-    name, config, split = parse_data_spec(data_spec)
-    folder = resolve_checkpoint(checkpoint)
-    splits = prepare(name, config, source=source, cache_dir=cache_dir)
+    hub_data = parse_hub_data_spec(data_spec)
+    name, config, split = hub_data if hub_data else parse_data_spec(data_spec)
+    if Path(checkpoint).exists() or "/" not in str(checkpoint):
+        folder = resolve_checkpoint(checkpoint)
+    else:  # ORG/NAME[@REVISION]: a classifier pushed with `fulora model push`
+        folder = resolve_checkpoint(resolve_model(checkpoint, kind="classifier"))
+    if hub_data:
+        splits = load_repo_dataset(name, config)
+    else:
+        splits = prepare(name, config, source=source, cache_dir=cache_dir)
     if split not in splits:
         raise ConfigError(f"{data_spec!r}: {name} has no split {split!r}; it has {', '.join(splits)}")
     dataset = splits[split]
