@@ -26,6 +26,7 @@ def main() -> None:
 
 # Command modules register themselves on import; keep one line per module.
 from fulora_data.cli import audit as _audit  # noqa: E402, F401  (registers `fulora data audit`)
+from fulora_data.cli import compare as _compare  # noqa: E402, F401  (registers `fulora data compare`)
 from fulora_data.cli import export as _export  # noqa: E402, F401  (registers `fulora data export`)
 from fulora_data.cli.data import data  # noqa: E402
 from fulora_data.cli.demo import demo  # noqa: E402
