@@ -321,7 +321,8 @@ def test_the_report_has_every_figure_pair_and_plane(comparison):
     names = {p.name for p in report.iterdir()}
     assert {"report.md", "compare.json", "tsne_grid.png", "tsne_overall.png"} <= names
     assert {"tsne_fetal_brain.png", "tsne_fetal_femur.png"} <= names
-    for name in names - {"report.md", "compare.json"}:
+    assert "](compare/tsne_grid.png)" in (report / "card_section.md").read_text()
+    for name in (n for n in names if n.endswith(".png")):
         with Image.open(report / name) as image:
             assert image.width > 200
     stored = json.loads((report / "compare.json").read_text())
@@ -390,3 +391,25 @@ def test_bad_sets_and_options_are_one_error_line(tiny_sets, weights, tmp_path):
         + ["--source", str(tiny_sets["base"]), "--source", str(tiny_sets["near"])],
     )
     assert run.exit_code == 1 and "no split 'nosplit'" in run.output
+
+
+REAL_SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "fetal_planes_db_sample"
+
+
+@pytest.mark.skipif(not REAL_SAMPLE.is_dir(), reason="needs ../shared/data/fetal_planes_db_sample")
+def test_the_real_spanish_sample_against_a_generated_set(tiny_sets, weights, tmp_path):
+    result = compare_sets(
+        ["spanish/es", "synthetic/generated"],
+        [REAL_SAMPLE, tiny_sets["base"]],
+        planes=PLANES2,
+        per_plane=2,
+        image_size=SIZE,
+        weights=weights,
+        cache_dir=tmp_path,
+        bootstrap=0,
+        log=lambda _: None,
+    )
+    spain = result["sets"][0]
+    assert spain["label"] == "Spain" and spain["images"] == 100 and spain["source"] == REAL_SAMPLE.name
+    assert spain["drawn_per_plane"] == {"Fetal brain": 2, "Fetal femur": 2}
+    assert result["planes"]["overall"]["pairs"][0]["fid"] > 0

@@ -49,6 +49,7 @@ def _figure(width: float, height: float):
 
 def _draw(ax, panel: dict, sets: list[dict], title: str) -> None:
     planes = panel.get("plane_of_point")
+    every_plane = sorted({p for points in planes.values() for p in points}) if planes is not None else []
     for entry in sets:
         points = panel["tsne"].get(entry["label"])
         if not points:
@@ -58,8 +59,11 @@ def _draw(ax, panel: dict, sets: list[dict], title: str) -> None:
             ax.scatter(points[:, 0], points[:, 1], s=18, c=entry["colour"], alpha=0.85, label=entry["label"])
             continue
         kinds = planes[entry["label"]]
-        for k, plane in enumerate(sorted(set(kinds))):
+        first = True
+        for k, plane in enumerate(every_plane):
             mask = np.array([p == plane for p in kinds])
+            if not mask.any():
+                continue
             ax.scatter(
                 points[mask, 0],
                 points[mask, 1],
@@ -67,12 +71,21 @@ def _draw(ax, panel: dict, sets: list[dict], title: str) -> None:
                 c=entry["colour"],
                 alpha=0.85,
                 marker=PLANE_MARKERS[k % len(PLANE_MARKERS)],
-                label=entry["label"] if k == 0 else None,
+                label=entry["label"] if first else None,
             )
+            first = False
     ax.set_xlim(-0.05, 1.05)
     ax.set_ylim(-0.05, 1.05)
     ax.set_title(title, fontsize=10)
-    ax.legend(fontsize=7, loc="best")
+    handles, names = ax.get_legend_handles_labels()
+    if planes is not None:  # the overall map: markers tell the planes apart
+        from matplotlib.lines import Line2D
+
+        for k, plane in enumerate(every_plane):
+            marker = PLANE_MARKERS[k % len(PLANE_MARKERS)]
+            handles.append(Line2D([], [], ls="", marker=marker, color="#555555", markersize=5))
+            names.append(plane)
+    ax.legend(handles, names, fontsize=7, loc="best")
 
 
 def _title(name: str, panel: dict) -> str:

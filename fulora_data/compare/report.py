@@ -38,6 +38,45 @@ def _interval(values: list[float] | None, digits: int) -> str:
     return "-" if not values else f"[{values[0]:.{digits}f}, {values[1]:.{digits}f}]"
 
 
+def _metric_table(result: dict[str, Any]) -> list[str]:
+    lines = [
+        "| plane | pair | images | FID | FID interval | KID | KID interval |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for name, panel in result["planes"].items():
+        for pair in panel["pairs"]:
+            flag = " (few)" if pair["warnings"] else ""
+            lines.append(
+                f"| {name} | {pair['a']} vs {pair['b']} | {pair['images'][0]} / {pair['images'][1]}{flag} | "
+                f"{_number(pair['fid'], 2)} | {_interval(pair['fid_interval'], 2)} | "
+                f"{_number(pair['kid'], 4)} | {_interval(pair['kid_interval'], 4)} |"
+            )
+    return lines
+
+
+def card_section(result: dict[str, Any], folder: str = "compare") -> str:
+    """A dataset-card section that links the report, for a synthetic set's card.
+
+    ``fulora data export`` keeps card text outside its generated block, so this section pasted below the
+    block survives re-exports; upload the report folder beside the card as ``folder``.
+    """
+    settings = result["settings"]
+    lines = [
+        "## How close is it to real images?",
+        "",
+        f"`fulora data compare` of {', '.join(s['label'] for s in result['sets'])}: per plane, "
+        f"{settings['per_plane'] or 'all'} images per set (seed {settings['seed']}), Inception-V3 at "
+        f"{settings['network']['image_size']} px. Full report: [{folder}/report.md]({folder}/report.md). "
+        f"FID below {settings['fid_min_images']} images per set is flagged (few): it is dominated by "
+        "small-sample bias, so compare it only with FIDs drawn the same way.",
+        "",
+        *_metric_table(result),
+    ]
+    if any(p.get("tsne") for p in result["planes"].values()):
+        lines += ["", f"![t-SNE of Inception-V3 features per plane]({folder}/{GRID})"]
+    return "\n".join(lines)
+
+
 def markdown(result: dict[str, Any]) -> str:
     """Render the report's Markdown from a ``compare_sets`` result."""
     settings = result["settings"]
@@ -80,16 +119,7 @@ def markdown(result: dict[str, Any]) -> str:
         lines += ["## Skipped", ""] + [f"- **{p}**: {why}" for p, why in result["skipped"].items()] + [""]
     if result["warnings"]:
         lines += ["## Warnings", ""] + [f"- {w}" for w in result["warnings"]] + [""]
-    lines += ["## FID and KID", "", "| plane | pair | images | FID | FID interval | KID | KID interval |"]
-    lines.append("|---|---|---|---|---|---|---|")
-    for name, panel in result["planes"].items():
-        for pair in panel["pairs"]:
-            flag = " ⚠" if pair["warnings"] else ""
-            lines.append(
-                f"| {name} | {pair['a']} vs {pair['b']} | {pair['images'][0]} / {pair['images'][1]}{flag} | "
-                f"{_number(pair['fid'], 2)} | {_interval(pair['fid_interval'], 2)} | "
-                f"{_number(pair['kid'], 4)} | {_interval(pair['kid_interval'], 4)} |"
-            )
+    lines += ["## FID and KID", "", *_metric_table(result)]
     lines += ["", "## t-SNE", ""]
     if any(p.get("tsne") for p in result["planes"].values()):
         lines += [f"![t-SNE of every plane]({GRID})", ""]
@@ -104,6 +134,12 @@ def markdown(result: dict[str, Any]) -> str:
         f"{timing['computed']} images computed, {timing['cached']} read from the feature cache, "
         f"{timing['seconds']} s on {timing['device']}"
         + (f" ({rate} images/s including decoding)." if rate else "."),
+        "",
+        "## For the dataset card",
+        "",
+        "`card_section.md` here is a section for the compared synthetic set's dataset card: paste it below "
+        "the card's generated block (which `fulora data export` keeps) and upload this folder beside the "
+        "card as `compare/`.",
         "",
     ]
     return "\n".join(lines)
@@ -133,6 +169,7 @@ def write_report(directory: str | os.PathLike, result: dict[str, Any]) -> Path:
         if any(p.get("tsne") for p in result["planes"].values()):
             plot_grid(work / GRID, result["planes"], sets)
         (work / "compare.json").write_text(json.dumps(result, indent=2) + "\n")
+        (work / "card_section.md").write_text(card_section(result) + "\n")
         (work / "report.md").write_text(markdown(result) + "\n")
         directory.mkdir(exist_ok=True)
         written = {path.name for path in work.iterdir()}

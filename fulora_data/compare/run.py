@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+from tqdm.auto import tqdm
 
 from fulora_data.compare import metrics
 from fulora_data.compare.features import FeatureCache, default_feature_cache, extract, open_network
@@ -153,7 +154,6 @@ def compare_sets(
                 warn(
                     f"{entry.label} has {short[plane]} {plane} images, fewer than {per_plane} asked: all are used"
                 )
-    tqdm = __import__("tqdm").tqdm
     features: dict[str, dict[str, dict[str, np.ndarray]]] = {}
     computed = cached = 0
     seconds = 0.0
@@ -206,6 +206,13 @@ def compare_sets(
                 plane_of_point[entry.label] = [p for p, f in parts for _ in range(len(f["pool"]))]
         panels[OVERALL] = _panel(pooled, plane_of_point, tsne_features, bootstrap, seed, warn, OVERALL)
 
+    pairs = [pair for panel in panels.values() for pair in panel["pairs"]]
+    few = sum(1 for pair in pairs if min(pair["images"]) < metrics.FID_MIN_IMAGES)
+    if few:
+        warn(
+            f"{few} of {len(pairs)} comparisons rest on fewer than {metrics.FID_MIN_IMAGES} images per set: "
+            "their FID is dominated by small-sample bias; compare it only with FIDs drawn the same way"
+        )
     rate = computed / seconds if computed and seconds else None
     result: dict[str, Any] = {
         "sets": [
