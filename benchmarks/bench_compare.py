@@ -66,9 +66,9 @@ def main() -> None:
             samples.write_spanish_source(spanish, per_plane=20, test_per_plane=0, with_cervix=False, seed=0)
     weights = args.weights
     if weights is None:
-        weights = work / "inception_random.pth"
+        weights = work / f"inception_random_{args.image_size}px.pth"
         if not weights.is_file():
-            random_inception_weights(weights, seed=0)
+            random_inception_weights(weights, seed=0, calibrate_size=args.image_size)
     features = work / "features"
     shutil.rmtree(features, ignore_errors=True)
     print(f"Spain: {spanish}{' (the real sample)' if spanish == REAL_SAMPLE else ' (procedural stand-in)'}")
@@ -105,7 +105,7 @@ def main() -> None:
     )
     print(f"report: {work / 'report' / 'report.md'}")
     for plane, panel in result["planes"].items():
-        print(f"{plane}: " + "; ".join(f"{p['a']}-{p['b']} FID {p['fid']:.1f}" for p in panel["pairs"]))
+        print(f"{plane}: " + "; ".join(f"{p['a']}-{p['b']} FID {p['fid']:.4g}" for p in panel["pairs"]))
 
 
 if __name__ == "__main__":

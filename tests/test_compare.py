@@ -157,7 +157,9 @@ def test_set_specs_and_their_names():
 
 @pytest.fixture(scope="module")
 def weights(tmp_path_factory) -> Path:
-    return random_inception_weights(tmp_path_factory.mktemp("weights") / "inception_random.pth", seed=0)
+    return random_inception_weights(
+        tmp_path_factory.mktemp("weights") / "inception_random.pth", seed=0, calibrate_size=SIZE
+    )
 
 
 @pytest.fixture(scope="module")
@@ -353,6 +355,11 @@ def test_cli_reuses_the_cache_and_flags_missing_planes(comparison, tiny_sets, we
     assert any("no Fetal femur images" in w for w in result["warnings"])
     assert any("fewer than 5 asked" in w for w in result["warnings"])
     assert "warning:" in run.stderr
+    plain = [a for a in args if a != "--json"]
+    run = CliRunner().invoke(main, plain)
+    assert run.exit_code == 0, run.output
+    assert "Fetal brain:" in run.stdout and " vs " in run.stdout and "FID " in run.stdout
+    assert "features: 0 computed, 20 cached" in run.stdout
 
 
 def test_a_plane_no_two_sets_have_is_skipped_and_said(tiny_sets, weights, tmp_path):

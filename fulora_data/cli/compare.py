@@ -118,12 +118,12 @@ def compare_command(
         click.echo(f"{name}:")
         for pair in panel["pairs"]:
             low, high = pair["fid_interval"] or (None, None)
-            interval = f" [{low:.2f}, {high:.2f}]" if low is not None else ""
+            interval = f" [{low:.4g}, {high:.4g}]" if low is not None else ""
             kid = pair["kid_interval"]
-            kid_text = f" [{kid[0]:.4f}, {kid[1]:.4f}]" if kid else ""
+            kid_text = f" [{kid[0]:.4g}, {kid[1]:.4g}]" if kid else ""
             flag = "  (few images)" if pair["warnings"] else ""
             click.echo(
-                f"  {pair['a']} vs {pair['b']}: FID {pair['fid']:.2f}{interval}, KID {pair['kid']:.4f}{kid_text}, "
+                f"  {pair['a']} vs {pair['b']}: FID {pair['fid']:.4g}{interval}, KID {pair['kid']:.4g}{kid_text}, "
                 f"n {pair['images'][0]}/{pair['images'][1]}{flag}"
             )
     for plane, why in result["skipped"].items():

@@ -30,12 +30,13 @@ def check_report_folder(directory: str | os.PathLike) -> None:
         raise ConfigError(f"--report {str(directory)!r} is a file, not a folder")
 
 
-def _number(value: float | None, digits: int) -> str:
-    return "-" if value is None else f"{value:.{digits}f}"
+def _number(value: float | None) -> str:
+    # Four significant digits: FIDs run from 0.01 to 1e3 (and far beyond with other networks), KIDs from 1e-4.
+    return "-" if value is None else f"{value:.4g}"
 
 
-def _interval(values: list[float] | None, digits: int) -> str:
-    return "-" if not values else f"[{values[0]:.{digits}f}, {values[1]:.{digits}f}]"
+def _interval(values: list[float] | None) -> str:
+    return "-" if not values else f"[{values[0]:.4g}, {values[1]:.4g}]"
 
 
 def _metric_table(result: dict[str, Any]) -> list[str]:
@@ -48,8 +49,8 @@ def _metric_table(result: dict[str, Any]) -> list[str]:
             flag = " (few)" if pair["warnings"] else ""
             lines.append(
                 f"| {name} | {pair['a']} vs {pair['b']} | {pair['images'][0]} / {pair['images'][1]}{flag} | "
-                f"{_number(pair['fid'], 2)} | {_interval(pair['fid_interval'], 2)} | "
-                f"{_number(pair['kid'], 4)} | {_interval(pair['kid_interval'], 4)} |"
+                f"{_number(pair['fid'])} | {_interval(pair['fid_interval'])} | "
+                f"{_number(pair['kid'])} | {_interval(pair['kid_interval'])} |"
             )
     return lines
 
