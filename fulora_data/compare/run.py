@@ -164,6 +164,7 @@ def compare_sets(
             images = entry.image_bytes(positions)
             result = extract(images, network, cache, batch_size=batch_size, progress=bar.update)
             seconds += time.perf_counter() - started
+            bar.update(len(positions) - bar.n)  # the cached images
         computed, cached = computed + result.computed, cached + result.cached
         features[entry.label] = {}
         start = 0
@@ -180,6 +181,9 @@ def compare_sets(
     skipped: dict[str, str] = {}
     for plane in planes:
         present = [e for e in loaded if len(features[e.label].get(plane, {}).get("pool", [])) >= 2]
+        for entry in loaded:
+            if len(features[entry.label].get(plane, {}).get("pool", [])) == 1:
+                warn(f"{entry.label} has one {plane} image: it is left out of that plane (FID needs two)")
         if len(present) < 2:
             names = ", ".join(e.label for e in present) or "none"
             skipped[plane] = f"fewer than two sets have at least two {plane} images (sets with them: {names})"

@@ -9,6 +9,11 @@ rows in the same order give pandas' draw, image for image and in pandas' output 
 against pandas). Where pandas would raise (a plane with fewer rows than asked), the draw takes all of that
 plane's rows, does not advance the generator, and says so; the planes after it then differ from any pandas
 draw, which had none.
+
+What this cannot promise: the study's own frames were read from its CSV lists, whose row order fulora's
+builders need not keep (a builder emits its source's order; the study's 1,150-image Spanish list and
+5,000-image synthetic list have orders of their own). The draw is pandas' draw on fulora's row order; it
+picks the study's very images only where the two orders agree.
 """
 
 from __future__ import annotations
