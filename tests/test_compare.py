@@ -109,6 +109,19 @@ def test_identical_sets_give_zero_and_a_larger_shift_a_larger_distance():
     assert bootstrap_interval(x, large, frechet_distance, replicates=0) is None
 
 
+def test_the_fast_intervals_are_the_plain_bootstrap():
+    from fulora_data.compare.metrics import compare_features
+
+    rng = np.random.default_rng(4)
+    x, y = rng.normal(size=(9, 40)) + 3.0, rng.normal(0.5, 2.0, size=(7, 40)) + 3.0
+    fast = compare_features(x, y, bootstrap=25, seed=3)  # 16 images < 40 dimensions: the Gram route
+    plain_fid = bootstrap_interval(x, y, frechet_distance, replicates=25, seed=3)
+    plain_kid = bootstrap_interval(x, y, kernel_inception_distance, replicates=25, seed=4)
+    np.testing.assert_allclose(fast["fid_interval"], plain_fid, rtol=1e-9)
+    np.testing.assert_allclose(fast["kid_interval"], plain_kid, rtol=1e-9)
+    assert fast["images"] == [9, 7] and fast["fid"] == pytest.approx(frechet_distance(x, y))
+
+
 # ---------------------------------------------------------------- the draw and the set specs
 
 
