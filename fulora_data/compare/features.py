@@ -20,6 +20,7 @@ with the features of the images it computed, keyed by ``fulora_data.pixels.pixel
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import os
@@ -32,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from fulora_data.errors import ConfigError, DataError, SourceNotFoundError, require
-from fulora_data.io import atomic_write_bytes, atomic_write_json, remove_leftovers
+from fulora_data.io import atomic_write_bytes, atomic_write_json
 from fulora_data.pixels import decode_gray
 
 NETWORK = "inception_v3"
@@ -266,7 +267,11 @@ class FeatureCache:
         if not digests:
             return None
         self.folder.mkdir(parents=True, exist_ok=True)
-        remove_leftovers(self.folder, "features-*.npz")
+        # A killed writer's temporary files; only old ones, as another run may be writing into this folder.
+        for leftover in self.folder.glob(".features-*.npz.tmp-*"):
+            with contextlib.suppress(OSError):
+                if time.time() - leftover.stat().st_mtime > 3600:
+                    leftover.unlink()
         info = self.folder / "network.json"
         if not info.is_file():
             atomic_write_json(info, network.description)
