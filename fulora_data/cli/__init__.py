@@ -31,6 +31,7 @@ def main() -> None:
 
 # Command modules define their commands; this is the one place that attaches them to their groups.
 from fulora_data.cli.audit import audit_command  # noqa: E402
+from fulora_data.cli.compare import compare_command  # noqa: E402
 from fulora_data.cli.data import data  # noqa: E402
 from fulora_data.cli.demo import demo  # noqa: E402
 from fulora_data.cli.evaluate import evaluate  # noqa: E402
@@ -41,6 +42,7 @@ from fulora_data.cli.train import train  # noqa: E402
 
 data.add_command(export_command)
 data.add_command(audit_command)
+data.add_command(compare_command)
 data.add_command(push_dataset)
 main.add_command(data)
 main.add_command(demo)

@@ -1,0 +1,137 @@
+"""``fulora data compare``: the study's t-SNE figure and FID/KID per plane between image sets."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import click
+
+from fulora_data.cli.options import cache_option
+
+
+@click.command("compare")
+@click.argument("sets", nargs=-1, required=True)
+@click.option(
+    "--source",
+    "sources",
+    multiple=True,
+    type=click.Path(path_type=Path),
+    help="The archive or folder of each SET, once per SET in the same order (omit all to download).",
+)
+@click.option("--label", "labels", multiple=True, help="A name per SET for figures and tables, in order.")
+@click.option(
+    "--plane",
+    "planes",
+    multiple=True,
+    help="A plane to compare (repeat; default: the study's abdomen, brain, femur, thorax).",
+)
+@click.option(
+    "--per-plane", type=int, default=35, show_default=True, help="Images drawn per plane and set (0: all)."
+)
+@click.option(
+    "--seed", type=int, default=1234, show_default=True, help="random_state of the draw, t-SNE, bootstrap."
+)
+@click.option(
+    "--image-size", type=int, default=224, show_default=True, help="Network input side (at least 75)."
+)
+@click.option(
+    "--weights",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="A torchvision inception_v3 state dict file (default: torchvision's ImageNet weights).",
+)
+@click.option("--no-download", is_flag=True, help="Never download the Inception weights.")
+@cache_option
+@click.option(
+    "--feature-cache",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Where features are cached (default: CACHE_DIR/fulora-features or ~/.cache/fulora/features).",
+)
+@click.option("--report", type=click.Path(path_type=Path), default=None, help="Write a Markdown report here.")
+@click.option(
+    "--bootstrap",
+    type=int,
+    default=200,
+    show_default=True,
+    help="Bootstrap replicates per interval (0: none; past 2048 images per set each costs seconds).",
+)
+@click.option(
+    "--tsne-features",
+    type=click.Choice(["logits", "pool"]),
+    default="logits",
+    show_default=True,
+    help="What t-SNE embeds: the Inception outputs (the study's) or the pool features.",
+)
+@click.option("--batch-size", type=int, default=16, show_default=True, help="Images per forward pass.")
+@click.option("--device", default=None, help="cpu, cuda, ... (default: CUDA when available).")
+@click.option("--json", "as_json", is_flag=True, help="Print the full result as JSON.")
+def compare_command(
+    sets,
+    sources,
+    labels,
+    planes,
+    per_plane,
+    seed,
+    image_size,
+    weights,
+    no_download,
+    cache_dir,
+    feature_cache,
+    report,
+    bootstrap,
+    tsne_features,
+    batch_size,
+    device,
+    as_json,
+) -> None:
+    """Compare image SETs (NAME[/CONFIG][:SPLIT], e.g. african:test synthetic/generated spanish/es-1150)."""
+    from fulora_data.compare import compare_sets
+
+    result = compare_sets(
+        list(sets),
+        list(sources),
+        labels=list(labels),
+        planes=list(planes),
+        per_plane=per_plane or None,
+        seed=seed,
+        image_size=image_size,
+        weights=weights,
+        download=not no_download,
+        cache_dir=cache_dir,
+        feature_cache=feature_cache,
+        report=report,
+        bootstrap=bootstrap,
+        tsne_features=tsne_features,
+        batch_size=batch_size,
+        device=device,
+        log=lambda message: click.echo(message, err=True),
+    )
+    if as_json:
+        click.echo(json.dumps(result, indent=2))
+        return
+    for entry in result["sets"]:
+        drawn = ", ".join(f"{p} {n}" for p, n in entry["drawn_per_plane"].items())
+        click.echo(f"{entry['label']} ({entry['spec']}): {entry['images']} images; drawn {drawn}")
+    for name, panel in result["planes"].items():
+        click.echo(f"{name}:")
+        for pair in panel["pairs"]:
+            low, high = pair["fid_interval"] or (None, None)
+            interval = f" [{low:.4g}, {high:.4g}]" if low is not None else ""
+            kid = pair["kid_interval"]
+            kid_text = f" [{kid[0]:.4g}, {kid[1]:.4g}]" if kid else ""
+            flag = "  (few images)" if pair["warnings"] else ""
+            click.echo(
+                f"  {pair['a']} vs {pair['b']}: FID {pair['fid']:.4g}{interval}, KID {pair['kid']:.4g}{kid_text}, "
+                f"n {pair['images'][0]}/{pair['images'][1]}{flag}"
+            )
+    for plane, why in result["skipped"].items():
+        click.echo(f"skipped {plane}: {why}")
+    timing = result["features"]
+    click.echo(
+        f"features: {timing['computed']} computed, {timing['cached']} cached, {timing['seconds']} s"
+        + (f" ({timing['images_per_second']} images/s)" if timing["images_per_second"] else "")
+    )
+    if "report" in result:
+        click.echo(f"report: {result['report']}")
