@@ -30,11 +30,13 @@ from fulora_data.cli import export as _export  # noqa: E402, F401  (registers `f
 from fulora_data.cli.data import data  # noqa: E402
 from fulora_data.cli.demo import demo  # noqa: E402
 from fulora_data.cli.evaluate import evaluate  # noqa: E402
+from fulora_data.cli.generate import generate  # noqa: E402
 from fulora_data.cli.hub import model  # noqa: E402
 from fulora_data.cli.train import train  # noqa: E402
 
 main.add_command(data)
 main.add_command(demo)
 main.add_command(evaluate)
+main.add_command(generate)
 main.add_command(model)
 main.add_command(train)
