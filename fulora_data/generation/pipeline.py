@@ -247,7 +247,7 @@ def encode_prompts(pipe, prompts: list[str], clip_skip: int):
     if clip_skip <= 1:
         return encoder(tokens)[0].to(pipe.unet.dtype)
     hidden = encoder(tokens, output_hidden_states=True).hidden_states[-clip_skip]
-    norm = getattr(getattr(encoder, "text_model", encoder), "final_layer_norm")
+    norm = getattr(encoder, "text_model", encoder).final_layer_norm
     return norm(hidden).to(pipe.unet.dtype)
 
 

@@ -136,7 +136,7 @@ class _Parts:
         part, row = self.rows[image_id]
         shard = part / row["shard"]
         if shard not in self._tars:
-            self._tars[shard] = tarfile.open(shard, "r:")
+            self._tars[shard] = tarfile.open(shard, "r:")  # noqa: SIM115  (kept open across reads; closed in close())
         handle = self._tars[shard].extractfile(f"{image_id}.png")
         data = handle.read() if handle else b""
         if hashlib.sha256(data).hexdigest() != row["sha256"]:
