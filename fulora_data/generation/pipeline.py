@@ -33,8 +33,8 @@ class ResolvedAdapter:
 
     Attributes:
         file: The local safetensors file.
-        name: What the records call it: the Hub repository, or the file's name for a local adapter
-            (never a local path).
+        name: What the records call it (never a local path): the Hub repository, the local folder's
+            name, or the file's name; ``/`` and the file's name are added when ``weight_name`` chose it.
         revision: The Hub commit it was downloaded at (``""`` for a local adapter).
         sha256: The file's sha256.
         info: How it was made (``fulora_data.adapter.read_adapter``).
@@ -64,8 +64,9 @@ def resolve_adapter(
 
     if not _is_hub_id(adapter):
         file = adapter_file(adapter, weight_name)
-        return ResolvedAdapter(file, file.name if file == Path(adapter) else Path(adapter).name, "",
-                               file_sha256(file), read_adapter(file))  # fmt: skip
+        folder = Path(adapter)
+        name = file.name if file == folder else folder.name + (f"/{file.name}" if weight_name else "")
+        return ResolvedAdapter(file, name, "", file_sha256(file), read_adapter(file))
     hub = require("huggingface_hub", "train")
     filename = weight_name or DIFFUSERS_FILE
     try:
@@ -77,7 +78,8 @@ def resolve_adapter(
         ) from None
     # The cache stores a download under snapshots/<commit>/<filename>: the commit actually used.
     commit = local.parent.name if local.parent.parent.name == "snapshots" else (revision or "")
-    return ResolvedAdapter(local, adapter, commit, file_sha256(local), read_adapter(local))
+    name = f"{adapter}/{filename}" if weight_name else adapter
+    return ResolvedAdapter(local, name, commit, file_sha256(local), read_adapter(local))
 
 
 def base_identity(base: str, revision: str | None) -> tuple[str, str]:
