@@ -322,14 +322,16 @@ class GeneratedWriter:
         rows = []
         with open(partial, "wb") as handle:
             writer = webdataset.TarWriter(handle, mtime=0.0)
-            for data, record in self._pending:
-                meta = record.to_dict()
-                sample = {"__key__": record.image_id, "png": data, "json": meta}
-                if record.plane in PLANES:
-                    sample["cls"] = PLANES.index(record.plane)
-                writer.write(sample)
-                rows.append({**meta, "shard": name, "sha256": hashlib.sha256(data).hexdigest()})
-            writer.close()
+            try:
+                for data, record in self._pending:
+                    meta = record.to_dict()
+                    sample = {"__key__": record.image_id, "png": data, "json": meta}
+                    if record.plane in PLANES:
+                        sample["cls"] = PLANES.index(record.plane)
+                    writer.write(sample)
+                    rows.append({**meta, "shard": name, "sha256": hashlib.sha256(data).hexdigest()})
+            finally:
+                writer.close()  # on failure too, so the tar stream is not flushed into a closed file later
             handle.flush()
             os.fsync(handle.fileno())
         partial.replace(final)
@@ -492,9 +494,10 @@ def iter_images(
                     continue
                 buffered.setdefault(key, {})[ext] = handle.read()
                 # Members are written in sorted order (cls, json, png), so png completes an image.
-                while position < len(queue) and {"png", "json"} <= buffered.get(
-                    queue[position].record.image_id, {}
-                ).keys():
+                while (
+                    position < len(queue)
+                    and {"png", "json"} <= buffered.get(queue[position].record.image_id, {}).keys()
+                ):
                     image = queue[position]
                     parts = buffered.pop(image.record.image_id)
                     yield image, _checked(path, image, parts)
@@ -523,9 +526,7 @@ def _checked(path: Path, image: GeneratedImage, parts: dict[str, bytes]) -> byte
         except (UnicodeDecodeError, ValueError):
             raise DataError(f"{path}: {key}.cls is not an integer label") from None
         if image.record.plane not in PLANES or label != PLANES.index(image.record.plane):
-            raise DataError(
-                f"{path}: {key}.cls is {label} but the image's plane is {image.record.plane!r}"
-            )
+            raise DataError(f"{path}: {key}.cls is {label} but the image's plane is {image.record.plane!r}")
     return data
 
 

@@ -7,7 +7,6 @@ import io
 import json
 
 import numpy as np
-import pytest
 from click.testing import CliRunner
 from generate_fixtures import REFERENCE, pixel_digests, reference_args
 from PIL import Image
@@ -191,3 +190,35 @@ def test_kohya_file_is_accepted_and_gives_the_same_images(tiny_world, reference_
     reference = reference_run["digests"]
     for image_id, digest in pixel_digests(out).items():
         assert reference[image_id] == digest
+
+
+def test_a_hub_adapter_is_downloaded_and_its_commit_recorded(tiny_world, reference_run, hub_server, tmp_path):
+    from pathlib import Path
+
+    import huggingface_hub
+
+    kohya = Path(tiny_world["kohya"])
+    api = huggingface_hub.HfApi(endpoint=hub_server.url, token=hub_server.token)
+    api.create_repo("fulora/tiny-fu-lora")
+    api.upload_file(path_or_fileobj=str(kohya), path_in_repo=kohya.name, repo_id="fulora/tiny-fu-lora")
+    head = hub_server.head("fulora/tiny-fu-lora", repo_type="model")
+    out = tmp_path / "hub"
+    args = reference_args(tiny_world, out, adapter="fulora/tiny-fu-lora", weight_name=kohya.name, planes="femur",
+                          samplers="unipc", per_plane=2, clip_skip=2)  # fmt: skip
+    result = CliRunner().invoke(main, ["generate", *args])
+    assert result.exit_code == 0, result.output
+    _, images = read_generated(out)
+    record = images[0].record
+    assert record.adapter == f"fulora/tiny-fu-lora/{kohya.name}" and record.adapter_revision == head
+    assert record.adapter_sha256 == file_sha256(kohya)
+    # Ids carry the plan position; the seed (after the dash) names the same image in both runs.
+    reference = {key.split("-")[1]: digest for key, digest in reference_run["digests"].items()}
+    assert all(reference[image_id.split("-")[1]] == digest for image_id, digest in pixel_digests(out).items())
+
+    missing = CliRunner().invoke(
+        main, ["generate", *reference_args(tiny_world, tmp_path / "x", adapter="fulora/none")]
+    )
+    assert (
+        missing.exit_code == 1
+        and "could not get 'pytorch_lora_weights.safetensors' from the Hub" in missing.output
+    )

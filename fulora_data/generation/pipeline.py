@@ -22,8 +22,8 @@ from fulora_data.generation.config import SAMPLERS, GenerateConfig, PlannedImage
 
 ADAPTER_NAME = "fulora"
 _MISMATCH_RE = re.compile(
-    r"size mismatch for (\S+): copying a param with shape (.+?) from checkpoint, "
-    r"the shape in current model is (.+?)\."
+    r"size mismatch for (\S+): copying a param with shape (\S+\(\[[^\]]*\]\)) from checkpoint, "
+    r"the shape in current model is (\S+\(\[[^\]]*\]\))"
 )
 
 

@@ -259,6 +259,8 @@ def generate(
         _generate_part(config, adapter, clip_skip, settings, mine, done, parts_root / f"rank-{rank}", device,
                        progress and main, info, todo)  # fmt: skip
     elapsed = time.perf_counter() - start
+    if world > 1:
+        log(f"process {rank} of {world} made {todo} images in {elapsed:.1f} s")
     state.wait_for_everyone()
     summary: dict[str, Any] = {"out": str(out), "rank": rank, "processes": world}
     if main:
@@ -267,7 +269,9 @@ def generate(
             {
                 "generated_now": len(images) - len(done),
                 "seconds": round(elapsed, 3),
-                "images_per_second": round(todo * world / elapsed, 3) if elapsed > 0 and todo else None,
+                "images_per_second": round((len(images) - len(done)) / elapsed, 3)
+                if elapsed > 0 and len(images) > len(done)
+                else None,
                 "settings": settings,
             }
         )
