@@ -29,6 +29,7 @@ from fulora_data.cli import audit as _audit  # noqa: E402, F401  (registers `ful
 from fulora_data.cli import export as _export  # noqa: E402, F401  (registers `fulora data export`)
 from fulora_data.cli.data import data  # noqa: E402
 from fulora_data.cli.demo import demo  # noqa: E402
+from fulora_data.cli.doctor import doctor  # noqa: E402
 from fulora_data.cli.evaluate import evaluate  # noqa: E402
 from fulora_data.cli.generate import generate  # noqa: E402
 from fulora_data.cli.hub import model  # noqa: E402
@@ -36,6 +37,7 @@ from fulora_data.cli.train import train  # noqa: E402
 
 main.add_command(data)
 main.add_command(demo)
+main.add_command(doctor)
 main.add_command(evaluate)
 main.add_command(generate)
 main.add_command(model)
