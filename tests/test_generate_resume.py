@@ -103,3 +103,6 @@ def test_a_folder_holding_another_generation_is_refused(tiny_world, tmp_path):
     result = CliRunner().invoke(main, ["generate", *reference_args(tiny_world, other)])
     assert result.exit_code == 1 and "holds another generation's shards" in result.output
     assert sorted((p.name, p.stat().st_size) for p in other.iterdir()) == before
+    (other / "fulora_generated.json").unlink()  # shards without a manifest: refused as well
+    result = CliRunner().invoke(main, ["generate", *reference_args(tiny_world, other)])
+    assert result.exit_code == 1 and "holds images-00000.tar but no fulora_generated.json" in result.output

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import shutil
 import sys
 import tarfile
@@ -98,6 +99,15 @@ def check_folder(folder: Path, settings: dict) -> None:
     """
     manifest = read_manifest(folder)
     if manifest is None:
+        # Checked here, by every process, so that all of them stop (the writer would stop the main one only).
+        found = sorted(
+            p.name for p in folder.glob("*") if p.name == METADATA or re.match(r"images-\d{5}\.tar$", p.name)
+        )
+        if found:
+            raise ConfigError(
+                f"{folder} holds {found[0]} but no {MANIFEST}: another generation's shards; refusing to mix "
+                "them: write into an empty or new folder"
+            )
         return
     found = manifest.get("info", {}).get("settings")
     if not isinstance(found, dict):
