@@ -222,3 +222,26 @@ def test_a_hub_adapter_is_downloaded_and_its_commit_recorded(tiny_world, referen
         missing.exit_code == 1
         and "could not get 'pytorch_lora_weights.safetensors' from the Hub" in missing.output
     )
+
+
+def test_the_study_preset_from_the_command_line(tiny_world, tmp_path):
+    out = tmp_path / "study"
+    args = [
+        "generate", "--preset", "study", "--base", tiny_world["base"], "--adapter", tiny_world["adapter"],
+        "--planes", "thorax", "--per-plane", "1", "--width", "16", "--height", "16", "--steps", "1", "--cpu",
+        "--out", str(out), "--no-progress",
+    ]  # fmt: skip
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 0, result.output
+    assert "2 images in" in result.stdout and "memorisation: not checked" in result.stdout
+    manifest, images = read_generated(out)
+    assert [(i.record.plane, i.record.sampler) for i in images] == [
+        ("Fetal thorax", "EulerDiscreteScheduler"),
+        ("Fetal thorax", "UniPCMultistepScheduler"),
+    ]
+    settings = manifest["info"]["settings"]
+    assert (
+        settings["steps"] == 1
+        and settings["guidance_scale"] == 7.0
+        and settings["prompts"] == {"Fetal thorax": "a photo of fetal thorax"}
+    )
