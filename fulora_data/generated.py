@@ -5,9 +5,12 @@ A generated folder holds::
     fulora_generated.json      the manifest and commit point: format, version, shards, image count, complete
     metadata.jsonl             one JSON object per image, in shard order: its full provenance (see
                                ``GenerationRecord``) plus ``shard`` (the tar file) and ``sha256`` (of the PNG)
-    images-00000.tar ...       WebDataset shards: ``<image_id>.png`` and ``<image_id>.json`` per image (the
-                               same provenance as the metadata row, so a shard describes itself when read
-                               with ``webdataset.WebDataset`` alone)
+    images-00000.tar ...       WebDataset shards: ``<image_id>.png``, ``<image_id>.json`` (the same
+                               provenance as the metadata row, so a shard describes itself when read with
+                               ``webdataset.WebDataset`` alone) and ``<image_id>.cls`` (the integer label,
+                               an index into ``fulora_data.taxonomy.PLANES``, for training loops that read
+                               the shards directly). Sets written before ``.cls`` existed lack it; the
+                               reader accepts both.
 
 Writing is resumable shard by shard. A shard is written as ``images-NNNNN.tar.partial`` and renamed once
 closed; its metadata rows are then appended to ``metadata.jsonl`` and the manifest is rewritten atomically
@@ -34,6 +37,7 @@ from typing import Any
 
 from fulora_data.errors import DataError, SourceNotFoundError
 from fulora_data.io import atomic_write_text, resolve_under
+from fulora_data.taxonomy import PLANES
 
 FORMAT = "fulora-generated"
 FORMAT_VERSION = 1
@@ -66,6 +70,13 @@ class GenerationRecord:
         adapter_revision: Its commit hash (``""`` for a local adapter).
         lora_rank: The adapter's rank.
         generation_index: The image's position in its generation run.
+        adapter_sha256: The sha256 of the adapter file used (``""`` when not recorded).
+        adapter_scale: The LoRA scale the adapter was applied with (1.0, diffusers' default, when not
+            recorded).
+        clip_skip: Clip skip in the study's (kohya's) sense: 1 uses the text encoder's last layer, 2 the
+            penultimate one; ``0`` when not recorded.
+
+    The last three fields came after the format's first sets; rows without them read with their defaults.
     """
 
     image_id: str
@@ -84,6 +95,9 @@ class GenerationRecord:
     adapter_revision: str
     lora_rank: int
     generation_index: int
+    adapter_sha256: str = ""
+    adapter_scale: float = 1.0
+    clip_skip: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         """Return the record as a JSON-ready dict."""
@@ -99,6 +113,8 @@ class GenerationRecord:
         values = {}
         for field in dataclasses.fields(cls):
             if field.name not in row:
+                if field.default is not dataclasses.MISSING:
+                    continue  # a field added after the row was written
                 raise DataError(f"{where}: missing field {field.name!r}")
             value = row[field.name]
             wanted = {"str": str, "int": int, "float": (int, float)}[field.type]
@@ -138,6 +154,32 @@ def _read_manifest(folder: Path) -> dict[str, Any] | None:
             f"{path} has format_version {manifest.get('format_version')!r}; this fulora reads {FORMAT_VERSION}"
         )
     return manifest
+
+
+def read_manifest(folder: str | os.PathLike) -> dict[str, Any] | None:
+    """Return a generated folder's manifest, or ``None`` when it has none; changes nothing.
+
+    Raises:
+        DataError: If the manifest is unreadable or of another format.
+    """
+    return _read_manifest(Path(folder))
+
+
+def committed_ids(folder: str | os.PathLike) -> set[str]:
+    """Return the ids of the images a (possibly unfinished) generated folder has committed; changes nothing.
+
+    Raises:
+        DataError: If the manifest is unreadable or the metadata has fewer rows than it commits.
+    """
+    folder = Path(folder)
+    manifest = _read_manifest(folder)
+    if manifest is None or not manifest.get("num_images"):
+        return set()
+    path = folder / METADATA
+    lines = path.read_text(encoding="utf-8").splitlines() if path.is_file() else []
+    if len(lines) < manifest["num_images"]:
+        raise DataError(f"{path} has {len(lines)} rows but {MANIFEST} commits {manifest['num_images']}")
+    return {json.loads(line)["image_id"] for line in lines[: manifest["num_images"]]}
 
 
 def is_generated_folder(folder: str | os.PathLike) -> bool:
@@ -272,11 +314,16 @@ class GeneratedWriter:
         rows = []
         with open(partial, "wb") as handle:
             writer = webdataset.TarWriter(handle, mtime=0.0)
-            for data, record in self._pending:
-                meta = record.to_dict()
-                writer.write({"__key__": record.image_id, "png": data, "json": meta})
-                rows.append({**meta, "shard": name, "sha256": hashlib.sha256(data).hexdigest()})
-            writer.close()
+            try:
+                for data, record in self._pending:
+                    meta = record.to_dict()
+                    sample = {"__key__": record.image_id, "png": data, "json": meta}
+                    if record.plane in PLANES:
+                        sample["cls"] = PLANES.index(record.plane)
+                    writer.write(sample)
+                    rows.append({**meta, "shard": name, "sha256": hashlib.sha256(data).hexdigest()})
+            finally:
+                writer.close()  # on failure too, so the tar stream is not flushed into a closed file later
             handle.flush()
             os.fsync(handle.fileno())
         partial.replace(final)
@@ -389,16 +436,21 @@ def read_generated(folder: str | os.PathLike) -> tuple[dict[str, Any], list[Gene
 
 
 def _shard_keys(path: Path) -> list[str]:
-    """Return the keys of a shard's PNGs, checking every key has exactly one PNG and one JSON."""
-    pngs, jsons = [], []
+    """Return the keys of a shard's PNGs, checking every key has exactly one PNG and one JSON.
+
+    A ``.cls`` member (the integer label) is optional, at most one per key and only beside a PNG.
+    """
+    pngs, jsons, labels = [], [], []
     try:
         with tarfile.open(path, "r:") as tar:
             for member in tar.getmembers():
                 key, _, ext = member.name.rpartition("/")[2].partition(".")
-                (pngs if ext == "png" else jsons if ext == "json" else []).append(key)
+                {"png": pngs, "json": jsons, "cls": labels}.get(ext, []).append(key)
     except tarfile.TarError as err:
         raise DataError(f"{path} is not a readable tar shard ({err})") from err
-    for kind, keys in (("png", pngs), ("json", jsons)):
+    if set(labels) - set(pngs):
+        raise DataError(f"{path} holds {sorted(set(labels) - set(pngs))[0]}.cls without its .png")
+    for kind, keys in (("png", pngs), ("json", jsons), ("cls", labels)):
         if len(set(keys)) != len(keys):
             dup = next(k for k in keys if keys.count(k) > 1)
             raise DataError(f"{path} holds {dup}.{kind} twice")
@@ -433,7 +485,11 @@ def iter_images(
                 if key not in expected or handle is None:
                     continue
                 buffered.setdefault(key, {})[ext] = handle.read()
-                while position < len(queue) and len(buffered.get(queue[position].record.image_id, {})) == 2:
+                # Members are written in sorted order (cls, json, png), so png completes an image.
+                while (
+                    position < len(queue)
+                    and {"png", "json"} <= buffered.get(queue[position].record.image_id, {}).keys()
+                ):
                     image = queue[position]
                     parts = buffered.pop(image.record.image_id)
                     yield image, _checked(path, image, parts)
@@ -447,6 +503,23 @@ def _checked(path: Path, image: GeneratedImage, parts: dict[str, bytes]) -> byte
     data = parts.get("png", b"")
     if hashlib.sha256(data).hexdigest() != image.sha256:
         raise DataError(f"{path}: {key}.png does not match its sha256 in {METADATA}")
-    if json.loads(parts.get("json", b"null")) != image.record.to_dict():
+    stored = json.loads(parts.get("json", b"null"))
+    if not isinstance(stored, dict):
+        raise DataError(f"{path}: {key}.json is not a JSON object")
+    expected = image.record.to_dict()
+    for field in _ADDED_FIELDS:  # an older shard's JSON lacks the fields added since
+        if field.name not in stored:
+            stored[field.name] = field.default
+    if stored != expected:
         raise DataError(f"{path}: {key}.json does not match its row in {METADATA}")
+    if "cls" in parts:
+        try:
+            label = int(parts["cls"].decode("ascii"))
+        except (UnicodeDecodeError, ValueError):
+            raise DataError(f"{path}: {key}.cls is not an integer label") from None
+        if image.record.plane not in PLANES or label != PLANES.index(image.record.plane):
+            raise DataError(f"{path}: {key}.cls is {label} but the image's plane is {image.record.plane!r}")
     return data
+
+
+_ADDED_FIELDS = tuple(f for f in dataclasses.fields(GenerationRecord) if f.default is not dataclasses.MISSING)

@@ -7,7 +7,10 @@ from pathlib import Path
 
 import pytest
 
-pytest_plugins = ["hub_fixtures"]  # a stand-in Hub at HF_ENDPOINT (tests/hub_fixtures.py)
+pytest_plugins = [
+    "hub_fixtures",
+    "generate_fixtures",
+]  # a stand-in Hub at HF_ENDPOINT (tests/hub_fixtures.py)
 
 SHARED = Path(__file__).resolve().parents[1].parent / "shared"
 SHARED_DATA = SHARED / "data"

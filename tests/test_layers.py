@@ -56,7 +56,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "fulora_data.compare",
         ),
     ),
-    ("workflows", ("fulora_data.study", "fulora_data.demo")),
+    ("workflows", ("fulora_data.study", "fulora_data.demo", "fulora_data.doctor")),
     ("cli", ("fulora_data.cli",)),
 ]
 RANK = {name: rank for rank, (name, _) in enumerate(LAYERS)}

@@ -61,7 +61,7 @@ STUDY_CITATION = """@misc{wang2024fulora,
 }"""
 
 _STRING_FIELDS = ("sampler", "prompt", "negative_prompt", "base_model", "base_model_revision", "adapter",
-                  "adapter_revision")  # fmt: skip
+                  "adapter_revision", "adapter_sha256")  # fmt: skip
 
 
 def provenance_features() -> dict[str, datasets.features.FeatureType]:
@@ -81,6 +81,9 @@ def provenance_features() -> dict[str, datasets.features.FeatureType]:
         "adapter": datasets.Value("string"),
         "adapter_revision": datasets.Value("string"),
         "lora_rank": datasets.Value("int32"),
+        "adapter_sha256": datasets.Value("string"),
+        "adapter_scale": datasets.Value("float64"),
+        "clip_skip": datasets.Value("int32"),
     }
     if set(kinds) != set(PROVENANCE_FIELDS):  # keeps this table and the generated format in step
         raise RuntimeError(f"provenance columns {sorted(kinds)} differ from {sorted(PROVENANCE_FIELDS)}")

@@ -34,8 +34,10 @@ from fulora_data.cli.audit import audit_command  # noqa: E402
 from fulora_data.cli.compare import compare_command  # noqa: E402
 from fulora_data.cli.data import data  # noqa: E402
 from fulora_data.cli.demo import demo  # noqa: E402
+from fulora_data.cli.doctor import doctor  # noqa: E402
 from fulora_data.cli.evaluate import evaluate  # noqa: E402
 from fulora_data.cli.export import export_command  # noqa: E402
+from fulora_data.cli.generate import generate  # noqa: E402
 from fulora_data.cli.hub import model, push_dataset  # noqa: E402
 from fulora_data.cli.pull import pull_dataset, pull_model  # noqa: E402
 from fulora_data.cli.train import train  # noqa: E402
@@ -46,7 +48,9 @@ data.add_command(compare_command)
 data.add_command(push_dataset)
 main.add_command(data)
 main.add_command(demo)
+main.add_command(doctor)
 main.add_command(evaluate)
+main.add_command(generate)
 main.add_command(model)
 main.add_command(train)
 data.add_command(pull_dataset)

@@ -11,6 +11,7 @@ from typing import Any
 
 from fulora_data.compare.figures import plot_grid, plot_panel
 from fulora_data.errors import ConfigError
+from fulora_data.io import atomic_write_bytes
 
 GRID = "tsne_grid.png"
 
@@ -175,7 +176,7 @@ def write_report(directory: str | os.PathLike, result: dict[str, Any]) -> Path:
         directory.mkdir(exist_ok=True)
         written = {path.name for path in work.iterdir()}
         for name in sorted(written, key=lambda name: name == "report.md"):
-            os.replace(work / name, directory / name)
+            atomic_write_bytes(directory / name, (work / name).read_bytes())
         for stale in directory.glob("tsne_*.png"):
             if stale.name not in written:
                 stale.unlink(missing_ok=True)

@@ -1,0 +1,401 @@
+"""A generation run: resumable, split across processes, merged into one generated folder.
+
+Layout while a run is under way::
+
+    OUT/fulora_generated.json      the final set's manifest; ``info.settings`` holds every setting that
+                                   decides the pixels, written before the first image
+    OUT/.parts/rank-<r>/           each process's own generated folder (its shards and metadata)
+
+Each process takes every N-th batch of the plan (``config.batches``), skips the images already committed
+in the final set or in any part, and writes the rest to its part through ``GeneratedWriter`` (committed
+shard by shard). The main process then merges: it copies every image into the final folder in plan order,
+so the final shards are the same whatever the number of processes, and removes ``.parts``. A run killed at
+any moment leaves committed shards and at most one partial shard per process; the same command resumes,
+regenerating only whole batches, so every image keeps the pixels of an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import shutil
+import sys
+import tarfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from fulora_data import __version__
+from fulora_data.errors import ConfigError, DataError, require
+from fulora_data.generated import (
+    MANIFEST,
+    METADATA,
+    GeneratedWriter,
+    GenerationRecord,
+    committed_ids,
+    read_manifest,
+)
+from fulora_data.generation.config import (
+    SAMPLERS,
+    SEED_SCHEME,
+    GenerateConfig,
+    PlannedImage,
+    batches,
+    plan,
+    prompt,
+)
+
+PARTS = ".parts"
+CONTACT_SHEET = "contact_sheet.png"
+CARD = "README.md"
+MEMORISATION = "memorisation.json"
+_SAMPLER_NAMES = {cls: name for name, cls in SAMPLERS.items()}
+
+
+def _default_log(message: str) -> None:
+    print(message, file=sys.stderr, flush=True)
+
+
+def run_settings(
+    config: GenerateConfig, base: tuple[str, str], adapter, clip_skip: int, device_type: str
+) -> dict:
+    """Every setting that decides which images a run makes and their pixels, in a fixed order.
+
+    Batch size is one of them: batched and one-by-one sampling agree only up to float rounding.
+    """
+    return {
+        "base_model": base[0],
+        "base_model_revision": base[1],
+        "adapter": adapter.name if adapter else "",
+        "adapter_revision": adapter.revision if adapter else "",
+        "adapter_sha256": adapter.sha256 if adapter else "",
+        "adapter_scale": float(config.adapter_scale) if adapter else 0.0,
+        "clip_skip": clip_skip,
+        "planes": list(config.planes),
+        "per_plane": config.per_plane,
+        "samplers": list(config.samplers),
+        "prompts": {plane: prompt(plane) for plane in config.planes},
+        "negative_prompt": config.negative_prompt,
+        "steps": config.steps,
+        "guidance_scale": float(config.guidance_scale),
+        "width": config.width,
+        "height": config.height,
+        "seed": config.seed,
+        "seed_scheme": SEED_SCHEME,
+        "batch_size": config.batch_size,
+        "shard_size": config.shard_size,
+        "device_type": device_type,
+        "mixed_precision": "no" if device_type == "cpu" else config.mixed_precision,
+    }
+
+
+def check_folder(folder: Path, settings: dict) -> None:
+    """Refuse to write into a generated folder made with other settings, naming the first that differs.
+
+    Raises:
+        ConfigError: If the folder holds another generation.
+    """
+    manifest = read_manifest(folder)
+    if manifest is None:
+        # Checked here, by every process, so that all of them stop (the writer would stop the main one only).
+        found = sorted(
+            p.name for p in folder.glob("*") if p.name == METADATA or re.match(r"images-\d{5}\.tar$", p.name)
+        )
+        if found:
+            raise ConfigError(
+                f"{folder} holds {found[0]} but no {MANIFEST}: another generation's shards; refusing to mix "
+                "them: write into an empty or new folder"
+            )
+        return
+    found = manifest.get("info", {}).get("settings")
+    if not isinstance(found, dict):
+        raise ConfigError(
+            f"{folder} holds another generation's shards (its {MANIFEST} records no `fulora generate` "
+            "settings); refusing to mix them: write into an empty or new folder"
+        )
+    for key, value in settings.items():
+        if found.get(key) != value:
+            raise ConfigError(
+                f"{folder} was generated with other settings: {key} is {found.get(key)!r} there but "
+                f"{value!r} now; refusing to mix them: use the same options, or a new folder"
+            )
+    for key in found:
+        if key not in settings:
+            raise ConfigError(f"{folder} was generated with setting {key!r} this fulora does not know")
+
+
+class _Parts:
+    """Random access to the committed images of the per-process part folders."""
+
+    def __init__(self, root: Path):
+        self.rows: dict[str, tuple[Path, dict]] = {}
+        self._tars: dict[Path, tarfile.TarFile] = {}
+        for part in sorted(root.glob("rank-*")) if root.is_dir() else []:
+            manifest = read_manifest(part)
+            if manifest is None:
+                continue
+            path = part / METADATA
+            lines = path.read_text(encoding="utf-8").splitlines() if path.is_file() else []
+            for line in lines[: manifest["num_images"]]:
+                row = json.loads(line)
+                self.rows.setdefault(row["image_id"], (part, row))
+
+    def read(self, image_id: str) -> tuple[bytes, GenerationRecord]:
+        part, row = self.rows[image_id]
+        shard = part / row["shard"]
+        if shard not in self._tars:
+            self._tars[shard] = tarfile.open(shard, "r:")  # noqa: SIM115  (kept open across reads; closed in close())
+        handle = self._tars[shard].extractfile(f"{image_id}.png")
+        data = handle.read() if handle else b""
+        if hashlib.sha256(data).hexdigest() != row["sha256"]:
+            raise DataError(f"{shard}: {image_id}.png does not match its sha256; delete {part} and run again")
+        return data, GenerationRecord.from_dict(row, f"{part / METADATA}")
+
+    def close(self) -> None:
+        for tar in self._tars.values():
+            tar.close()
+
+
+def _record(image: PlannedImage, config: GenerateConfig, settings: dict, adapter) -> GenerationRecord:
+    return GenerationRecord(
+        image_id=image.image_id,
+        plane=image.plane,
+        prompt=prompt(image.plane),
+        negative_prompt=config.negative_prompt,
+        sampler=SAMPLERS[image.sampler],
+        steps=config.steps,
+        guidance_scale=float(config.guidance_scale),
+        seed=image.seed,
+        width=config.width,
+        height=config.height,
+        base_model=settings["base_model"],
+        base_model_revision=settings["base_model_revision"],
+        adapter=settings["adapter"],
+        adapter_revision=settings["adapter_revision"],
+        lora_rank=adapter.info.rank if adapter else 0,
+        generation_index=image.position,
+        adapter_sha256=settings["adapter_sha256"],
+        adapter_scale=settings["adapter_scale"],
+        clip_skip=settings["clip_skip"],
+    )
+
+
+def _progress(total: int, enabled: bool):
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, unit="img", desc="generating", disable=not enabled, dynamic_ncols=True)
+
+
+def prepare_run(config: GenerateConfig, device_type: str):
+    """Validate the options and resolve the base and the adapter: ``(config, adapter, clip_skip, settings)``."""
+    from fulora_data.generation.pipeline import base_identity, resolve_adapter
+
+    config = config.validated()
+    adapter = (
+        resolve_adapter(config.adapter, config.weight_name, config.adapter_revision)
+        if config.adapter
+        else None
+    )
+    if config.clip_skip is not None:
+        clip_skip = config.clip_skip
+    elif adapter is not None and adapter.info.clip_skip > 0:
+        clip_skip = adapter.info.clip_skip
+    else:
+        clip_skip = 1
+    settings = run_settings(
+        config, base_identity(config.base, config.base_revision), adapter, clip_skip, device_type
+    )
+    return config, adapter, clip_skip, settings
+
+
+def generate(
+    config: GenerateConfig,
+    out: str | Path,
+    *,
+    log: Callable[[str], None] = _default_log,
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Generate a synthetic set into ``out`` (resuming what is there) and write its sheet and card.
+
+    Under ``accelerate launch --num_processes N`` every process runs this function; the work is split by
+    batch and the main process merges.
+
+    Args:
+        config: The run's options.
+        out: The generated folder to write (created, or resumed when it holds this run's settings).
+        log: Where progress lines go.
+        progress: Show a progress bar (images/s and ETA) on the main process.
+
+    Returns:
+        A summary: the folder, counts per plane and sampler, images made now, seconds, images/s, the
+        contact sheet, the card, the settings and the memorisation summary (or why it was skipped).
+
+    Raises:
+        ConfigError: For a bad option, an adapter that does not fit the base, or a folder made with other
+            settings.
+        DataError: If writing fails (what was committed stays; the same command resumes).
+    """
+    accelerate = require("accelerate", "train")
+    state = accelerate.PartialState(cpu=config.cpu)
+    from fulora_data.generation.pipeline import pick_device
+
+    device = pick_device(config.cpu or state.device.type == "cpu")
+    config, adapter, clip_skip, settings = prepare_run(config, device.type)
+    out = Path(out)
+    rank, world, main = state.process_index, state.num_processes, state.is_main_process
+    check_folder(out, settings)
+    parts_root = out / PARTS
+    for part in sorted(parts_root.glob("rank-*")) if parts_root.is_dir() else []:
+        check_folder(part, settings)
+    images = plan(config)
+    info = {"settings": settings, "command": "fulora generate", "fulora_version": __version__}
+    final = GeneratedWriter(out, shard_size=config.shard_size, info=info) if main else None
+    state.wait_for_everyone()
+    done = committed_ids(out) | set(_Parts(parts_root).rows)
+    state.wait_for_everyone()  # every process has read what is done before any writes
+    mine = [b for k, b in enumerate(batches(images, config.batch_size)) if k % world == rank]
+    mine = [b for b in mine if any(i.image_id not in done for i in b)]
+    todo = sum(1 for b in mine for i in b if i.image_id not in done)
+    if main:
+        log(
+            f"generating {len(images)} images ({len(config.planes)} planes x {len(config.samplers)} samplers x "
+            f"{config.per_plane}) into {out}: {len(images) - len(done)} to make"
+            + (f" on {world} processes" if world > 1 else "")
+        )
+    start = time.perf_counter()
+    if mine:
+        _generate_part(config, adapter, clip_skip, settings, mine, done, parts_root / f"rank-{rank}", device,
+                       progress and main, info, todo)  # fmt: skip
+    elapsed = time.perf_counter() - start
+    if world > 1:
+        log(f"process {rank} of {world} made {todo} images in {elapsed:.1f} s")
+    state.wait_for_everyone()
+    summary: dict[str, Any] = {"out": str(out), "rank": rank, "processes": world}
+    if main:
+        summary.update(_merge(final, images, parts_root))
+        summary.update(
+            {
+                "generated_now": len(images) - len(done),
+                "seconds": round(elapsed, 3),
+                "images_per_second": round((len(images) - len(done)) / elapsed, 3)
+                if elapsed > 0 and len(images) > len(done)
+                else None,
+                "settings": settings,
+            }
+        )
+        summary.update(_finish(config, out, settings, adapter, log))
+    state.wait_for_everyone()
+    return summary
+
+
+def _generate_part(
+    config, adapter, clip_skip, settings, mine, done, folder, device, show, info, todo
+) -> None:
+    from fulora_data.generation.pipeline import load_pipeline, sample
+
+    pipe = load_pipeline(config, adapter, device)
+    try:
+        with (
+            GeneratedWriter(folder, shard_size=config.shard_size, info=info) as writer,
+            _progress(todo, show) as bar,
+        ):
+            for batch in mine:
+                pictures = sample(pipe, batch, config, clip_skip)
+                for image, picture in zip(batch, pictures, strict=True):
+                    if image.image_id in done or image.image_id in writer.done:
+                        continue
+                    writer.add(picture, _record(image, config, settings, adapter))
+                    bar.update(1)
+    except OSError as err:
+        raise DataError(
+            f"writing {folder} failed ({err}); the shards committed so far are kept: run the same command "
+            "again to resume"
+        ) from None
+
+
+def _merge(final: GeneratedWriter, images: list[PlannedImage], parts_root: Path) -> dict[str, Any]:
+    """Copy the parts' images into the final folder in plan order, then remove the parts."""
+    parts = _Parts(parts_root)
+    try:
+        for image in images:
+            if image.image_id in final.done:
+                continue
+            if image.image_id not in parts.rows:
+                raise DataError(
+                    f"image {image.image_id} was not generated by any process; run the command again"
+                )
+            data, record = parts.read(image.image_id)
+            final.add(data, record)
+        final.close()
+    finally:
+        parts.close()
+    if parts_root.is_dir():
+        shutil.rmtree(parts_root)
+    counts: dict[str, dict[str, int]] = {}
+    for image in images:
+        counts.setdefault(image.plane, {}).setdefault(image.sampler, 0)
+        counts[image.plane][image.sampler] += 1
+    return {"images": len(images), "counts": counts}
+
+
+def _finish(config: GenerateConfig, out: Path, settings: dict, adapter, log) -> dict[str, Any]:
+    """Write the contact sheet, run the memorisation check and write the card."""
+    from fulora_data.generation.card import contact_sheet, memorisation_summary, write_card
+
+    sheet = contact_sheet(out)
+    log(f"contact sheet: {sheet}")
+    memo = memorisation_summary(config, out, log)
+    card = write_card(out, settings, adapter, memo)
+    log(f"generation card: {card}")
+    return {"contact_sheet": str(sheet), "card": str(card), "memorisation": memo}
+
+
+def regenerate(config: GenerateConfig, record: GenerationRecord, *, device: str | None = None):
+    """Sample one image of a generated set alone, from its record and the run's options.
+
+    Args:
+        config: The options the set was generated with (base, adapter, steps, size ...).
+        record: The image's record (its plane, sampler and seed are used).
+        device: Where to sample (default: the GPU if present and not ``config.cpu``, else the CPU).
+
+    Returns:
+        The PIL image.
+    """
+    from fulora_data.generation.pipeline import load_pipeline, pick_device, sample
+
+    target = pick_device(config.cpu) if device is None else device
+    config, adapter, clip_skip, _ = prepare_run(config, str(target).split(":")[0])
+    if record.sampler not in _SAMPLER_NAMES:
+        raise ConfigError(
+            f"record {record.image_id!r} names sampler {record.sampler!r}, which fulora cannot run"
+        )
+    image = PlannedImage(
+        record.generation_index, record.plane, _SAMPLER_NAMES[record.sampler], -1, record.seed
+    )
+    pipe = load_pipeline(config, adapter, target)
+    return sample(pipe, [image], config, clip_skip)[0]
+
+
+def generate_from_options(
+    out: str | Path,
+    *,
+    preset: str | None = None,
+    log: Callable[[str], None] = _default_log,
+    progress: bool = True,
+    **options: Any,
+) -> dict[str, Any]:
+    """Build the run's options from a preset and the options given (``None``: not given), then ``generate``.
+
+    The library behind ``fulora generate``. Comma-separated ``planes`` and ``samplers`` strings are split.
+
+    Raises:
+        ConfigError: For an unknown preset or a bad option.
+    """
+    given = {key: value for key, value in options.items() if value is not None}
+    for key in ("planes", "samplers"):
+        if isinstance(given.get(key), str):
+            given[key] = tuple(part.strip() for part in given[key].split(",") if part.strip())
+    config = GenerateConfig.preset(preset, **given) if preset else GenerateConfig(**given)
+    return generate(config, out, log=log, progress=progress)
