@@ -244,9 +244,10 @@ def read_adapter(path: str | os.PathLike, weight_name: str | None = None) -> Ada
         if alphas:
             alpha = float(max(set(alphas), key=alphas.count))
     elif "lora_adapter_metadata" in metadata:
+        # diffusers' save_lora_weights stores each component's LoraConfig flat, prefixed: "unet.lora_alpha".
         try:
-            unet = json.loads(metadata["lora_adapter_metadata"]).get("unet", {})
-            alpha = float(unet.get("lora_alpha", rank))
+            packed = json.loads(metadata["lora_adapter_metadata"])
+            alpha = float(packed.get("unet.lora_alpha", rank))
         except (ValueError, AttributeError, TypeError):
             pass
     text_encoder = any(k.startswith(("lora_te_", "lora_te1_", "text_encoder.")) for k in keys)

@@ -103,3 +103,17 @@ def test_bad_metadata_types_are_refused(tmp_path):
     )
     with pytest.raises(DataError, match="'rank' must be an integer, got 'eight'"):
         adapter.read_adapter(tmp_path / "x.safetensors")
+
+
+def test_foreign_diffusers_file_takes_alpha_from_diffusers_own_metadata(tmp_path):
+    diffusers = pytest.importorskip("diffusers")
+    tensors = {
+        "unet.down_blocks.0.attentions.0.proj_in.lora_A.weight": torch.zeros(4, 32),
+        "unet.down_blocks.0.attentions.0.proj_in.lora_B.weight": torch.zeros(32, 4),
+    }
+    unet_layers = {k.removeprefix("unet."): v for k, v in tensors.items()}
+    diffusers.StableDiffusionPipeline.save_lora_weights(
+        tmp_path, unet_lora_layers=unet_layers, unet_lora_adapter_metadata={"r": 4, "lora_alpha": 2}
+    )
+    info = adapter.read_adapter(tmp_path)
+    assert (info.format, info.rank, info.alpha, info.text_encoder) == ("diffusers", 4, 2.0, False)
