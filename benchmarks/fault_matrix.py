@@ -645,7 +645,7 @@ def f_orphan_partial(ws):
     dead = subprocess.run(
         [sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True
     )
-    (extracted / f"{name}.partial-{dead.stdout.strip()}").mkdir()
+    (extracted / f".{name}.tmp-{dead.stdout.strip()}-0badf00d").mkdir()
     outcome = cli(*prepare_args(ws, archive, "african", "Ghana"))
     return Outcome(outcome.exit, outcome.message or "rebuilt", outcome.traceback), outcome.exit == 0, ""
 
@@ -717,7 +717,7 @@ FAULTS = [
     Fault("repo id org/x..y", f_option("repo id org/x..y")),
     Fault("non-UTF-8 --source path", f_option("non-UTF-8 --source")),
     Fault("malformed fulora_export.json", f_malformed_manifest),
-    Fault("orphan .partial-<pid> extraction", f_orphan_partial, expect_success=True),
+    Fault("orphan extraction of a dead process", f_orphan_partial, expect_success=True),
     Fault("failed build keeps extraction", f_failed_build_extraction),
     Fault("archive over the expansion cap", f_expansion_cap),
     Fault("--md5 with a folder source", f_option("--md5 with a folder")),

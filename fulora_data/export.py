@@ -248,8 +248,14 @@ def export(
     cls = get_builder_class(name)
     if version is not None and not re.fullmatch(r"\d+\.\d+\.\d+", str(version)):
         raise ConfigError(f"--version must look like 1.1.0 (MAJOR.MINOR.PATCH), got {version!r}")
+    # The real folder: a symlinked --out exports into its target, and "." or "sub/.." get a name.
+    out = Path(out).expanduser().resolve()
+    if out == Path.cwd() or out in Path.cwd().parents:
+        raise ConfigError(f"--out {out} is the current folder or holds it; export into a folder of its own")
+    if version is None:  # growing an export keeps its release version unless --version bumps it
+        earlier = read_manifest(out) if out.is_dir() else None
+        version = earlier.get("version") if isinstance(earlier, dict) else None
     version = str(version or cls.VERSION)
-    out = Path(out).expanduser()
     if max_shard_size < 1:
         raise ConfigError(f"max_shard_size must be positive, got {max_shard_size!r}")
     manifest = _check_target(out, name, version) or {
@@ -260,16 +266,7 @@ def export(
         "details": {},
     }
     wanted = list(dict.fromkeys(configs or [cls.DEFAULT_CONFIG_NAME]))
-    every = list(dict.fromkeys([*manifest["configs"], *wanted]))
-    if default_config is not None and default_config not in every:
-        raise ConfigError(
-            f"--default-config {default_config!r} is not among the exported configs ({', '.join(every)})"
-        )
-    if default_config is None and manifest.get("default_config") in every:
-        default_config = manifest["default_config"]
-    if default_config is None:
-        default_config = cls.DEFAULT_CONFIG_NAME if cls.DEFAULT_CONFIG_NAME in every else every[0]
-    manifest["default_config"] = default_config
+    manifest["default_config"] = _default_config(cls, manifest, wanted, default_config)
     builders = [make_builder(name, c, source=source, cache_dir=cache_dir, **options) for c in wanted]
     built = [
         (builder, build(builder)) for builder in builders
@@ -278,7 +275,7 @@ def export(
         _recover(out)
         # Read again under the lock: another export may have added a config since the check above.
         manifest = _check_target(out, name, version) or manifest
-        manifest["default_config"] = default_config
+        manifest["default_config"] = _default_config(cls, manifest, wanted, default_config)
         # The whole export is staged in a sibling folder and swapped in at once: a kill leaves the old
         # export (or nothing) at --out, plus a staging folder that the next run removes.
         with atomic_folder(out) as staging:
@@ -286,6 +283,25 @@ def export(
             (staging / "data").mkdir(exist_ok=True)
             _write_configs(staging, name, built, manifest, options, max_shard_size, repo_id)
     return manifest
+
+
+def _default_config(cls, manifest: dict, wanted: list[str], given: str | None) -> str:
+    """The config ``load_dataset(REPO)`` loads: ``given``, else the folder's earlier one, else the builder's
+    default if exported, else the first.
+
+    Raises:
+        ConfigError: If ``given`` is not among the folder's configs after this export.
+    """
+    every = list(dict.fromkeys([*manifest["configs"], *wanted]))
+    if given is not None:
+        if given not in every:
+            raise ConfigError(
+                f"--default-config {given!r} is not among the exported configs ({', '.join(every)})"
+            )
+        return given
+    if manifest.get("default_config") in every:
+        return manifest["default_config"]
+    return cls.DEFAULT_CONFIG_NAME if cls.DEFAULT_CONFIG_NAME in every else every[0]
 
 
 @contextlib.contextmanager

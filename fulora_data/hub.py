@@ -98,7 +98,9 @@ def _verify_listed_files(folder: Path, manifest: dict) -> None:
             "export the dataset again with `fulora data export`"
         )
     local = {rel for rel in _local_files(folder) if rel not in (CARD, MANIFEST, ".gitattributes")}
-    stray = sorted(local - set(listed))
+    # The manifest vouches for the data; files beside it outside data/ (an attached `fulora data compare`
+    # report, figures) are the publisher's to add and go up as they are.
+    stray = sorted(rel for rel in local - set(listed) if rel.startswith("data/"))
     if stray:
         raise DataError(
             f"{str(folder)!r} holds {len(stray)} files that {MANIFEST} does not list (first: {stray[0]!r}); "

@@ -109,6 +109,8 @@ def atomic_folder(target: str | os.PathLike) -> Iterator[Path]:
         The temporary folder to write into.
     """
     target = Path(target)
+    if target.is_symlink():  # swap the folder it points to; moving the link aside would orphan the data
+        target = target.resolve()
     target.parent.mkdir(parents=True, exist_ok=True)
     tmp = _tmp_sibling(target)
     tmp.mkdir()

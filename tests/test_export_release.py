@@ -146,3 +146,55 @@ def test_nothing_local_and_no_token_reaches_the_hub(hub_server, tmp_path):
     for blob in everything:
         for secret in secrets:
             assert secret.encode() not in blob, secret
+
+
+def test_a_symlinked_out_exports_into_its_target_and_the_current_folder_is_refused(
+    spanish, tmp_path, monkeypatch
+):
+    real = tmp_path / "real"
+    real.mkdir()
+    link = tmp_path / "link"
+    link.symlink_to(real, target_is_directory=True)
+    first = _export(spanish, link, "lora-100")
+    assert first.exit_code == 0, first.output
+    assert link.is_symlink() and (real / MANIFEST).is_file()
+    again = _export(spanish, link, "es-1150")
+    assert again.exit_code == 0, again.output
+    assert json.loads((real / MANIFEST).read_text())["configs"] == ["lora-100", "es-1150"]
+    assert sorted(p.name for p in tmp_path.iterdir() if not p.name.endswith(".lock")) == ["link", "real"]
+    monkeypatch.chdir(real)
+    here = _export(spanish, Path("."), "lora-100")
+    assert here.exit_code == 1 and "is the current folder" in here.output
+
+
+def test_growing_an_export_keeps_its_release_version(spanish, tmp_path):
+    out = tmp_path / "release"
+    assert _export(spanish, out, "lora-100", version="1.1.0").exit_code == 0
+    grown = _export(spanish, out, "es-1150")
+    assert grown.exit_code == 0, grown.output
+    manifest = json.loads((out / MANIFEST).read_text())
+    assert manifest["version"] == "1.1.0" and manifest["configs"] == ["lora-100", "es-1150"]
+    other = _export(spanish, out, "es-1150", version="2.0.0")
+    assert other.exit_code == 1 and "holds version 1.1.0" in other.output
+
+
+def test_push_checks_data_exactly_but_lets_an_attached_report_go_up(spanish, tmp_path):
+    from fulora_data.hub import read_export_manifest
+
+    out = tmp_path / "release"
+    assert _export(spanish, out, "lora-100").exit_code == 0
+    (out / "compare").mkdir()
+    (out / "compare" / "report.md").write_text("# How close is synthetic to real?\n")
+    assert read_export_manifest(out)["configs"] == ["lora-100"]
+    (out / "data" / "lora-100" / "extra.parquet").write_bytes(b"PAR1")
+    with pytest.raises(Exception, match="does not list"):
+        read_export_manifest(out)
+
+
+def test_builder_options_on_a_published_set_are_one_error_line():
+    result = CliRunner().invoke(main, ["data", "audit", "fulora/spanish@v1.0.0", "--seed", "3"])
+    assert result.exit_code == 1
+    assert result.output.strip().splitlines() == [
+        "Error: fulora/spanish@v1.0.0 is a published dataset, already built: it takes no builder option "
+        "(got --seed)"
+    ]

@@ -103,6 +103,7 @@ def test_pull_downloads_only_the_configs_asked_and_loads_offline(pushed, hub_ser
     call = next(line for line in result.output.splitlines() if "load_dataset(" in line).split("ds = ")[1]
     globs = {s: f"{local}/data/a/{s}-*.parquet" for s in ("train", "test")}
     assert call == f"load_dataset('parquet', data_files={globs!r})"
+    assert "resolves from the cache" not in result.output  # a --local-dir copy is not in the Hub cache
     # What a user on an offline machine runs: the printed call, with both offline switches and no Hub.
     code = f"from datasets import load_dataset; import json; ds = {call}; print(json.dumps(list(ds['train']['text'])))"
     env = {

@@ -15,6 +15,7 @@ from fulora_data.cli.options import (
     config_option,
     source_option,
 )
+from fulora_data.errors import ConfigError
 
 
 def options_for(name: str, **options) -> dict:
@@ -25,9 +26,9 @@ def options_for(name: str, **options) -> dict:
         return builder_values(name, **options)
     given = sorted(k for k, v in options.items() if v not in (None, ()))
     if given:
-        raise click.BadParameter(
-            f"{name} is a published dataset, already built: it takes no builder option (got {given[0]})",
-            param_hint=f"--{given[0].replace('_', '-')}",
+        raise ConfigError(
+            f"{name} is a published dataset, already built: it takes no builder option "
+            f"(got --{given[0].replace('_', '-')})"
         )
     return {}
 

@@ -42,9 +42,11 @@ def pull_dataset(repo, configs, **options) -> None:
     )
     click.echo("offline (HF_HUB_OFFLINE=1 HF_DATASETS_OFFLINE=1), load it with:")
     click.echo(f"  from datasets import load_dataset; ds = {result['load']}")
-    click.echo(
-        f"or give fulora the repo id, which now resolves from the cache: {result['repo_id']}@{result['revision']}"
-    )
+    if options.get("local_dir") is None:  # a --local-dir copy is not in the cache the repo id resolves from
+        click.echo(
+            "or give fulora the repo id, which now resolves from the cache: "
+            f"{result['repo_id']}@{result['revision']}"
+        )
 
 
 @click.command("pull")
@@ -57,4 +59,9 @@ def pull_model(repo, **options) -> None:
         f"pulled {result['kind']} {result['repo_id']} {result['revision']} (commit {result['commit']}) "
         f"into {result['path']}"
     )
-    click.echo(f"offline, use: {result['use']} (or the repo id {result['repo_id']}@{result['revision']})")
+    also = (
+        ""
+        if options.get("local_dir") is not None
+        else f" (or the repo id {result['repo_id']}@{result['revision']})"
+    )
+    click.echo(f"offline, use: {result['use']}{also}")

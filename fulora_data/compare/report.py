@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -162,8 +161,10 @@ def write_report(directory: str | os.PathLike, result: dict[str, Any]) -> Path:
     directory = Path(directory)
     check_report_folder(directory)
     directory.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
-    try:
+    # Drawn in the system's temporary folder, then each file written into place atomically: a killed run
+    # leaves nothing beside the report.
+    with tempfile.TemporaryDirectory(prefix="fulora-compare-") as tmp:
+        work = Path(tmp)
         sets = result["sets"]
         for name, panel in result["planes"].items():
             if panel.get("tsne"):
@@ -177,9 +178,7 @@ def write_report(directory: str | os.PathLike, result: dict[str, Any]) -> Path:
         written = {path.name for path in work.iterdir()}
         for name in sorted(written, key=lambda name: name == "report.md"):
             atomic_write_bytes(directory / name, (work / name).read_bytes())
-        for stale in directory.glob("tsne_*.png"):
-            if stale.name not in written:
-                stale.unlink(missing_ok=True)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
+    for stale in directory.glob("tsne_*.png"):
+        if stale.name not in written:
+            stale.unlink(missing_ok=True)
     return directory / "report.md"
