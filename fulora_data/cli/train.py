@@ -116,3 +116,8 @@ def _parse_data_options(pairs: tuple[str, ...]) -> dict:
         else:
             parsed[key.strip()] = text
     return parsed
+
+
+from fulora_data.cli.lora import lora  # noqa: E402
+
+train.add_command(lora)
