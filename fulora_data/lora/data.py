@@ -1,9 +1,10 @@
 """The training data: the fulora dataset, aspect-ratio buckets, the latent cache and the prompt embeddings.
 
 Buckets keep every image whole. An image is scaled (never up, with ``bucket_no_upscale``) to about
-``resolution**2`` pixels and each side is rounded to a multiple of ``bucket_step``; the image is then
-resized to exactly that bucket, which changes its aspect ratio by at most half a step per side and crops
-nothing, so the whole ultrasound fan is always seen. A batch holds images of one bucket.
+``resolution**2`` pixels, each side is rounded to a multiple of ``bucket_step`` and the longer side is
+shortened by steps until the bucket fits the pixel budget; the image is then resized to exactly that
+bucket. Where kohya crops the few pixels that do not fit, this stretches the image slightly instead, so
+the whole ultrasound fan is always seen. A batch holds images of one bucket.
 
 Latents are encoded once per image (each image has one bucket) and cached on disk under a key made of the
 base model's identity, the VAE dtype, the resolution and bucket settings and the image's own bytes, so a
