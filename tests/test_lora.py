@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import warnings
+from pathlib import Path
 
 import pytest
 
@@ -164,7 +165,7 @@ def test_training_lowers_the_loss_on_a_fixed_batch(run, workspace):
         shapes.setdefault(tuple(latent.shape), []).append(latent)
     latents = torch.stack(max(shapes.values(), key=len)[:4])
     generator = torch.Generator().manual_seed(0)
-    noise = torch.randn((8, *latents.shape), generator=generator)
+    noise = torch.randn((3, *latents.shape), generator=generator)
     timesteps = torch.randint(100, 900, (latents.shape[0],), generator=generator)
 
     def fixed_batch_loss(pipe) -> float:
@@ -232,3 +233,86 @@ def test_cli_resume_of_a_finished_run_pushes_to_the_hub(run, workspace, hub_serv
     assert summary["steps"] == 4 and summary["hub"]["pushed"]
     files = HfApi(endpoint=hub_server.url, token=hub_server.token).list_repo_files("fulora/tiny-lora")
     assert {DIFFUSERS_FILE, KOHYA_FILE, "README.md", "samples.png"} <= set(files)
+
+
+def test_kohya_file_like_the_studys_loads_every_key_including_the_text_encoder(workspace, tmp_path):
+    """A kohya/A1111 file for every study module and every CLIP layer (as ``fangyijie/fu-lora``'s files
+    are) lands key by key in diffusers with transformers 5's CLIP layout."""
+    from diffusers import StableDiffusionPipeline
+    from safetensors.torch import save_file
+
+    from fulora_data.adapter import kohya_tensors
+    from fulora_data.lora.model import text_encoder_targets, unet_targets
+
+    pipe = StableDiffusionPipeline.from_pretrained(workspace["base"], safety_checker=None)
+    modules = {**dict(pipe.unet.named_modules())}
+    generator = torch.Generator().manual_seed(0)
+    ours = {}
+    for prefix, model, names in (
+        ("unet", pipe.unet, unet_targets(pipe.unet, "study")),
+        ("text_encoder", pipe.text_encoder, text_encoder_targets(pipe.text_encoder, "study", clip_skip=1)),
+    ):
+        modules = dict(model.named_modules())
+        for name in names:
+            layer = modules[name]
+            conv = isinstance(layer, torch.nn.Conv2d)
+            fan_in = layer.in_channels if conv else layer.in_features
+            fan_out = layer.out_channels if conv else layer.out_features
+            down = torch.randn((8, fan_in, 1, 1) if conv else (8, fan_in), generator=generator)
+            up = torch.randn((fan_out, 8, 1, 1) if conv else (fan_out, 8), generator=generator)
+            ours[f"{prefix}.{name}.lora_A.weight"] = down
+            ours[f"{prefix}.{name}.lora_B.weight"] = up
+    kohya = kohya_tensors(ours, alpha=4.0)
+    te_layers = {k.split("_layers_")[1].split("_")[0] for k in kohya if k.startswith("lora_te_")}
+    assert te_layers == {"0", "1", "2", "3", "4"}  # every CLIP layer, as in the study's files
+    save_file(kohya, str(tmp_path / "fetal_ultrasound_v3.0.safetensors"))
+    pipe.load_lora_weights(tmp_path, weight_name="fetal_ultrasound_v3.0.safetensors")
+    for prefix, model in (("unet.", pipe.unet), ("text_encoder.", pipe.text_encoder)):
+        loaded = _lora_values(model)
+        expected = {k[len(prefix) :]: v for k, v in ours.items() if k.startswith(prefix)}
+        assert set(loaded) == set(expected), prefix
+        for key, value in expected.items():
+            assert torch.equal(loaded[key].float(), value), key
+        config = model.peft_config[next(iter(model.peft_config))]
+        assert config.r == 8 and config.lora_alpha == 4.0  # kohya's .alpha scalars are honoured
+
+
+def test_two_cpu_processes_under_accelerate_launch(workspace, tmp_path):
+    """The same entry point under ``accelerate launch --num_processes 2``: global batch 4, one writer."""
+    import os
+    import socket
+    import subprocess
+    import sys
+
+    import yaml
+
+    values = {
+        k: v for k, v in tiny_config(workspace, max_steps=3).to_dict().items() if k != "train_text_encoder"
+    }
+    preset = tmp_path / "tiny.yaml"
+    preset.write_text(yaml.safe_dump(values))
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    out = tmp_path / "ddp"
+    script = Path(__file__).resolve().parents[1] / "training" / "train_lora.py"
+    command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2"]
+    command += ["--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
+    command += ["--main_process_port", str(port), str(script), "--preset", str(preset), "--out", str(out)]
+    command += ["--cpu", "--json"]
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join(
+            p for p in [str(script.parents[1]), os.environ.get("PYTHONPATH", "")] if p
+        ),
+    }
+    env["OMP_NUM_THREADS"] = "1"
+    result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.count('"adapter_dir"') == 1  # only the main process reports
+    summary = json.loads(result.stdout[result.stdout.index("{") :])
+    assert summary["num_processes"] == 2 and summary["global_batch_size"] == 4 and summary["steps"] == 3
+    state = json.loads((out / "checkpoint" / "state.json").read_text())
+    assert state["num_processes"] == 2 and state["step"] == 3
+    assert read_adapter(out / "adapter").extra["global_batch_size"] == 4
+    assert not list(out.rglob(".*.tmp-*"))

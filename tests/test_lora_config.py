@@ -8,12 +8,11 @@ from pathlib import Path
 import pytest
 import yaml
 from click.testing import CliRunner
+from conftest import SHARED_DATA
 
 from fulora_data.cli import main
 from fulora_data.errors import ConfigError
 from fulora_data.lora.config import PRESETS, SD15, SD15_REVISION, LoraConfig
-
-from conftest import SHARED_DATA
 
 CONFIGS = Path(__file__).resolve().parents[1] / "training" / "configs"
 KOHYA = SHARED_DATA / "paper" / "kohya_lora_config_abdomen.json"
@@ -53,7 +52,9 @@ def test_yaml_presets_and_named_presets_are_the_studys(rank):
     assert named.base_revision == SD15_REVISION and named.base == SD15
 
 
-@pytest.mark.skipif(not KOHYA.is_file(), reason="../shared/data/paper/kohya_lora_config_abdomen.json is absent")
+@pytest.mark.skipif(
+    not KOHYA.is_file(), reason="../shared/data/paper/kohya_lora_config_abdomen.json is absent"
+)
 def test_presets_match_the_studys_published_kohya_config():
     kohya = json.loads(KOHYA.read_text())
     preset = LoraConfig.preset(f"r{kohya['network_dim']}")
@@ -165,7 +166,9 @@ def test_a_target_module_without_lora_is_refused():
     from fulora_data.lora.model import add_lora
 
     model = torch.nn.Sequential(torch.nn.Linear(4, 4))
-    with pytest.raises(ConfigError, match="UNet: 1 requested module.s. received no LoRA layer, e.g. 'missing'"):
+    with pytest.raises(
+        ConfigError, match="UNet: 1 requested module.s. received no LoRA layer, e.g. 'missing'"
+    ):
         add_lora(model, 2, 2.0, ["0", "missing"], "UNet")
     with pytest.raises(ConfigError, match="UNet: peft could not add LoRA layers"):
         add_lora(torch.nn.Sequential(torch.nn.Linear(4, 4)), 2, 2.0, ["missing"], "UNet")
@@ -179,7 +182,9 @@ def test_a_base_that_is_not_a_diffusers_model_is_refused(tmp_path):
     _refused(result, "is not a diffusers model folder", "model_index.json")
     text = tmp_path / "weights.txt"
     text.write_text("x")
-    _refused(_invoke(["--base", str(text), "--out", str(tmp_path / "out")]), "is not a diffusers model folder")
+    _refused(
+        _invoke(["--base", str(text), "--out", str(tmp_path / "out")]), "is not a diffusers model folder"
+    )
     _refused(_invoke(["--base", str(tmp_path / "gone"), "--out", str(tmp_path / "out")]), "does not exist")
 
 

@@ -62,6 +62,8 @@ def lora(preset, out_dir, resume, push_to_hub, hub_token, private, as_json, **op
     summary = train_lora(
         config, out_dir, resume=resume, push_to_hub=push_to_hub, hub_token=hub_token, hub_private=private
     )
+    if not summary["main_process"]:  # under accelerate launch, one process reports
+        return
     if as_json:
         click.echo(json.dumps(summary, indent=2))
         return

@@ -97,17 +97,23 @@ def unet_targets(unet, targets: str) -> list[str]:
     return names
 
 
-def text_encoder_targets(text_encoder, targets: str) -> list[str]:
-    """The CLIP text encoder's modules that get LoRA layers (attention, plus the MLP for ``study``)."""
+def text_encoder_targets(text_encoder, targets: str, clip_skip: int = 1) -> list[str]:
+    """The CLIP text encoder's modules that get LoRA layers (attention, plus the MLP for ``study``).
+
+    With clip skip ``n`` the last ``n - 1`` layers never reach the UNet, so they get no LoRA layer: it
+    would never receive a gradient (and distributed training refuses parameters that get none).
+    """
     torch = require("torch", "train")
     suffixes = _ATTENTION_CLIP + (_MLP_CLIP if targets == "study" else ())
-    return [
-        name
-        for name, module in text_encoder.named_modules()
-        if isinstance(module, torch.nn.Linear)
-        and name.rsplit(".", 1)[-1] in suffixes
-        and ".layers." in f".{name}"
-    ]
+    used_layers = text_encoder.config.num_hidden_layers - (clip_skip - 1)
+    names = []
+    for name, module in text_encoder.named_modules():
+        parts = name.split(".")
+        if not isinstance(module, torch.nn.Linear) or parts[-1] not in suffixes or "layers" not in parts:
+            continue
+        if int(parts[parts.index("layers") + 1]) < used_layers:
+            names.append(name)
+    return names
 
 
 def lora_config(rank: int, alpha: float, modules: list[str]):

@@ -254,7 +254,7 @@ def train_lora(
     unet_peft = lora_model.add_lora(unet, config.rank, config.lora_alpha, unet_modules, "UNet")
     text_peft = None
     if config.train_text_encoder:
-        text_modules = lora_model.text_encoder_targets(text_encoder, config.targets)
+        text_modules = lora_model.text_encoder_targets(text_encoder, config.targets, config.clip_skip)
         text_peft = lora_model.add_lora(
             text_encoder, config.rank, config.lora_alpha, text_modules, "text encoder"
         )
@@ -492,6 +492,7 @@ def train_lora(
         },
         "notes": notes,
         "hub": None,
+        "main_process": main,
     }
     if main:
         samples = sample(step, out / "validation" / f"step-{step}")
