@@ -597,3 +597,50 @@ def write_adapter(
         grid = sample_grid(samples, tmp / "samples.png") if samples else None
         (tmp / "README.md").write_text(render_lora_card(info, grid is not None, samples), encoding="utf-8")
     return folder
+
+
+def train_tiny_lora(
+    workdir: str | os.PathLike,
+    *,
+    source: str | os.PathLike,
+    data_config: str = "lora-100",
+    cache_dir: str | os.PathLike | None = None,
+    steps: int = 6,
+    log: Callable[[str], None] = _stderr,
+) -> dict[str, Any]:
+    """Fine-tune the tiny Stable Diffusion (``fulora_data.tiny_sd``) for a few steps: ``fulora demo``'s step.
+
+    Writes the tiny base model to ``WORKDIR/base`` (once) and the run to ``WORKDIR/run``; a rerun resumes
+    (or reuses) the earlier run. The adapter means nothing (random base weights): it shows the pipeline.
+
+    Args:
+        workdir: Folder for the base model and the run.
+        source: The Spanish archive or folder (``fulora_data.samples.write_spanish_source``).
+        data_config: The Spanish config to train on.
+        cache_dir: Where datasets and latents are cached.
+        steps: Training steps.
+        log: Where progress lines go.
+
+    Returns:
+        ``train_lora``'s summary.
+    """
+    from fulora_data.lora.config import LoraConfig
+    from fulora_data.tiny_sd import save_tiny_pipeline
+
+    workdir = Path(workdir)
+    base = workdir / "base"
+    if not (base / "model_index.json").is_file():
+        save_tiny_pipeline(base)
+    config = LoraConfig.preset(
+        "smoke",
+        base=str(base),
+        data="spanish",
+        data_config=data_config,
+        source=str(source),
+        cache_dir=str(cache_dir) if cache_dir is not None else None,
+        max_steps=steps,
+    )
+    out = workdir / "run"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return train_lora(config, out, resume=(out / "checkpoint").is_dir(), progress=False, log=log)
