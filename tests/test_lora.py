@@ -44,6 +44,7 @@ def tiny_config(workspace, **overrides) -> LoraConfig:
         "max_steps": 4,
         "text_encoder_lr": 1e-3,
         "checkpoint_every": 2,
+        "validation_every": 2,
         "validation_inference_steps": 1,
         "seed": 7,
     }
@@ -70,7 +71,8 @@ def test_run_writes_adapter_checkpoint_samples_and_logs(run):
     assert state["step"] == 4 and state["config"]["rank"] == 4
     for name in ("adapter.safetensors", "optimizer.pt", "scheduler.pt", "rng.pt"):
         assert (out / "checkpoint" / name).is_file(), name
-    assert len(list((out / "validation" / "step-4").glob("*.png"))) == 5  # one per plane
+    for step in (2, 4):  # mid-run and final samples, one per plane
+        assert len(list((out / "validation" / f"step-{step}").glob("*.png"))) == 5
     assert list((out / "logs").rglob("events.out.tfevents*"))  # TensorBoard through accelerate
 
 
@@ -316,3 +318,30 @@ def test_two_cpu_processes_under_accelerate_launch(workspace, tmp_path):
     assert state["num_processes"] == 2 and state["step"] == 3
     assert read_adapter(out / "adapter").extra["global_batch_size"] == 4
     assert not list(out.rglob(".*.tmp-*"))
+
+
+def test_mixed_precision_keeps_lora_parameters_in_fp32_and_the_demo_hook_trains(workspace, tmp_path):
+    """bf16 autocast (fp16's path, on a CPU): base weights in bf16, LoRA parameters in fp32; the demo's
+    ``train_tiny_lora`` writes an adapter."""
+    from fulora_data.lora.train import train_tiny_lora
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        summary = train_lora(
+            tiny_config(
+                workspace, mixed_precision="bf16", max_steps=2, text_encoder_lr=0.0, validation_every=0
+            ),
+            tmp_path / "bf16",
+            progress=False,
+            log=lambda m: None,
+        )
+    assert summary["base_dtype"] == "torch.bfloat16" and summary["trainable_dtypes"] == ["torch.float32"]
+    demo = train_tiny_lora(
+        tmp_path / "demo",
+        source=workspace["source"],
+        data_config="es",
+        cache_dir=workspace["cache"],
+        steps=2,
+        log=lambda m: None,
+    )
+    assert demo["steps"] == 2 and (tmp_path / "demo" / "run" / "adapter" / DIFFUSERS_FILE).is_file()

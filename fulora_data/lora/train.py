@@ -187,6 +187,11 @@ def train_lora(
         tracker = "tensorboard"
     except ImportError:
         pass
+    # accelerate keeps its state (mixed precision among it) for the whole process; a library function
+    # that may run twice in one process (tests, notebooks, the demo) starts from a clean one. The process
+    # group (PartialState) is kept, so this is harmless under accelerate launch.
+    accelerate.state.AcceleratorState._reset_state()
+    accelerate.state.GradientState._reset_state()
     accelerator = accelerate.Accelerator(
         mixed_precision=config.mixed_precision,
         cpu=config.cpu,
@@ -206,8 +211,9 @@ def train_lora(
                 f"--resume: {out} was trained on {saved_processes} process(es), not {accelerator.num_processes}"
             )
     weight_dtype = {"fp16": torch.float16, "bf16": torch.bfloat16}.get(config.mixed_precision, torch.float32)
-    remove_leftovers(out, "checkpoint")
-    remove_leftovers(out, "adapter")
+    if main:
+        remove_leftovers(out, "checkpoint")
+        remove_leftovers(out, "adapter")
 
     # ---- 2. base model
     parts = lora_model.load_base(config)
@@ -482,6 +488,8 @@ def train_lora(
         "losses": {"first": losses[0] if losses else None, "last": losses[-1] if losses else None},
         "optimizer": optimizer_used,
         "latents_encoded": encoded,
+        "trainable_dtypes": sorted({str(p.dtype) for p in params}),
+        "base_dtype": str(weight_dtype),
         "num_processes": accelerator.num_processes,
         "global_batch_size": config.batch_size * accelerator.num_processes,
         "timing": {
