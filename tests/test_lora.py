@@ -320,22 +320,48 @@ def test_two_cpu_processes_under_accelerate_launch(workspace, tmp_path):
     assert not list(out.rglob(".*.tmp-*"))
 
 
-def test_mixed_precision_keeps_lora_parameters_in_fp32_and_the_demo_hook_trains(workspace, tmp_path):
-    """bf16 autocast (fp16's path, on a CPU): base weights in bf16, LoRA parameters in fp32; the demo's
-    ``train_tiny_lora`` writes an adapter."""
+def test_mixed_precision_keeps_lora_parameters_in_fp32_clips_and_the_demo_hook_trains(
+    workspace, tmp_path, monkeypatch
+):
+    """bf16 autocast (fp16's path, on a CPU): base weights in bf16, LoRA parameters in fp32; gradients are
+    really clipped to ``max_grad_norm``; the demo's ``train_tiny_lora`` writes an adapter."""
+    import accelerate
+
     from fulora_data.lora.train import train_tiny_lora
+
+    clipped = []
+    real_clip = accelerate.Accelerator.clip_grad_norm_
+
+    def spy(self, parameters, max_norm, norm_type=2):
+        parameters = list(parameters)
+        before = real_clip(self, parameters, max_norm, norm_type)
+        after = torch.linalg.vector_norm(
+            torch.stack([p.grad.norm() for p in parameters if p.grad is not None])
+        )
+        clipped.append((float(before), float(after), max_norm))
+        return before
+
+    monkeypatch.setattr(accelerate.Accelerator, "clip_grad_norm_", spy)
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         summary = train_lora(
             tiny_config(
-                workspace, mixed_precision="bf16", max_steps=2, text_encoder_lr=0.0, validation_every=0
+                workspace,
+                mixed_precision="bf16",
+                max_steps=2,
+                text_encoder_lr=0.0,
+                validation_every=0,
+                max_grad_norm=1e-6,
             ),
             tmp_path / "bf16",
             progress=False,
             log=lambda m: None,
         )
     assert summary["base_dtype"] == "torch.bfloat16" and summary["trainable_dtypes"] == ["torch.float32"]
+    assert len(clipped) == 2
+    for before, after, max_norm in clipped:
+        assert before > max_norm and after <= max_norm * 1.01
     demo = train_tiny_lora(
         tmp_path / "demo",
         source=workspace["source"],

@@ -15,17 +15,24 @@ from __future__ import annotations
 
 import sys
 
-from fulora_data.cli import FuloraGroup
+import click
+
 from fulora_data.cli.lora import lora
+from fulora_data.errors import FuloraError
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the command with ``argv`` (default: the process's arguments); return its exit status."""
-    group = FuloraGroup(commands={"lora": lora})
     try:
-        group.main(["lora", *(sys.argv[1:] if argv is None else argv)], prog_name="train_lora.py")
-    except SystemExit as exit_:
-        return int(exit_.code or 0)
+        lora.main(sys.argv[1:] if argv is None else argv, prog_name="train_lora.py", standalone_mode=False)
+    except FuloraError as err:  # one line, no traceback, as the fulora command reports it
+        click.echo(f"Error: {err}", err=True)
+        return 1
+    except click.ClickException as err:
+        err.show()
+        return err.exit_code
+    except click.exceptions.Exit as exit_:
+        return exit_.exit_code
     return 0
 
 

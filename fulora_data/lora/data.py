@@ -28,7 +28,7 @@ from fulora_data.errors import DataError, require
 from fulora_data.io import atomic_write_bytes
 from fulora_data.lora.config import LoraConfig
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -154,7 +154,10 @@ def pixels(data: bytes, bucket: tuple[int, int]):
 
     torch = require("torch", "train")
     with Image.open(io.BytesIO(data)) as image:
-        rgb = image.convert("RGB").resize(bucket, Image.Resampling.BICUBIC)
+        # Grayscale scans are resized before they become RGB: a third of the memory and work, same pixels.
+        if image.mode not in ("L", "RGB"):
+            image = image.convert("RGB")
+        rgb = image.resize(bucket, Image.Resampling.BICUBIC).convert("RGB")
         array = np.asarray(rgb, dtype=np.float32)
     return torch.from_numpy(array).permute(2, 0, 1) / 127.5 - 1.0
 
