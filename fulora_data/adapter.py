@@ -247,7 +247,9 @@ def read_adapter(path: str | os.PathLike, weight_name: str | None = None) -> Ada
         # diffusers' save_lora_weights stores each component's LoraConfig flat, prefixed: "unet.lora_alpha".
         try:
             packed = json.loads(metadata["lora_adapter_metadata"])
-            alpha = float(packed.get("unet.lora_alpha", rank))
+            # diffusers writes the peft configs flat, prefixed by component ("unet.lora_alpha").
+            unet = packed.get("unet") or {k[5:]: v for k, v in packed.items() if k.startswith("unet.")}
+            alpha = float(unet.get("lora_alpha", rank))
         except (ValueError, AttributeError, TypeError):
             pass
     text_encoder = any(k.startswith(("lora_te_", "lora_te1_", "text_encoder.")) for k in keys)
@@ -307,3 +309,33 @@ def save_adapter_file(
     contiguous = {name: tensor.detach().cpu().contiguous() for name, tensor in tensors.items()}
     data = safetensors_torch.save(contiguous, metadata=metadata)
     return atomic_write_bytes(path, data)
+
+
+def kohya_tensors(tensors: dict[str, Any], alpha: float) -> dict[str, Any]:
+    """Convert diffusers-layout LoRA tensors (``unet.…lora_A.weight``) to the SD1.5 kohya/A1111 layout.
+
+    The key mapping is diffusers' ``convert_state_dict_to_kohya``; two things are then set right for SD1.5:
+    text-encoder keys take kohya's SD1.5 prefix ``lora_te_text_model_…`` (diffusers writes the SDXL
+    ``lora_te1_`` and, with transformers 5's CLIP, drops ``text_model``), and each ``.alpha`` holds the
+    adapter's alpha as a float (diffusers writes the rank).
+
+    Args:
+        tensors: The adapter in diffusers' layout (``unet.`` and ``text_encoder.`` keys).
+        alpha: The LoRA alpha.
+
+    Returns:
+        Kohya key -> tensor (``lora_down``/``lora_up`` weights and one ``.alpha`` per module).
+    """
+    torch = require("torch", "train")
+    from diffusers.utils.state_dict_utils import convert_state_dict_to_kohya
+
+    converted = convert_state_dict_to_kohya(dict(tensors))
+    out: dict[str, Any] = {}
+    for key, value in converted.items():
+        if key.startswith("lora_te1_"):
+            rest = key[len("lora_te1_") :]
+            key = "lora_te_" + (rest if rest.startswith("text_model_") else f"text_model_{rest}")
+        if key.endswith(".alpha"):
+            value = torch.tensor(float(alpha), dtype=torch.float32)
+        out[key] = value
+    return out

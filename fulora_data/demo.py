@@ -3,7 +3,8 @@
 No download is needed: the demo writes seeded, procedural stand-ins for the published archives (same file
 layouts, CSV dialects and quirks as the real ones, see ``fulora_data.samples``) and a tiny Stable Diffusion
 pipeline with random weights (``fulora_data.tiny_sd``), then closes the study's loop with the steps a user
-runs on the real data: generate a synthetic set with both samplers (``fulora generate``), build the Spanish,
+runs on the real data: fine-tune a LoRA adapter on the LoRA set (``fulora train lora``), generate a synthetic
+set with it and both samplers (``fulora generate``), build the Spanish,
 African, synthetic and hybrid sets from it, export them as Hub-ready folders with dataset cards, audit the
 African set for train/test leakage, train a small classifier on ES and on HB, and evaluate both zero-shot
 on the African test split under the study's protocol, side by side.
@@ -48,6 +49,7 @@ PHANTOM_NOTE = (
 def generate_synthetic(
     workdir: Path,
     *,
+    base: str | os.PathLike | None = None,
     adapter: str | None = None,
     per_plane: int = 4,
     log: Callable[[str], None] = _default_log,
@@ -55,7 +57,8 @@ def generate_synthetic(
     """Generate the demo's synthetic set with the tiny pipeline and both of the study's samplers.
 
     Args:
-        workdir: The demo folder; the tiny base goes to ``tiny-sd/``, the set to ``generated/``.
+        workdir: The demo folder; the set goes to ``generated/``.
+        base: The base model folder (default: the tiny pipeline, written once to ``tiny-sd/``).
         adapter: A LoRA adapter folder to sample with (``None``: the base alone).
         per_plane: Images per plane and sampler.
         log: Where progress lines go.
@@ -67,9 +70,10 @@ def generate_synthetic(
     from fulora_data.generation.run import generate
     from fulora_data.tiny_sd import save_tiny_pipeline
 
-    base = workdir / "tiny-sd"
-    if not (base / "model_index.json").is_file():
-        save_tiny_pipeline(base)
+    if base is None:
+        base = workdir / "tiny-sd"
+        if not (base / "model_index.json").is_file():
+            save_tiny_pipeline(base)
     config = GenerateConfig(
         base=str(base),
         adapter=adapter,
@@ -111,22 +115,33 @@ def run_demo(
     from fulora_data.classifier.train import train
     from fulora_data.evaluation.run import evaluate_checkpoint
     from fulora_data.export import export
+    from fulora_data.lora.train import train_tiny_lora
 
     workdir = Path(workdir)
     cache = workdir / "cache"
-    log(f"[1/7] writing procedural archives in the real layouts under {workdir / 'sources'}")
+    log(f"[1/8] writing procedural archives in the real layouts under {workdir / 'sources'}")
     src = write_sources(workdir / "sources")
 
-    # >>> LoRA fine-tuning goes here: train a tiny adapter on spanish/lora-100 (src["spanish"]) with the
-    # LoRA trainer and pass its folder as ``adapter=`` below. Until then the demo samples the base alone.
-    adapter = None
-    # <<<
-    log("[2/7] generating synthetic planes with the tiny pipeline: 5 planes x euler, unipc (fulora generate)")
-    generation = generate_synthetic(workdir, adapter=adapter, per_plane=per_plane, log=log)
+    log(
+        "[2/8] fine-tuning a LoRA adapter of the tiny Stable Diffusion on spanish/lora-100 (fulora train lora)"
+    )
+    lora = train_tiny_lora(
+        workdir / "lora", source=src["spanish"], data_config="lora-100", cache_dir=cache, log=lambda m: None
+    )
+    losses = lora["losses"]
+    log(f"      adapter: {lora['adapter_dir']} (loss {losses['first']:.3f} -> {losses['last']:.3f})")
+    log("[3/8] generating synthetic planes with the adapter: 5 planes x euler, unipc (fulora generate)")
+    generation = generate_synthetic(
+        workdir,
+        base=workdir / "lora" / "base",
+        adapter=str(lora["adapter_dir"]),
+        per_plane=per_plane,
+        log=log,
+    )
     src["generated"] = Path(generation["out"])
     log(f"      {generation['images']} images with full provenance in {src['generated']}")
 
-    log("[3/7] building the datasets")
+    log("[4/8] building the datasets")
     sets = {
         ("spanish", "es"): {"source": src["spanish"]},
         ("spanish", "lora-100"): {"source": src["spanish"]},
@@ -144,7 +159,7 @@ def run_demo(
         sizes[f"{name}/{config}"] = summary["splits"]
         log(f"      {name}/{config}: {', '.join(f'{k} {v}' for k, v in summary['splits'].items())}")
 
-    log(f"[4/7] exporting Hub-ready folders (Parquet + dataset card) under {workdir / 'hub'}")
+    log(f"[5/8] exporting Hub-ready folders (Parquet + dataset card) under {workdir / 'hub'}")
     exports = {}
     for (name, config), options in sets.items():
         out = workdir / "hub" / name
@@ -154,7 +169,7 @@ def run_demo(
         "      each folder loads with datasets.load_dataset(FOLDER, CONFIG) and pushes with 'fulora data push'"
     )
 
-    log("[5/7] auditing the African set for duplicates and train/test leakage")
+    log("[6/8] auditing the African set for duplicates and train/test leakage")
     audit = audit_dataset("african", "all", source=src["african"], cache_dir=cache)["audit"]
     log(
         f"      exact pairs {audit['exact_duplicate_pairs']}, near pairs {audit['near_duplicate_pairs']}, "
@@ -162,7 +177,7 @@ def run_demo(
     )
 
     log(
-        f"[6/7] training a small ResNet18 on ES and on HB (the 'smoke' preset: 32 px, random init, {epochs} epochs)"
+        f"[7/8] training a small ResNet18 on ES and on HB (the 'smoke' preset: 32 px, random init, {epochs} epochs)"
     )
     runs = {}
     for train_set, extra in (
@@ -191,7 +206,7 @@ def run_demo(
         resume = (out / "checkpoint").is_dir()  # a rerun continues (or reuses) the earlier run
         runs[train_set] = train(config, out, resume=resume, progress=False, log=lambda m: None)
 
-    log("[7/7] evaluating both zero-shot on african:test with the study's protocol")
+    log("[8/8] evaluating both zero-shot on african:test with the study's protocol")
     zero_shot = {}
     for train_set, run in runs.items():
         result = evaluate_checkpoint(
@@ -216,6 +231,7 @@ def run_demo(
     log(f"      {PHANTOM_NOTE}")
     log(f"      reports: {workdir / 'report'}")
     return {
+        "lora": {"adapter_dir": str(lora["adapter_dir"]), "losses": losses},
         "generation": {k: generation[k] for k in ("out", "images", "counts", "card", "contact_sheet")},
         "sizes": sizes,
         "exports": exports,

@@ -39,6 +39,7 @@ from fulora_data.cli.evaluate import evaluate  # noqa: E402
 from fulora_data.cli.export import export_command  # noqa: E402
 from fulora_data.cli.generate import generate  # noqa: E402
 from fulora_data.cli.hub import model, push_dataset  # noqa: E402
+from fulora_data.cli.lora import lora  # noqa: E402
 from fulora_data.cli.pull import pull_dataset, pull_model  # noqa: E402
 from fulora_data.cli.train import train  # noqa: E402
 
@@ -53,5 +54,6 @@ main.add_command(evaluate)
 main.add_command(generate)
 main.add_command(model)
 main.add_command(train)
+train.add_command(lora)
 data.add_command(pull_dataset)
 model.add_command(pull_model)

@@ -1,0 +1,330 @@
+"""The training data: the fulora dataset, aspect-ratio buckets, the latent cache and the prompt embeddings.
+
+Buckets keep every image whole. An image is scaled (never up, with ``bucket_no_upscale``) to about
+``resolution**2`` pixels, each side is rounded to a multiple of ``bucket_step`` and the longer side is
+shortened by steps until the bucket fits the pixel budget; the image is then resized to exactly that
+bucket. Where kohya crops the few pixels that do not fit, this stretches the image slightly instead, so
+the whole ultrasound fan is always seen. A batch holds images of one bucket.
+
+Latents are encoded once per image (each image has one bucket) and cached on disk under a key made of the
+base model's identity, the VAE dtype, the resolution and bucket settings and the image's own bytes, so a
+changed image, base model, resolution or precision never reuses a stale latent. As kohya does, the cached
+latent is one sample of the VAE's posterior, drawn with a generator seeded by the image digest. When the
+text encoder is frozen the prompts' embeddings are encoded once per run.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import random
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from fulora_data.errors import DataError, require
+from fulora_data.io import atomic_write_bytes
+from fulora_data.lora.config import LoraConfig
+
+CACHE_VERSION = 2
+
+
+@dataclass(frozen=True)
+class Example:
+    """One training image: its digest, bucket (width, height) and prompt."""
+
+    index: int
+    digest: str
+    bucket: tuple[int, int]
+    prompt: str
+
+
+def bucket_for(
+    width: int, height: int, resolution: int, step: int, no_upscale: bool = True
+) -> tuple[int, int]:
+    """The bucket (width, height) of an image: about ``resolution**2`` pixels, sides multiples of ``step``.
+
+    Args:
+        width, height: The image's size.
+        resolution: Training resolution.
+        step: Bucket sides are multiples of this (at least one step).
+        no_upscale: Never scale an image with fewer pixels than ``resolution**2`` up.
+    """
+    scale = (resolution * resolution / float(width * height)) ** 0.5
+    if no_upscale:
+        scale = min(scale, 1.0)
+    bucket_w = max(step, int(round(width * scale / step)) * step)
+    bucket_h = max(step, int(round(height * scale / step)) * step)
+    # Rounding both sides up can overshoot the pixel budget: shrink the longer side until it fits.
+    while bucket_w * bucket_h > resolution * resolution and max(bucket_w, bucket_h) > step:
+        if bucket_w >= bucket_h:
+            bucket_w -= step
+        else:
+            bucket_h -= step
+    return bucket_w, bucket_h
+
+
+def load_dataset(config: LoraConfig):
+    """Build (or reuse) the training set and return its training split.
+
+    Raises:
+        DataError: If the dataset has no ``image`` or ``text`` column, or no rows.
+    """
+    from fulora_data.prepare import build
+
+    builder = check_dataset(config)
+    splits = build(builder)
+    split = "train" if "train" in splits else next(iter(splits))
+    dataset = splits[split]
+    if len(dataset) == 0:
+        raise DataError(f"{config.dataset_id}: its {split!r} split has no images to train on")
+    return dataset, builder
+
+
+def check_dataset(config: LoraConfig):
+    """Check, before building, that the training set has ``image`` and ``text`` columns; return its builder.
+
+    Raises:
+        ConfigError: For an unknown dataset, config or option (from ``make_builder``).
+        DataError: If a column is missing.
+    """
+    from fulora_data.prepare import make_builder
+
+    builder = make_builder(
+        config.data,
+        config.data_config,
+        source=config.source,
+        cache_dir=config.cache_dir,
+        **dict(config.dataset_options),
+    )
+    features = builder.info.features or {}
+    for column in ("image", "text"):
+        if column not in features:
+            raise DataError(
+                f"--data {config.dataset_id} has no {column!r} column (it has {', '.join(features) or 'none'}); "
+                "a LoRA training set needs images and their captions"
+            )
+    return builder
+
+
+def image_digests(dataset) -> list[tuple[str, bytes]]:
+    """Each row's image digest (sha256 of its stored bytes) and bytes, without decoding."""
+    import datasets
+
+    raw = dataset.select_columns(["image"]).cast_column("image", datasets.Image(decode=False))
+    out = []
+    for row in raw:
+        image = row["image"]
+        data = image.get("bytes")
+        if data is None and image.get("path"):
+            data = Path(image["path"]).read_bytes()
+        if data is None:
+            raise DataError("a training image has neither bytes nor a path")
+        out.append((hashlib.sha256(data).hexdigest(), data))
+    return out
+
+
+def prepare_examples(dataset, config: LoraConfig) -> tuple[list[Example], list[bytes]]:
+    """Give every image its digest, bucket and prompt.
+
+    Returns:
+        The examples, and the images' bytes (same order).
+    """
+    from PIL import Image
+
+    texts = dataset.select_columns(["text"]).with_format(None)["text"][:]
+    examples, blobs = [], []
+    for index, ((digest, data), text) in enumerate(zip(image_digests(dataset), texts, strict=True)):
+        if not isinstance(text, str) or not text.strip():
+            raise DataError(f"training image {index} has no caption (text {text!r})")
+        with Image.open(io.BytesIO(data)) as image:
+            size = image.size
+        bucket = bucket_for(*size, config.resolution, config.bucket_step, config.bucket_no_upscale)
+        examples.append(Example(index, digest, bucket, text.strip()))
+        blobs.append(data)
+    return examples, blobs
+
+
+def pixels(data: bytes, bucket: tuple[int, int]):
+    """Decode an image, make it RGB, resize it to its bucket and scale it to [-1, 1] (a CHW tensor)."""
+    import numpy as np
+    from PIL import Image
+
+    torch = require("torch", "train")
+    with Image.open(io.BytesIO(data)) as image:
+        # Grayscale scans are resized before they become RGB: a third of the memory and work, same pixels.
+        if image.mode not in ("L", "RGB"):
+            image = image.convert("RGB")
+        rgb = image.resize(bucket, Image.Resampling.BICUBIC).convert("RGB")
+        array = np.asarray(rgb, dtype=np.float32)
+    return torch.from_numpy(array).permute(2, 0, 1) / 127.5 - 1.0
+
+
+def cache_key(base_id: str, dtype: str, config: LoraConfig, digest: str) -> str:
+    """The latent cache key: base model, VAE dtype, bucket settings and image bytes, hashed."""
+    parts = [
+        f"v{CACHE_VERSION}",
+        base_id,
+        dtype,
+        str(config.resolution),
+        str(config.bucket_step),
+        str(config.bucket_no_upscale),
+        digest,
+    ]
+    return hashlib.sha256("|".join(parts).encode()).hexdigest()
+
+
+def base_identity(config: LoraConfig, revision: str) -> str:
+    """What identifies the base model's VAE for the cache: the Hub id and commit, or the local weights' digest."""
+    from fulora_data.adapter import file_sha256
+    from fulora_data.lora.config import base_kind
+
+    kind = base_kind(config.base)
+    path = Path(config.base).expanduser()
+    if kind == "hub":
+        return f"hub:{config.base}@{revision or 'main'}"
+    if kind == "file":
+        stat = path.stat()
+        return f"file:{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}"
+    files = sorted((path / "vae").glob("*.safetensors")) or sorted((path / "vae").glob("*.bin"))
+    return "folder:" + ",".join(file_sha256(f) for f in files)
+
+
+def cache_folder(config: LoraConfig) -> Path:
+    """Where latents are cached: ``CACHE_DIR/fulora-lora-latents`` or ``~/.cache/fulora/lora-latents``."""
+    if config.cache_dir:
+        return Path(config.cache_dir).expanduser() / "fulora-lora-latents"
+    root = os.environ.get("FULORA_CACHE") or Path.home() / ".cache" / "fulora"
+    return Path(root) / "lora-latents"
+
+
+def encode_latents(
+    vae,
+    examples: list[Example],
+    blobs: list[bytes],
+    keys: list[str],
+    folder: Path,
+    *,
+    device,
+    dtype,
+    batch_size: int = 8,
+    progress: bool = False,
+) -> int:
+    """Encode the images whose latents are not cached yet and write them to ``folder``.
+
+    Returns:
+        How many images were encoded.
+    """
+    torch = require("torch", "train")
+    safetensors_torch = require("safetensors.torch", "train")
+    from tqdm.auto import tqdm
+
+    folder.mkdir(parents=True, exist_ok=True)
+    todo = [i for i, key in enumerate(keys) if not (folder / f"{key}.safetensors").is_file()]
+    by_bucket: dict[tuple[int, int], list[int]] = {}
+    for i in todo:
+        by_bucket.setdefault(examples[i].bucket, []).append(i)
+    bar = tqdm(total=len(todo), desc="caching latents", disable=not progress or not todo, unit="img")
+    scaling = vae.config.scaling_factor
+    with torch.no_grad():
+        for bucket, indices in sorted(by_bucket.items()):
+            for start in range(0, len(indices), batch_size):
+                chunk = indices[start : start + batch_size]
+                batch = torch.stack([pixels(blobs[i], bucket) for i in chunk]).to(device, dtype=dtype)
+                dist = vae.encode(batch).latent_dist
+                for row, i in enumerate(chunk):
+                    generator = torch.Generator(device="cpu").manual_seed(int(examples[i].digest[:15], 16))
+                    noise = torch.randn(dist.mean[row].shape, generator=generator).to(
+                        device, dtype=dist.mean.dtype
+                    )
+                    latent = (dist.mean[row] + dist.std[row] * noise) * scaling
+                    data = safetensors_torch.save(
+                        {"latent": latent.float().cpu().contiguous()},
+                        metadata={"digest": examples[i].digest, "bucket": json.dumps(bucket)},
+                    )
+                    atomic_write_bytes(folder / f"{keys[i]}.safetensors", data)
+                bar.update(len(chunk))
+    bar.close()
+    return len(todo)
+
+
+def read_latents(keys: list[str], folder: Path) -> list[Any]:
+    """Read cached latents (fp32 CPU tensors) in ``keys`` order."""
+    safetensors_torch = require("safetensors.torch", "train")
+    return [safetensors_torch.load_file(str(folder / f"{key}.safetensors"))["latent"] for key in keys]
+
+
+def encode_prompts(text_encoder, tokenizer, prompts: list[str], clip_skip: int, device):
+    """Encode prompts as the UNet sees them, with clip skip in the study's sense.
+
+    Clip skip 1 takes the text encoder's output (last layer, final layer norm); clip skip ``n`` takes the
+    hidden state ``n - 1`` layers before the last and applies the final layer norm, as kohya and A1111 do
+    and as diffusers' pipelines do with ``clip_skip=n - 1``.
+    """
+    ids = tokenize(tokenizer, prompts).to(device)
+    return text_embeddings(text_encoder, ids, clip_skip)
+
+
+def tokenize(tokenizer, prompts: list[str]):
+    """Token ids padded to the tokenizer's window (77 for CLIP)."""
+    return tokenizer(
+        prompts,
+        padding="max_length",
+        max_length=tokenizer.model_max_length,
+        truncation=True,
+        return_tensors="pt",
+    ).input_ids
+
+
+def text_embeddings(text_encoder, ids, clip_skip: int):
+    """The text encoder's embeddings of token ids with clip skip (see ``encode_prompts``)."""
+    if clip_skip <= 1:
+        return text_encoder(ids)[0]
+    output = text_encoder(ids, output_hidden_states=True)
+    model = text_encoder.module if hasattr(text_encoder, "module") else text_encoder
+    norm = model.final_layer_norm if hasattr(model, "final_layer_norm") else model.text_model.final_layer_norm
+    return norm(output.hidden_states[-clip_skip])
+
+
+class BucketBatches:
+    """The data order: per epoch, a seeded shuffle of each bucket's images cut into batches, batches shuffled.
+
+    The order of epoch ``e`` depends only on the seed and ``e``, so a checkpoint needs only the step to
+    resume the same order. With several processes, each step takes the next ``num_processes`` batches,
+    one per process; an epoch's leftover batches (fewer than the processes) are dropped.
+    """
+
+    def __init__(self, examples: list[Example], batch_size: int, seed: int, num_processes: int = 1):
+        self.batch_size = batch_size
+        self.seed = seed
+        self.num_processes = num_processes
+        self.buckets: dict[tuple[int, int], list[int]] = {}
+        for example in examples:
+            self.buckets.setdefault(example.bucket, []).append(example.index)
+        self.steps_per_epoch = len(self.epoch(0)) // num_processes
+        if self.steps_per_epoch == 0:
+            raise DataError(
+                f"{len(examples)} images in {len(self.buckets)} bucket(s) make fewer batches of "
+                f"{batch_size} than there are processes ({num_processes})"
+            )
+
+    def epoch(self, number: int) -> list[list[int]]:
+        """The batches of one epoch (index lists), in order."""
+        if getattr(self, "_cached", (None,))[0] == number:
+            return self._cached[1]
+        rng = random.Random(f"{self.seed}:{number}")
+        batches = []
+        for bucket in sorted(self.buckets):
+            indices = list(self.buckets[bucket])
+            rng.shuffle(indices)
+            batches.extend(indices[i : i + self.batch_size] for i in range(0, len(indices), self.batch_size))
+        rng.shuffle(batches)
+        self._cached = (number, batches)
+        return batches
+
+    def batch(self, step: int, process_index: int) -> list[int]:
+        """The image indices process ``process_index`` trains on at (0-based) ``step``."""
+        number, position = divmod(step, self.steps_per_epoch)
+        return self.epoch(number)[position * self.num_processes + process_index]
