@@ -405,6 +405,22 @@ def load_repo_dataset(
     Raises:
         ConfigError: If ``config`` is None and the repository has several configs but no default.
     """
+    return open_repo_dataset(spec, config, token=token, endpoint=endpoint)[0]
+
+
+def open_repo_dataset(
+    spec: str,
+    config: str | None = None,
+    *,
+    token: str | None = None,
+    endpoint: str | None = None,
+) -> tuple[Any, dict[str, Any]]:
+    """:func:`load_repo_dataset`, and what was loaded: ``{"repo", "revision", "commit", "config"}``.
+
+    ``revision`` is the one asked for (None: the main branch), ``commit`` the commit the files are (None
+    if unknown), ``config`` the config read (the card's default when ``config`` is None): what a run
+    trained on the data records, so that its card names the very data.
+    """
     import datasets
 
     repo_id, revision = parse_repo_spec(spec, what="dataset")
@@ -422,7 +438,10 @@ def load_repo_dataset(
         if config is None:
             raise ConfigError(f"Hub dataset {spec!r} has configs {', '.join(names)} and no default; name one")
     folder, _, _ = _fetch_dataset(repo_id, revision, [config], token, endpoint, None)
-    return datasets.load_dataset("parquet", data_files=data_files(folder, config))
+    # A download into the Hugging Face cache lands in snapshots/<commit>.
+    commit = folder.name if re.fullmatch(r"[0-9a-f]{40}", folder.name) else None
+    info = {"repo": repo_id, "revision": revision, "commit": commit, "config": config}
+    return datasets.load_dataset("parquet", data_files=data_files(folder, config)), info
 
 
 def data_files(folder: str | os.PathLike, config: str) -> dict[str, str]:
@@ -497,21 +516,38 @@ def pull_dataset(
     }
 
 
+def parse_hub_set(spec: str, *, config_separators: str = "/") -> tuple[str, str | None, str | None] | None:
+    """Read ``ORG/NAME[@REVISION][/CONFIG][:SPLIT]`` (a published dataset) as ``(repo spec, config, split)``.
+
+    Returns None for fulora's own ``NAME[/CONFIG][:SPLIT]`` (``NAME`` a registered dataset, which never
+    holds a ``/``) and for anything else that is not of the Hub form, so both forms can share one option.
+
+    Args:
+        spec: The value of the option.
+        config_separators: The characters that may stand before ``CONFIG`` (``"/:"``: also
+            ``ORG/NAME:CONFIG``, where no split follows, as ``--against`` reads ``NAME:CONFIG``).
+    """
+    from fulora_data.builders import BUILDERS
+
+    before = "[" + re.escape(config_separators) + "]"
+    split = "" if ":" in config_separators else r"(?::(?P<split>[\w-]+))?"
+    match = re.fullmatch(
+        rf"(?P<repo>{_NAME}/{_NAME}(?:@[\w.-]+)?)(?:{before}(?P<config>[\w\-.+]+))?{split}",
+        str(spec).strip(),
+    )
+    if match is None or match["repo"].split("/")[0] in BUILDERS or ".." in match["repo"]:
+        return None
+    return match["repo"], match["config"], match.groupdict().get("split")
+
+
 def parse_hub_data_spec(spec: str) -> tuple[str, str | None, str] | None:
     """Read ``ORG/NAME[@REVISION][/CONFIG]:SPLIT`` (a published dataset) as ``(repo spec, config, split)``.
 
     Returns None for fulora's own ``NAME[/CONFIG]:SPLIT`` (``NAME`` a registered dataset), so both forms
     can share one option.
     """
-    from fulora_data.builders import BUILDERS
-
-    match = re.fullmatch(
-        rf"(?P<repo>{_NAME}/{_NAME}(?:@[\w.-]+)?)(?:/(?P<config>[\w\-.+]+))?:(?P<split>[\w-]+)",
-        str(spec).strip(),
-    )
-    if match is None or match["repo"].split("/")[0] in BUILDERS:
-        return None
-    return match["repo"], match["config"], match["split"]
+    found = parse_hub_set(spec)
+    return found if found is not None and found[2] is not None else None
 
 
 def load_training_splits(spec: str, *, token: str | None = None, endpoint: str | None = None):
@@ -521,17 +557,27 @@ def load_training_splits(spec: str, *, token: str | None = None, endpoint: str |
     ``train`` split and validates on its patient-grouped ``validation`` split when it has one.
 
     Returns:
-        ``(train, validation or None)``.
+        ``(train, validation or None, info)``: ``info`` is what :func:`open_repo_dataset` says was loaded.
 
     Raises:
         ConfigError: For a malformed spec, or a config with no ``train`` split.
     """
+    repo, config = parse_training_data(spec)
+    splits, info = open_repo_dataset(repo, config, token=token, endpoint=endpoint)
+    if "train" not in splits:
+        raise ConfigError(f"--data {spec!r} has no train split; it has {', '.join(splits)}")
+    return splits["train"], splits.get("validation"), info
+
+
+def parse_training_data(spec: str) -> tuple[str, str | None]:
+    """Split ``--data ORG/NAME[@REVISION][/CONFIG]`` into the repo spec and the config (None: the default).
+
+    Raises:
+        ConfigError: If the spec is not of that form.
+    """
     match = re.fullmatch(
         rf"(?P<repo>{_NAME}/{_NAME}(?:@[\w.-]+)?)(?:/(?P<config>[\w\-.+]+))?", str(spec).strip()
     )
-    if match is None:
+    if match is None or ".." in match["repo"]:
         raise ConfigError(f"--data must be a Hub dataset ORG/NAME[@REVISION][/CONFIG], got {spec!r}")
-    splits = load_repo_dataset(match["repo"], match["config"], token=token, endpoint=endpoint)
-    if "train" not in splits:
-        raise ConfigError(f"--data {spec!r} has no train split; it has {', '.join(splits)}")
-    return splits["train"], splits.get("validation")
+    return match["repo"], match["config"]

@@ -22,9 +22,17 @@ from fulora_data.errors import ConfigError
 def parse_against(value: str) -> tuple[str, str | None]:
     """Split ``NAME``, ``NAME/CONFIG`` or ``NAME:CONFIG`` into the dataset name and config.
 
+    A published fulora dataset, ``ORG/NAME[@REVISION][/CONFIG]`` (``ORG`` not a registered dataset), gives
+    ``("ORG/NAME[@REVISION]", CONFIG or None)``: a name with a ``/``, which no registered dataset has.
+
     Raises:
         ConfigError: If the value is empty or has an empty part.
     """
+    from fulora_data.hub_pull import parse_hub_set
+
+    hub = parse_hub_set(value, config_separators="/:")
+    if hub is not None:
+        return hub[0], hub[1]
     text = str(value).strip()
     for separator in ("/", ":"):
         if separator in text:
@@ -35,7 +43,10 @@ def parse_against(value: str) -> tuple[str, str | None]:
     else:
         if text:
             return text, None
-    raise ConfigError(f"--against must be NAME or NAME/CONFIG (e.g. spanish/lora-100), got {value!r}")
+    raise ConfigError(
+        f"--against must be NAME or NAME/CONFIG (e.g. spanish/lora-100), or a published "
+        f"ORG/NAME[@REVISION][/CONFIG], got {value!r}"
+    )
 
 
 def audit_dataset(
@@ -61,8 +72,9 @@ def audit_dataset(
         cache_dir: Where built datasets are cached.
         threshold: pHash Hamming threshold of near duplicates (0 to 12 bits).
         similarity: Thumbnail similarity of near duplicates and memorised images, in (0, 1].
-        against: ``NAME[/CONFIG]`` of the training set to check this dataset's images against.
-        against_source: The source of ``against``.
+        against: ``NAME[/CONFIG]`` of the training set to check this dataset's images against, or a
+            published fulora dataset ``ORG/NAME[@REVISION][/CONFIG]`` (read from the Hub or its cache).
+        against_source: The source of ``against`` (not for a published dataset).
         report: A folder to write ``report.md``, ``audit.json`` and figures into.
         num_proc: Worker processes for the decoding pass.
         **options: Builder options of ``name`` (e.g. ``drop_test_duplicates``).
@@ -86,6 +98,10 @@ def audit_dataset(
         raise ConfigError(f"--num-proc must be at least 1, got {num_proc!r}")
     if against_source is not None and against is None:
         raise ConfigError("--against-source needs --against NAME[/CONFIG]")
+    if against_source is not None and "/" in against_name:
+        raise ConfigError(
+            f"--against {against!r} is a published dataset: --against-source does not apply to it"
+        )
     if report is not None:
         check_report_folder(report)
     from fulora_data.hub_pull import is_repo_spec, load_repo_dataset
@@ -104,11 +120,14 @@ def audit_dataset(
     }
     training = None
     if against_name is not None:
-        from fulora_data.prepare import build, make_builder
+        if "/" in against_name:  # ORG/NAME[@REVISION]: a published training set
+            training = load_repo_dataset(against_name, against_config)
+        else:
+            from fulora_data.prepare import build, make_builder
 
-        builder = make_builder(against_name, against_config, source=against_source, cache_dir=cache_dir)
-        builder.source_option = "--against-source"
-        training = build(builder)
+            builder = make_builder(against_name, against_config, source=against_source, cache_dir=cache_dir)
+            builder.source_option = "--against-source"
+            training = build(builder)
         against_label = f"{against_name}/{against_config}" if against_config else against_name
         result["against"] = against_label
         result["memorisation"] = memorisation(

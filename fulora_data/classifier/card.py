@@ -72,7 +72,7 @@ def render_model_card(
 
     The metadata is a ``ModelCardData`` (``ModelCard.from_template``): ``base_model`` only where the
     initial weights are a Hub repository, ``datasets`` the fulora dataset repo it was trained on
-    (``fulora_data.hub_pull.dataset_repo_id``), and a ``model-index`` with the zero-shot results when the
+    (the ``--data`` repo it read, else ``fulora_data.hub_pull.dataset_repo_id``), and a ``model-index`` with the zero-shot results when the
     model was evaluated (``results``, see :func:`record_results`).
 
     Args:
@@ -101,7 +101,11 @@ def render_model_card(
     }.get(weights, weights)
     dataset = config.get("dataset", {})
     best = config.get("best", {})
-    repo = dataset_repo_id(dataset["name"]) if dataset.get("name") else None
+    # A run trained with --data records the repo it read; else the repo its dataset is published to.
+    repo = dataset.get("repo") or (dataset_repo_id(dataset["name"]) if dataset.get("name") else None)
+    where = f"`{repo}@{dataset['revision']}`" if dataset.get("revision") else f"`{repo}`"
+    if dataset.get("commit"):
+        where += f", commit `{dataset['commit'][:12]}`,"
     title = config.get("title", config["arch"])
     model_name = f"{config['arch']}-{config['train_set']}".lower().replace("+", "-")
     data = ModelCardData(
@@ -127,7 +131,7 @@ def render_model_card(
         "train_set_description": TRAIN_SET_DESCRIPTIONS.get(config["train_set"], config["train_set"]),
         "dataset_name": dataset.get("name", "unknown"),
         "dataset_config": dataset.get("config", "unknown"),
-        "dataset_repo": f"`{repo}`" if repo else "not published",
+        "dataset_repo": where if repo else "not published",
         "num_images": dataset.get("num_images", "n/a"),
         "train_images": config.get("images", {}).get("train", "n/a"),
         "validation_images": config.get("images", {}).get("validation", "n/a"),

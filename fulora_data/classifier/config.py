@@ -42,6 +42,7 @@ RESUME_FIELDS = (
     "seed",
     "mixed_precision",
     "dataset_options",
+    "hub_data",
 )
 
 
@@ -75,6 +76,10 @@ class TrainConfig:
         image_cache_dir: Where the resized copies go (default: beside the built dataset).
         dataset_options: Options of the training set's builder (``fulora data list`` shows them), e.g. for
             ``HB`` ``{"labels": "synthetic_train_5000.csv"}`` or ``{"real_subset_csv": ...}``.
+        hub_data: Train on this published fulora dataset, ``ORG/NAME[@REVISION][/CONFIG]`` (``--data``),
+            instead of building ``train_set``'s data (the name still decides augmentation); its train split
+            is trained on, its validation split (if any) validated on. ``source``, ``synthetic_source`` and
+            ``dataset_options`` then do not apply and are refused.
     """
 
     arch: str = "resnet18"
@@ -98,6 +103,7 @@ class TrainConfig:
     data_cache_dir: str | None = None
     image_cache_dir: str | None = None
     dataset_options: dict[str, Any] = field(default_factory=dict)
+    hub_data: str | None = None
 
     @property
     def augment(self) -> bool:
@@ -201,6 +207,24 @@ class TrainConfig:
                 cuda_available = require("torch", "train").cuda.is_available()
             if self.cpu or not cuda_available:
                 raise ConfigError("mixed_precision 'fp16' needs a CUDA GPU; use 'bf16' or 'no' on the CPU")
+        if self.hub_data is not None:
+            from fulora_data.hub_pull import parse_training_data
+
+            parse_training_data(self.hub_data)
+            given = [
+                option
+                for option, value in (
+                    ("--source", self.source),
+                    ("--synthetic-source", self.synthetic_source),
+                    ("--data-option", self.dataset_options),
+                )
+                if value
+            ]
+            if given:
+                raise ConfigError(
+                    f"--data {self.hub_data!r} trains on a published dataset, which {' and '.join(given)} "
+                    "cannot change: drop them, or build the training set locally without --data"
+                )
         if self.synthetic_source is not None and self.dataset[0] != "hybrid":
             raise ConfigError(
                 f"synthetic_source is only used by the hybrid training sets (HB, HB+DA); got train_set "

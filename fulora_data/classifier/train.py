@@ -158,8 +158,15 @@ def _hold_out(dataset, config: TrainConfig) -> tuple[Any, Any, str | None, str]:
 
 
 def load_data(config: TrainConfig, dataset, validation_dataset, *, progress: bool) -> TrainingData:
-    """Build (or take) the training set, its resized copy and the validation images."""
-    if dataset is None:
+    """Build (or take, or download with ``hub_data``) the training set, its resized copy and validation."""
+    info = {"name": config.dataset[0], "config": config.dataset[1]}
+    if dataset is None and config.hub_data is not None:
+        from fulora_data.hub_pull import load_training_splits
+
+        dataset, validation_dataset, loaded = load_training_splits(config.hub_data)
+        # What the run was trained on is the published repo at its commit, not train_set's builder.
+        info = {"name": loaded["repo"].split("/", 1)[1], **loaded}
+    elif dataset is None:
         dataset, validation_dataset = load_training_set(config)
     label_names = list(dataset.features["label"].names)
     cache_dir = config.image_cache_dir or default_image_cache(dataset)
@@ -183,12 +190,7 @@ def load_data(config: TrainConfig, dataset, validation_dataset, *, progress: boo
             notes.append(note)
         train = CachedImages(cache, train_idx, augment=config.augment, seed=config.seed)
         validation = CachedImages(cache, val_idx, augment=False)
-    info = {
-        "name": config.dataset[0],
-        "config": config.dataset[1],
-        "fingerprint": hf.fingerprint(dataset),
-        "num_images": len(train) + len(validation),
-    }
+    info.update(fingerprint=hf.fingerprint(dataset), num_images=len(train) + len(validation))
     return TrainingData(train, validation, label_names, info, policy, notes)
 
 
@@ -400,7 +402,7 @@ def train(
         out_dir: Output folder (see the module docstring).
         resume: Continue the run in ``out_dir`` after its last finished epoch.
         dataset: A ``datasets.Dataset`` to train on instead of building ``config.train_set``'s data
-            (the name still decides augmentation and is recorded).
+            (the name still decides augmentation and is recorded). ``config.hub_data`` downloads one.
         validation_dataset: A validation split to use instead of holding out ``validation_size`` training
             images by ``validation_policy`` (the hybrid builder provides one, grouped by patient).
         stop_after: Stop once this many epochs are finished in total (a budgeted or interrupted run;

@@ -17,7 +17,8 @@ from fulora_data.cli.options import cache_option
     "sources",
     multiple=True,
     type=click.Path(path_type=Path),
-    help="The archive or folder of each SET, once per SET in the same order (omit all to download).",
+    help="The archive or folder of each SET, once per SET in the same order; '-' for a SET without one "
+    "(a published ORG/NAME set, or one to download); omit all to download every SET.",
 )
 @click.option("--label", "labels", multiple=True, help="A name per SET for figures and tables, in order.")
 @click.option(
@@ -86,7 +87,11 @@ def compare_command(
     device,
     as_json,
 ) -> None:
-    """Compare image SETs (NAME[/CONFIG][:SPLIT], e.g. african:test synthetic/generated spanish/es-1150)."""
+    """Compare image SETs (NAME[/CONFIG][:SPLIT], e.g. african:test synthetic/generated spanish/es-1150).
+
+    A SET may be a published fulora dataset, ORG/NAME[@REV][/CONFIG][:SPLIT] (fulora/synthetic@v1.0.0:train),
+    read from the Hub or its cache; its --source is '-'.
+    """
     from fulora_data.compare import compare_sets
 
     result = compare_sets(

@@ -72,7 +72,8 @@ def _echo(result: dict, as_json: bool) -> None:
     "--data",
     "data_spec",
     default=None,
-    help="Test data as NAME[/CONFIG]:SPLIT (african:test) or a published ORG/NAME[@REV][/CONFIG]:SPLIT.",
+    help="Test data as NAME[/CONFIG]:SPLIT (african:test) or a published ORG/NAME[@REV][/CONFIG]:SPLIT "
+    "(then no --source or --cache-dir).",
 )
 @click.option(
     "--source",
@@ -141,7 +142,11 @@ def evaluate(ctx, checkpoint, data_spec, source, cache_dir, push_results, batch_
 @click.option("--model-name", default=None, help="The classifier (e.g. resnet18), to compare with the study.")
 @click.option("--train-set", default=None, help="Its training set: ES, ES+DA, HB or HB+DA.")
 @click.option(
-    "--data", "data_spec", default=None, help="Join rows by image_id to this split, e.g. african:test."
+    "--data",
+    "data_spec",
+    default=None,
+    help="Join rows by image_id to this split: NAME[/CONFIG]:SPLIT (african:test) or a published "
+    "ORG/NAME[@REV][/CONFIG]:SPLIT (then no --source or --cache-dir).",
 )
 @click.option("--source", type=click.Path(path_type=Path), default=None, help="The --data dataset's source.")
 @click.option(

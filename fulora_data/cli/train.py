@@ -64,7 +64,8 @@ def train() -> None:
     "hub_data",
     default=None,
     metavar="ORG/NAME[@REV][/CONFIG]",
-    help="Train on a published fulora dataset (e.g. fulora/hybrid@v1.0.0) instead of building the training set.",
+    help="Train on a published fulora dataset (e.g. fulora/hybrid@v1.0.0) instead of building the training "
+    "set (not with --source, --synthetic-source or --data-option; --resume needs the same --data).",
 )
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True)
 @click.option("--resume", is_flag=True, help="Continue the run in --out after its last finished epoch.")
@@ -93,13 +94,8 @@ def classifier(
     values["dataset_options"] = parse_data_options(data_options) if data_options else None
     values["train_set"] = parse_train_set(train_set) if train_set is not None else None
     values["data_cache_dir"] = str(cache_dir) if cache_dir is not None else None
+    values["hub_data"] = hub_data  # --train-set still names the run (and decides augmentation)
     config = TrainConfig.from_yaml(preset, **values) if preset else TrainConfig.preset("paper", **values)
-    given = None
-    if hub_data is not None:  # --train-set still names the run (and decides augmentation)
-        from fulora_data.hub_pull import load_training_splits
-
-        dataset, validation = load_training_splits(hub_data)
-        given = {"dataset": dataset, "validation_dataset": validation}
     summary = train_classifier(
         config,
         out_dir,
@@ -107,7 +103,6 @@ def classifier(
         push_to_hub=push_to_hub,
         hub_token=hub_token,
         hub_private=private,
-        **(given or {}),
     )
     if as_json:
         click.echo(json.dumps(summary, indent=2))

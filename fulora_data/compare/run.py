@@ -50,13 +50,21 @@ def _check_options(sets, sources, labels, planes, per_plane, tsne_features) -> t
         raise ConfigError(f"compare needs at least two sets, got {len(sets)}: {', '.join(map(str, sets))}")
     specs = [parse_set(s) for s in sets]
     for spec in specs:
-        option_names(spec.name)  # an unknown dataset fails here, before the network loads
+        if not spec.on_hub:
+            option_names(spec.name)  # an unknown dataset fails here, before the network loads
     sources = list(sources or [])
     if sources and len(sources) != len(specs):
         raise ConfigError(
-            f"give --source once per set, in the sets' order: {len(specs)} sets but {len(sources)} --source"
+            f"give --source once per set, in the sets' order ('-' for a published set or one to download): "
+            f"{len(specs)} sets but {len(sources)} --source"
         )
-    sources = [None if s is None else str(s) for s in sources] or [None] * len(specs)
+    sources = [None if s is None or str(s) == "-" else str(s) for s in sources] or [None] * len(specs)
+    for spec, source in zip(specs, sources, strict=True):
+        if spec.on_hub and source is not None:
+            raise ConfigError(
+                f"set {str(spec)!r} is a published dataset, read from the Hub: give --source - for it, "
+                f"not {source!r}"
+            )
     labels = list(labels or []) or default_labels(specs, sources)
     if len(labels) != len(specs):
         raise ConfigError(f"give --label once per set: {len(specs)} sets but {len(labels)} --label")
@@ -94,8 +102,10 @@ def compare_sets(
     """Draw each plane's images from every set, embed them with t-SNE and compute FID and KID per pair.
 
     Args:
-        sets: Two or more ``NAME[/CONFIG][:SPLIT]`` specs (no split: all splits of the config).
-        sources: One archive or folder per set, in order (``None`` or empty: download each).
+        sets: Two or more ``NAME[/CONFIG][:SPLIT]`` specs (no split: all splits of the config), or
+            published fulora datasets ``ORG/NAME[@REVISION][/CONFIG][:SPLIT]`` (no config: the default).
+        sources: One archive or folder per set, in order; ``None`` or ``"-"`` for a set without one (a
+            published set, or one to download); empty: none for any set.
         labels: One name per set for figures and tables (default: Africa, Synthesis, Spain, or the spec).
         planes: Planes to compare (default: the study's four: abdomen, brain, femur, thorax).
         per_plane: Images drawn per plane and set (the study's 35); ``None`` takes every image.

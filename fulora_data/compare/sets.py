@@ -1,5 +1,8 @@
 """The sets a comparison reads: ``NAME[/CONFIG][:SPLIT]`` specs, their images by plane, the seeded draw.
 
+A set may also be a published fulora dataset, ``ORG/NAME[@REVISION][/CONFIG][:SPLIT]`` (e.g.
+``fulora/synthetic@v1.0.0:train``), read from the Hub or its cache; it has no ``--source``.
+
 The draw reproduces the study's ``df.groupby('Plane').sample(n=35, random_state=1234)`` (pandas) without
 calling pandas: pandas makes one ``numpy.random.RandomState(random_state)``, visits the groups in sorted
 order of the plane name, and for each takes the rows at ``state.choice(len(group), n, replace=False)`` of
@@ -43,11 +46,24 @@ OTHER_COLOURS = ("#39b185", "#e88471", "#9ccb86", "#e9e29c", "#6c5ba7", "#3b6ea8
 
 @dataclass(frozen=True)
 class SetSpec:
-    """One set of a comparison: a registered dataset, its config and optionally one split."""
+    """One set of a comparison: a registered dataset (or a Hub repo), its config and optionally one split.
+
+    ``name`` is a registered dataset's name, or ``ORG/NAME[@REVISION]`` for a published one.
+    """
 
     name: str
     config: str | None = None
     split: str | None = None
+
+    @property
+    def on_hub(self) -> bool:
+        """Whether the set is a published dataset (no registered name holds a ``/``)."""
+        return "/" in self.name
+
+    @property
+    def dataset(self) -> str:
+        """The dataset's name: a registered name, or the ``NAME`` of ``ORG/NAME[@REVISION]``."""
+        return self.name.split("/", 1)[1].split("@", 1)[0] if self.on_hub else self.name
 
     def __str__(self) -> str:
         text = self.name + (f"/{self.config}" if self.config else "")
@@ -56,6 +72,9 @@ class SetSpec:
 
 def parse_set(value: str) -> SetSpec:
     """Read ``NAME[/CONFIG][:SPLIT]``, e.g. ``african:test``, ``synthetic/generated``, ``spanish/es-1150``.
+
+    A published dataset reads as ``ORG/NAME[@REVISION][/CONFIG][:SPLIT]``, e.g.
+    ``fulora/synthetic@v1.0.0:train`` (``ORG`` not a registered dataset's name).
 
     Raises:
         ConfigError: If the value or one of its parts is empty.
@@ -68,7 +87,8 @@ def parse_set(value: str) -> SetSpec:
             name, config = parse_against(head)
     if not name:
         raise ConfigError(
-            f"a set must be NAME[/CONFIG][:SPLIT] (e.g. african:test or spanish/es-1150), got {value!r}"
+            f"a set must be NAME[/CONFIG][:SPLIT] (e.g. african:test or spanish/es-1150) or a published "
+            f"ORG/NAME[@REVISION][/CONFIG][:SPLIT], got {value!r}"
         )
     return SetSpec(name, config, split)
 
@@ -130,11 +150,11 @@ def default_labels(specs: list[SetSpec], sources: list[str | None]) -> list[str]
     A spec given twice (e.g. ``synthetic/generated`` for the r8, r32 and r128 generations) is told apart by
     its source's file name.
     """
-    names = [s.name for s in specs]
+    names = [s.dataset for s in specs]
     labels = []
     for spec, source in zip(specs, sources, strict=True):
-        if names.count(spec.name) == 1 and spec.name in STUDY_LABELS:
-            labels.append(STUDY_LABELS[spec.name])
+        if names.count(spec.dataset) == 1 and spec.dataset in STUDY_LABELS:
+            labels.append(STUDY_LABELS[spec.dataset])
         elif [str(s) for s in specs].count(str(spec)) > 1 and source is not None:
             labels.append(f"{spec} ({Path(source).name})")
         else:
@@ -148,7 +168,7 @@ def colours(specs: list[SetSpec]) -> list[str]:
     spare = iter(OTHER_COLOURS)
     out = []
     for spec in specs:
-        colour = STUDY_COLOURS.get(spec.name)
+        colour = STUDY_COLOURS.get(spec.dataset)
         if colour is None or colour in taken:
             colour = next(spare, "#444444")
         taken.add(colour)
@@ -164,15 +184,21 @@ def load_set(
     source: str | os.PathLike | None,
     cache_dir: str | os.PathLike | None,
 ) -> LoadedSet:
-    """Build (or reuse) a set's dataset and list its rows' planes.
+    """Build (or reuse, or for a published set download) a set's dataset and list its rows' planes.
 
     Raises:
         ConfigError: For an unknown dataset, config or split.
         DataError: If the chosen splits hold no images.
+        SourceNotFoundError: If a published set's repo or revision does not exist.
     """
     from fulora_data.prepare import column, prepare
 
-    splits = prepare(spec.name, spec.config, source=source, cache_dir=cache_dir)
+    if spec.on_hub:
+        from fulora_data.hub_pull import load_repo_dataset
+
+        splits = load_repo_dataset(spec.name, spec.config)
+    else:
+        splits = prepare(spec.name, spec.config, source=source, cache_dir=cache_dir)
     if spec.split is not None:
         if spec.split not in splits:
             raise ConfigError(f"{spec} has no split {spec.split!r}; its splits are {', '.join(splits)}")

@@ -29,6 +29,35 @@ def parse_data_spec(spec: str) -> tuple[str, str | None, str]:
     return match["name"], match["config"], match["split"]
 
 
+def _read_spec(data_spec: str, source, cache_dir) -> tuple[str, str | None, str, bool]:
+    """``(name, config, split, on_hub)`` of ``--data``: fulora's ``NAME[/CONFIG]:SPLIT`` or the Hub's form.
+
+    Raises:
+        ConfigError: For a bad spec, or ``--source``/``--cache-dir`` given with a published dataset.
+    """
+    from fulora_data.hub_pull import parse_hub_data_spec
+
+    hub = parse_hub_data_spec(data_spec)
+    if hub is None:
+        return (*parse_data_spec(data_spec), False)
+    if source is not None or cache_dir is not None:
+        raise ConfigError(
+            f"--data {data_spec!r} is a published dataset, read from the Hugging Face cache: --source and "
+            "--cache-dir do not apply to it"
+        )
+    return (*hub, True)
+
+
+def _load_splits(name: str, config: str | None, on_hub: bool, source, cache_dir):
+    if on_hub:
+        from fulora_data.hub_pull import load_repo_dataset
+
+        return load_repo_dataset(name, config)
+    from fulora_data.prepare import prepare
+
+    return prepare(name, config, source=source, cache_dir=cache_dir)
+
+
 def _patients(patient_ids: list[str] | None, where: str) -> list[str]:
     if patient_ids is None or any(not str(p).strip() for p in patient_ids):
         raise ConfigError(f"bootstrap by patient needs a patient id for every image, and {where} lacks some")
@@ -66,9 +95,10 @@ def evaluate_predictions(
         ci_by_patient: Bootstrap patients (the CSV's ``patient_id`` column) instead of images.
         n_bootstrap: Bootstrap resamples for ``standard`` intervals.
         seed: Bootstrap seed.
-        data_spec: The test split as ``NAME[/CONFIG]:SPLIT`` (e.g. ``african:test``) to join to by image id.
-        source: That dataset's archive or folder.
-        cache_dir: Where built datasets are cached.
+        data_spec: The test split as ``NAME[/CONFIG]:SPLIT`` (e.g. ``african:test``), or a published fulora
+            dataset ``ORG/NAME[@REVISION][/CONFIG]:SPLIT``, to join to by image id.
+        source: That dataset's archive or folder (not for a published dataset).
+        cache_dir: Where built datasets are cached (not for a published dataset).
         allow_partial: Score a subset of the test set; the report then says so.
 
     Returns:
@@ -76,7 +106,7 @@ def evaluate_predictions(
         ``report`` (the report's path, or None).
     """
     if data_spec is not None:
-        parse_data_spec(data_spec)  # a bad spec fails before the file is read
+        _read_spec(data_spec, source, cache_dir)  # a bad spec fails before the file is read
     data = read_predictions(path)
     coverage = _coverage(data, path, data_spec, source, cache_dir, model_name, train_set, allow_partial)
     result = score(
@@ -180,12 +210,12 @@ def _coverage(data, path, data_spec, source, cache_dir, model_name, train_set, a
             "of": STUDY_TEST_SIZE,
             "partial": True,
         }
-    from fulora_data.prepare import column, prepare
+    from fulora_data.prepare import column
 
-    name, config, split = parse_data_spec(data_spec)
+    name, config, split, on_hub = _read_spec(data_spec, source, cache_dir)
     if data["image_ids"] is None:
         raise DataError(f"{path} has no image_id column, which joining it to {data_spec} needs")
-    splits = prepare(name, config, source=source, cache_dir=cache_dir)
+    splits = _load_splits(name, config, on_hub, source, cache_dir)
     if split not in splits:
         raise ConfigError(f"{data_spec!r}: {name} has no split {split!r}; it has {', '.join(splits)}")
     dataset = splits[split]
@@ -236,8 +266,9 @@ def evaluate_checkpoint(
         data_spec: ``NAME[/CONFIG]:SPLIT``, e.g. ``african:test``, or a published fulora dataset
             ``ORG/NAME[@REVISION][/CONFIG]:SPLIT``, e.g. ``fulora/african@v1.0.0/all:test``.
         protocol: ``paper`` or ``standard``.
-        source: The dataset's archive or extracted folder (see ``fulora data prepare``).
-        cache_dir: Where built datasets are cached.
+        source: The dataset's archive or extracted folder (see ``fulora data prepare``); not for a
+            published dataset.
+        cache_dir: Where built datasets are cached; not for a published dataset.
         batch_size: Images per forward pass.
         device: Torch device; None picks one.
         report_dir: Where to write the Markdown report, or None.
@@ -255,19 +286,14 @@ def evaluate_checkpoint(
         DataError: If the split is empty.
     """
     from fulora_data.classifier.predict import resolve_checkpoint
-    from fulora_data.hub_pull import load_repo_dataset, parse_hub_data_spec, resolve_model
-    from fulora_data.prepare import prepare
+    from fulora_data.hub_pull import resolve_model
 
-    hub_data = parse_hub_data_spec(data_spec)
-    name, config, split = hub_data if hub_data else parse_data_spec(data_spec)
+    name, config, split, on_hub = _read_spec(data_spec, source, cache_dir)
     if Path(checkpoint).exists() or "/" not in str(checkpoint):
         folder = resolve_checkpoint(checkpoint)
     else:  # ORG/NAME[@REVISION]: a classifier pushed with `fulora model push`
         folder = resolve_checkpoint(resolve_model(checkpoint, kind="classifier"))
-    if hub_data:
-        splits = load_repo_dataset(name, config)
-    else:
-        splits = prepare(name, config, source=source, cache_dir=cache_dir)
+    splits = _load_splits(name, config, on_hub, source, cache_dir)
     if split not in splits:
         raise ConfigError(f"{data_spec!r}: {name} has no split {split!r}; it has {', '.join(splits)}")
     dataset = splits[split]

@@ -218,7 +218,10 @@ class GenerateConfig:
         if self.against is not None:
             from fulora_data.audit.run import parse_against
 
-            parse_against(self.against)
+            if "/" in parse_against(self.against)[0] and self.against_source is not None:
+                raise ConfigError(
+                    f"--against {self.against!r} is a published dataset: --against-source does not apply to it"
+                )
         if self.adapter is None and (self.weight_name or self.adapter_revision):
             raise ConfigError("--weight-name and --adapter-revision need --adapter")
         return dataclasses.replace(self, planes=tuple(planes), samplers=tuple(samplers))
