@@ -56,7 +56,7 @@ def options_for(name: str, **options) -> dict:
 @click.option(
     "--against",
     default=None,
-    help="Check every image against the training set NAME[/CONFIG] (e.g. spanish/lora-100) for memorisation.",
+    help="Check every image against the training set NAME[/CONFIG] or a published ORG/NAME[@REV][/CONFIG] (e.g. spanish/lora-100) for memorisation.",
 )
 @click.option(
     "--against-source",
