@@ -15,7 +15,7 @@ from fulora_data.cli.options import data_option, parse_data_options
 
 @click.group("train")
 def train() -> None:
-    """Train models: the study's zero-shot plane classifiers."""
+    """Train models: LoRA adapters of Stable Diffusion (lora) and the study's zero-shot plane classifiers."""
 
 
 @train.command("classifier")
