@@ -20,7 +20,11 @@ import click
     "--base", default=None, help="Base model: Hub id, diffusers folder or .safetensors file [SD1.5]."
 )
 @click.option("--base-revision", default=None, help="Hub commit of the base model [pinned].")
-@click.option("--data", default=None, help="Training set: any fulora dataset with image and text [spanish].")
+@click.option(
+    "--data",
+    default=None,
+    help="Training set: any fulora dataset with image and text, or a published ORG/NAME[@REV] [spanish].",
+)
 @click.option("--data-config", default=None, help="Its config [lora-100].")
 @click.option(
     "--source", type=click.Path(path_type=Path), default=None, help="The dataset's archive or folder."

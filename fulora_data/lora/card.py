@@ -67,7 +67,7 @@ def render_lora_card(info: AdapterInfo, has_grid: bool, samples: list[Path] | No
         library_name="diffusers",
         license=SD15_LICENSE,
         tags=TAGS,
-        datasets=[dataset_repo_id(dataset_name)] if dataset_name else None,
+        datasets=[extra.get("dataset_repo") or dataset_repo_id(dataset_name)] if dataset_name else None,
         pipeline_tag="text-to-image",
         instance_prompt=None,
     )

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from fulora_data.errors import DataError, require
+from fulora_data.errors import ConfigError, DataError, require
 from fulora_data.io import atomic_write_bytes
 from fulora_data.lora.config import LoraConfig
 
@@ -66,30 +66,60 @@ def bucket_for(
     return bucket_w, bucket_h
 
 
-def load_dataset(config: LoraConfig):
-    """Build (or reuse) the training set and return its training split.
+def _published(config: LoraConfig) -> bool:
+    """Whether ``--data`` names a published fulora dataset (``ORG/NAME[@REV]``) rather than a builder."""
+    from fulora_data.hub_pull import is_repo_spec
+
+    return is_repo_spec(config.data)
+
+
+def load_dataset(config: LoraConfig) -> tuple[Any, str, str | None]:
+    """Build (or reuse, or download when ``--data`` is a Hub repo) the training set; return its training
+    split, the data's version (a builder's ``VERSION``, or the Hub commit) and the Hub repo (or None).
 
     Raises:
         DataError: If the dataset has no ``image`` or ``text`` column, or no rows.
     """
-    from fulora_data.prepare import build
+    if _published(config):
+        from fulora_data.hub_pull import open_repo_dataset
 
-    builder = check_dataset(config)
-    splits = build(builder)
+        splits, info = open_repo_dataset(config.data, config.data_config)
+        _check_columns(config, splits[next(iter(splits))].features)
+        version, repo = info["commit"] or info["revision"] or "main", info["repo"]
+    else:
+        from fulora_data.prepare import build
+
+        builder = check_dataset(config)
+        splits = build(builder)
+        version, repo = str(builder.config.version), None
     split = "train" if "train" in splits else next(iter(splits))
     dataset = splits[split]
     if len(dataset) == 0:
         raise DataError(f"{config.dataset_id}: its {split!r} split has no images to train on")
-    return dataset, builder
+    return dataset, version, repo
 
 
 def check_dataset(config: LoraConfig):
     """Check, before building, that the training set has ``image`` and ``text`` columns; return its builder.
 
+    A published dataset (``ORG/NAME[@REV]``) is already built: it takes no ``--source`` or builder option,
+    and its columns are checked once it is downloaded.
+
     Raises:
-        ConfigError: For an unknown dataset, config or option (from ``make_builder``).
+        ConfigError: For an unknown dataset, config or option (from ``make_builder``), or local options
+            given with a published dataset.
         DataError: If a column is missing.
     """
+    if _published(config):
+        from fulora_data.hub_pull import parse_repo_spec
+
+        parse_repo_spec(config.data, what="--data")
+        if config.source is not None or config.dataset_options:
+            raise ConfigError(
+                f"--data {config.data} is a published dataset, already built: it takes no --source or builder "
+                "option"
+            )
+        return None
     from fulora_data.prepare import make_builder
 
     builder = make_builder(
@@ -99,14 +129,17 @@ def check_dataset(config: LoraConfig):
         cache_dir=config.cache_dir,
         **dict(config.dataset_options),
     )
-    features = builder.info.features or {}
+    _check_columns(config, builder.info.features or {})
+    return builder
+
+
+def _check_columns(config: LoraConfig, features) -> None:
     for column in ("image", "text"):
         if column not in features:
             raise DataError(
                 f"--data {config.dataset_id} has no {column!r} column (it has {', '.join(features) or 'none'}); "
                 "a LoRA training set needs images and their captions"
             )
-    return builder
 
 
 def image_digests(dataset) -> list[tuple[str, bytes]]:

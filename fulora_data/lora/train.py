@@ -229,7 +229,7 @@ def train_lora(
     # ---- 3. data: buckets, latents (cached on disk), prompt embeddings (once, when the encoder is frozen)
     cache_started = time.perf_counter()
     with accelerator.main_process_first():
-        dataset, builder = lora_data.load_dataset(config)
+        dataset, dataset_version, dataset_repo = lora_data.load_dataset(config)
     examples, blobs = lora_data.prepare_examples(dataset, config)
     cache = lora_data.cache_folder(config)
     base_id = lora_data.base_identity(config, parts["revision"])
@@ -519,7 +519,8 @@ def train_lora(
             format="diffusers",
             fulora_version=__version__,
             extra={
-                "dataset_version": str(builder.config.version),
+                "dataset_version": dataset_version,
+                "dataset_repo": dataset_repo,
                 "num_images": len(examples),
                 "steps": step,
                 "batch_size": config.batch_size,
