@@ -240,3 +240,29 @@ def test_the_synthetic_builder_version_covers_the_new_columns():
 
     assert str(Synthetic.VERSION) == "1.1.0" and "1.1.0" in Synthetic.RELEASE_NOTES
     assert {"adapter_sha256", "adapter_scale", "clip_skip"} <= set(PROVENANCE_FIELDS)
+
+
+def test_a_local_base_digest_is_cached_by_path_size_and_mtime(tmp_path, monkeypatch):
+    import os
+
+    from fulora_data.generation import pipeline
+
+    base = tmp_path / "base"
+    (base / "unet").mkdir(parents=True)
+    (base / "model_index.json").write_text("{}")
+    (base / "unet" / "diffusion_pytorch_model.safetensors").write_bytes(b"weights")
+    (base / "unet" / "config.json").write_text("{}")  # not a weight: not hashed
+    hashed = []
+    real = pipeline.file_sha256
+    monkeypatch.setattr(pipeline, "file_sha256", lambda path: hashed.append(Path(path).name) or real(path))
+    monkeypatch.setattr(pipeline, "_DIGESTS", {})
+    first = pipeline.folder_digest(base)
+    assert sorted(hashed) == ["diffusion_pytorch_model.safetensors", "model_index.json"]
+    assert pipeline.digest_cache().is_file()
+    monkeypatch.setattr(pipeline, "_DIGESTS", {})  # a new process: the digests come from the cache file
+    hashed.clear()
+    assert pipeline.folder_digest(base) == first and hashed == []
+    weights = base / "unet" / "diffusion_pytorch_model.safetensors"
+    weights.write_bytes(b"other!!")  # same size, new content and mtime
+    os.utime(weights, ns=(weights.stat().st_atime_ns, weights.stat().st_mtime_ns + 10**9))
+    assert pipeline.folder_digest(base) != first and hashed == ["diffusion_pytorch_model.safetensors"]

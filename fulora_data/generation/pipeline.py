@@ -121,13 +121,20 @@ class ResolvedBase:
 
 
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".ckpt", ".pt", ".pth", ".msgpack", ".onnx")
-_DIGESTS: dict[tuple[str, int, int], str] = {}
-"""Per-file sha256 by (resolved path, size, mtime): a repeated run in one process reads no weight twice."""
+_DIGESTS: dict[str, str] = {}
+"""Per-file sha256 by ``"<resolved path>|<size>|<mtime ns>"``, loaded from and saved to ``digest_cache()``."""
+
+
+def digest_cache() -> Path:
+    """The file that keeps per-file digests across runs: ``<HF home>/fulora/file-digests.json``."""
+    from fulora_data.doctor import hf_home
+
+    return hf_home() / "fulora" / "file-digests.json"
 
 
 def _file_digest(path: Path) -> str:
     stat = path.stat()
-    key = (str(path.resolve()), stat.st_size, stat.st_mtime_ns)
+    key = f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
     if key not in _DIGESTS:
         _DIGESTS[key] = file_sha256(path)
     return _DIGESTS[key]
@@ -138,14 +145,33 @@ def folder_digest(folder: str | os.PathLike) -> str:
 
     Covers ``model_index.json`` and every weight file (safetensors, bin, ckpt ...) under the folder; each
     line is ``<relative path> <sha256>``. Configs other than ``model_index.json`` are left out: the
-    weights' shapes already follow from them.
+    weights' shapes already follow from them. Each file's digest is kept by (path, size, mtime) in
+    ``digest_cache()``, so a repeated run reads no unchanged weight again.
     """
+    import json
+
+    from fulora_data.io import atomic_write_json
+
     folder = Path(folder)
+    cache = digest_cache()
+    try:
+        stored = json.loads(cache.read_text(encoding="utf-8")) if cache.is_file() else {}
+    except (OSError, ValueError):  # a damaged cache costs a rehash, nothing else
+        stored = {}
+    if isinstance(stored, dict):
+        _DIGESTS.update({k: v for k, v in stored.items() if isinstance(v, str) and k not in _DIGESTS})
+    known = len(_DIGESTS)
     lines = []
     for path in sorted(folder.rglob("*")):
         relative = path.relative_to(folder).as_posix()
         if path.is_file() and (relative == "model_index.json" or path.name.endswith(_WEIGHT_SUFFIXES)):
             lines.append(f"{relative} {_file_digest(path)}")
+    if len(_DIGESTS) > known:
+        try:
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_json(cache, dict(_DIGESTS), indent=None)
+        except OSError:  # a read-only home: the digests are recomputed next time
+            pass
     return "sha256:" + hashlib.sha256("\n".join(lines).encode("utf-8")).hexdigest()
 
 
