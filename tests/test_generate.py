@@ -122,6 +122,24 @@ def test_one_image_regenerated_alone_has_the_same_pixels(tiny_world, reference_r
         regenerate(dataclasses.replace(config, per_plane=2), image.record, device="cpu")
 
 
+def test_one_image_regenerated_from_the_folder_alone(tiny_world, reference_run, tmp_path):
+    from fulora_data.generation.run import regenerate_image
+    from fulora_data.tiny_sd import save_tiny_pipeline
+
+    out = reference_run["out"]
+    _, images = read_generated(out)
+    image = images[7]
+    picture = regenerate_image(
+        out, image.record.image_id, base=tiny_world["base"], adapter=tiny_world["adapter"]
+    )
+    ((_, data),) = list(iter_images(out, [image]))
+    stored = np.asarray(Image.open(io.BytesIO(data)).convert("RGB"))
+    assert np.array_equal(np.asarray(picture.convert("RGB")), stored)
+    other = save_tiny_pipeline(tmp_path / "tiny-sd", seed=3)
+    with pytest.raises(ConfigError, match="base_model_revision is"):
+        regenerate_image(out, image.record.image_id, base=str(other), adapter=tiny_world["adapter"])
+
+
 def test_contact_sheet_and_card_with_memorisation_summary(tiny_world, reference_run):
     out = reference_run["out"]
     summary = reference_run["summary"]

@@ -419,6 +419,78 @@ def regenerate(config: GenerateConfig, record: GenerationRecord, *, device: str 
     return pictures[[i.position for i in batch].index(position)]
 
 
+def regenerate_image(
+    folder: str | Path,
+    image_id: str,
+    *,
+    base: str,
+    adapter: str | None = None,
+    weight_name: str | None = None,
+    device: str | None = None,
+):
+    """Sample one image of a generated folder again, from its ``metadata.jsonl`` row and manifest alone.
+
+    Every option but where the base and the adapter are comes from the manifest's ``info.settings``
+    (plan, batch size, steps, size, clip skip ...). The base and the adapter given must be the ones the
+    set records (same digest, commit or sha256).
+
+    Args:
+        folder: The generated folder.
+        image_id: The image's id (its ``metadata.jsonl`` row).
+        base: The base model (local folder or Hub repository).
+        adapter: The adapter, when the set used one.
+        weight_name: The adapter's file inside a folder or repository.
+        device: Where to sample (default: the device type the set was made on).
+
+    Returns:
+        The PIL image, pixel for pixel the stored one.
+
+    Raises:
+        ConfigError: If the folder is not a ``fulora generate`` set, has no such image, or the base or
+            adapter differ from the recorded ones.
+    """
+    from fulora_data.generated import read_generated
+
+    folder = Path(folder)
+    manifest, images = read_generated(folder)
+    settings = manifest.get("info", {}).get("settings")
+    if not isinstance(settings, dict):
+        raise ConfigError(f"{folder} records no `fulora generate` settings; it cannot be regenerated")
+    records = {image.record.image_id: image.record for image in images}
+    if image_id not in records:
+        raise ConfigError(f"{folder} holds no image {image_id!r}")
+    if bool(adapter) != bool(settings["adapter"]):
+        raise ConfigError(
+            f"{folder} was generated with adapter {settings['adapter']!r}: pass it as --adapter"
+            if settings["adapter"]
+            else f"{folder} was generated without an adapter; got adapter {adapter!r}"
+        )
+    config = GenerateConfig(
+        base=base,
+        adapter=adapter,
+        weight_name=weight_name,
+        adapter_scale=settings["adapter_scale"] if adapter else 1.0,
+        planes=tuple(settings["planes"]),
+        per_plane=settings["per_plane"],
+        samplers=tuple(settings["samplers"]),
+        steps=settings["steps"],
+        guidance_scale=settings["guidance_scale"],
+        negative_prompt=settings["negative_prompt"],
+        clip_skip=settings["clip_skip"],
+        width=settings["width"],
+        height=settings["height"],
+        seed=settings["seed"],
+        batch_size=settings["batch_size"],
+        shard_size=settings["shard_size"],
+        mixed_precision=settings["mixed_precision"],
+        cpu=settings["device_type"] == "cpu",
+    )
+    target = device or ("cpu" if config.cpu else None)
+    _, _, _, _, now = prepare_run(config, str(target or settings["device_type"]).split(":")[0])
+    check_folder(folder, now)  # the same base, adapter and options, else the first that differs is named
+    return regenerate(config, records[image_id], device=target)
+
+
 def generate_from_options(
     out: str | Path,
     *,
