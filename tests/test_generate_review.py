@@ -266,3 +266,13 @@ def test_a_local_base_digest_is_cached_by_path_size_and_mtime(tmp_path, monkeypa
     weights.write_bytes(b"other!!")  # same size, new content and mtime
     os.utime(weights, ns=(weights.stat().st_atime_ns, weights.stat().st_mtime_ns + 10**9))
     assert pipeline.folder_digest(base) != first and hashed == ["diffusion_pytorch_model.safetensors"]
+
+
+def test_offline_an_org_name_adapter_is_looked_for_in_the_cache_only(tiny_world, tmp_path, monkeypatch):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    start = time.perf_counter()
+    result = _run(tiny_world, tmp_path / "out", adapter="adapters/r128")
+    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert "adapter 'adapters/r128': no such local path, and could not get" in result.output
+    assert "from the Hub cache (HF_HUB_OFFLINE is set)" in result.output
+    assert time.perf_counter() - start < 10

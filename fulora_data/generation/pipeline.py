@@ -77,11 +77,9 @@ def resolve_adapter(
     """
     from fulora_data.adapter import DIFFUSERS_FILE
 
-    if not Path(adapter).expanduser().exists() and (_looks_like_path(adapter) or _offline()):
-        raise SourceNotFoundError(
-            f"adapter {adapter!r} does not exist: no such local file or folder"
-            + (" (and HF_HUB_OFFLINE is set, so the Hub was not asked)" if _offline() else "")
-        )
+    if not Path(adapter).expanduser().exists() and _looks_like_path(adapter):
+        # A path, not a repository id: asking the Hub would only add retries before the same answer.
+        raise SourceNotFoundError(f"adapter {adapter!r} does not exist: no such local file or folder")
     if not _is_hub_id(adapter):
         file = adapter_file(adapter, weight_name)
         folder = Path(adapter)
@@ -90,12 +88,13 @@ def resolve_adapter(
     hub = require("huggingface_hub", "train")
     filename = weight_name or DIFFUSERS_FILE
     try:
-        local = Path(hub.hf_hub_download(adapter, filename, revision=revision))
+        local = Path(hub.hf_hub_download(adapter, filename, revision=revision, local_files_only=_offline()))
     except Exception as err:  # the Hub client raises many kinds (offline, 404, gated)
         detail = str(err).splitlines()[0] if str(err) else ""
         raise SourceNotFoundError(
-            f"adapter {adapter!r}: no such local path, and could not get {filename!r} from the Hub "
-            f"({type(err).__name__}: {detail}); pass a local adapter folder or file, or --weight-name for "
+            f"adapter {adapter!r}: no such local path, and could not get {filename!r} from the Hub"
+            + (" cache (HF_HUB_OFFLINE is set)" if _offline() else "")
+            + f" ({type(err).__name__}: {detail}); pass a local adapter folder or file, or --weight-name for "
             "a repository's file"
         ) from None
     # The cache stores a download under snapshots/<commit>/<filename>: the commit actually used.
