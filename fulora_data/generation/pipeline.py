@@ -125,10 +125,16 @@ _DIGESTS: dict[str, str] = {}
 
 
 def digest_cache() -> Path:
-    """The file that keeps per-file digests across runs: ``<HF home>/fulora/file-digests.json``."""
-    from fulora_data.doctor import hf_home
+    """The file that keeps per-file digests across runs: ``<HF home>/fulora/file-digests.json``.
 
-    return hf_home() / "fulora" / "file-digests.json"
+    The HF home as the Hub libraries find it (the rule of ``fulora_data.doctor.hf_home``, a higher layer).
+    """
+    if os.environ.get("HF_HOME"):
+        home = Path(os.environ["HF_HOME"]).expanduser()
+    else:
+        cache = os.environ.get("XDG_CACHE_HOME")
+        home = (Path(cache).expanduser() if cache else Path.home() / ".cache") / "huggingface"
+    return home / "fulora" / "file-digests.json"
 
 
 def _file_digest(path: Path) -> str:
