@@ -23,6 +23,7 @@ import dataclasses
 import hashlib
 import json
 import os
+import re
 import struct
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -254,16 +255,38 @@ def read_adapter(path: str | os.PathLike, weight_name: str | None = None) -> Ada
             pass
     text_encoder = any(k.startswith(("lora_te_", "lora_te1_", "text_encoder.")) for k in keys)
     return AdapterInfo(
-        base_model="",
+        base_model=_kohya_base_model(metadata.get("ss_sd_model_name", "")),
         base_model_revision="",
         rank=rank,
         alpha=alpha,
         targets="unknown",
         text_encoder=text_encoder,
-        clip_skip=0,
+        clip_skip=_kohya_clip_skip(metadata.get("ss_clip_skip", "")),
         format=kind,
         extra={"ranks": ranks} if len(ranks) > 1 else {},
     )
+
+
+def _kohya_clip_skip(value: str) -> int:
+    """kohya's ``ss_clip_skip`` (``"2"``, or ``"None"`` when not set) as fulora's clip skip (0: unknown)."""
+    try:
+        number = int(str(value).strip())
+    except ValueError:
+        return 0
+    return number if number >= 1 else 0
+
+
+def _kohya_base_model(value: str) -> str:
+    """kohya's ``ss_sd_model_name`` as a base model name: a Hub id as is, a file by its name alone.
+
+    kohya stores whatever it was given, often a local path: only its last part is kept, so no local path
+    is ever recorded.
+    """
+    value = str(value).strip()
+    name = re.split(r"[\\/]", value)[-1]
+    if re.fullmatch(r"[\w.-]+\.(safetensors|ckpt|bin|pt|pth)", name):
+        return name
+    return value if re.fullmatch(r"[A-Za-z0-9][\w.-]*/[\w.-]+", value) else ""
 
 
 def file_sha256(path: str | os.PathLike) -> str:

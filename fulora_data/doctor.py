@@ -70,7 +70,7 @@ def _gpu() -> dict[str, Any]:
 
 
 def _accelerate_config() -> dict[str, Any]:
-    home = Path(os.environ.get("HF_HOME", Path.home() / ".cache" / "huggingface"))
+    home = hf_home()
     path = Path(os.environ.get("ACCELERATE_CONFIG_FILE", home / "accelerate" / "default_config.yaml"))
     if not path.is_file():
         return {
@@ -85,6 +85,15 @@ def _accelerate_config() -> dict[str, Any]:
         return {"ok": False, "detail": f"{path} is unreadable ({type(err).__name__})"}
     keys = ("distributed_type", "num_processes", "mixed_precision", "use_cpu")
     return {"ok": True, "detail": str(path), **{k: values.get(k) for k in keys if k in values}}
+
+
+def hf_home() -> Path:
+    """Hugging Face's home folder as its libraries find it: ``HF_HOME`` (``~`` expanded), else
+    ``$XDG_CACHE_HOME/huggingface``, else ``~/.cache/huggingface``."""
+    if os.environ.get("HF_HOME"):
+        return Path(os.environ["HF_HOME"]).expanduser()
+    cache = Path(os.environ["XDG_CACHE_HOME"]).expanduser() if os.environ.get("XDG_CACHE_HOME") else None
+    return (cache or Path.home() / ".cache") / "huggingface"
 
 
 def _token_present() -> bool:
@@ -126,11 +135,17 @@ def diagnose() -> dict[str, Any]:
     gpu = _gpu()
     if not gpu["ok"]:
         disabled.append(f"no GPU ({gpu['detail']}): generation and training run on the CPU, slowly; no fp16")
-    home = Path(os.environ.get("HF_HOME", Path.home() / ".cache" / "huggingface"))
+        if packages["bitsandbytes"]["version"]:
+            # Installed is not usable: its 8-bit optimizers run on CUDA only.
+            disabled.append(
+                "bitsandbytes is installed but its 8-bit optimizers (the study's AdamW8bit) need CUDA: "
+                "LoRA training on this machine uses plain AdamW"
+            )
+    home = hf_home()
     caches = {
         "HF_HOME": home,
-        "HF_HUB_CACHE": Path(os.environ.get("HF_HUB_CACHE", home / "hub")),
-        "HF_DATASETS_CACHE": Path(os.environ.get("HF_DATASETS_CACHE", home / "datasets")),
+        "HF_HUB_CACHE": Path(os.environ.get("HF_HUB_CACHE", home / "hub")).expanduser(),
+        "HF_DATASETS_CACHE": Path(os.environ.get("HF_DATASETS_CACHE", home / "datasets")).expanduser(),
     }
     offline = {name: os.environ.get(name, "") for name in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")}
     token = _token_present()

@@ -45,3 +45,32 @@ def test_doctor_says_what_a_missing_piece_disables(monkeypatch):
     )
     assert any("no Hugging Face token" in line for line in report["disabled"])
     assert "MISSING (fulora[train])" in doctor.format_report(report)
+
+
+def test_doctor_finds_the_cache_as_the_hub_libraries_do(monkeypatch, tmp_path):
+    from fulora_data import doctor
+
+    monkeypatch.setenv("HOME", str(tmp_path / "home"))
+    for name in ("HF_HOME", "HF_HUB_CACHE", "HF_DATASETS_CACHE", "XDG_CACHE_HOME", "ACCELERATE_CONFIG_FILE"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HF_HOME", "~/hf")
+    report = doctor.diagnose()
+    assert report["caches"]["HF_HOME"]["path"] == str(tmp_path / "home" / "hf")  # ~ expanded
+    assert report["caches"]["HF_HUB_CACHE"]["path"] == str(tmp_path / "home" / "hf" / "hub")
+    monkeypatch.delenv("HF_HOME")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    report = doctor.diagnose()
+    assert report["caches"]["HF_HOME"]["path"] == str(tmp_path / "xdg" / "huggingface")
+    assert str(tmp_path / "xdg" / "huggingface" / "accelerate") in report["accelerate_config"]["detail"]
+
+
+def test_doctor_says_bitsandbytes_needs_cuda_without_a_gpu(monkeypatch):
+    from fulora_data import doctor
+
+    real = doctor._version
+    monkeypatch.setattr(doctor, "_version", lambda name: "0.49.0" if name == "bitsandbytes" else real(name))
+    monkeypatch.setattr(doctor, "_gpu", lambda: {"ok": False, "detail": "CUDA not available", "devices": []})
+    report = doctor.diagnose()
+    assert any("8-bit optimizers (the study's AdamW8bit) need CUDA" in line for line in report["disabled"])
+    monkeypatch.setattr(doctor, "_gpu", lambda: {"ok": True, "detail": "CUDA 12, 1 device(s)", "devices": []})
+    assert not any("need CUDA" in line for line in doctor.diagnose()["disabled"])

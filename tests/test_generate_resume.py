@@ -42,9 +42,9 @@ def _options(world, **changes):
 @pytest.mark.parametrize(
     "stage, failure, at_write",
     [
-        ("generating", Killed, 6),  # the 2nd image of the 2nd shard of a process's part
+        ("generating", Killed, 4),  # the 2nd image of the 2nd shard of a process's part (shards of a batch)
         ("merging", Killed, 19),  # the 3rd image of the final folder's 2nd shard
-        ("generating", OSError(28, "No space left on device"), 6),  # a write error
+        ("generating", OSError(28, "No space left on device"), 4),  # a write error
     ],
 )
 def test_a_run_stopped_at_any_stage_resumes_to_the_same_set(

@@ -64,13 +64,17 @@ def test_exported_configs_pushed_to_the_hub_load_back_identically(hub_server, tm
         assert result.exit_code == 0, (args, result.output)
     assert hub_server.tags("fulora/spanish").keys() == {"v1.0.0"}
 
-    for repo, config, source in (
-        ("fulora/spanish", "full", spanish),
-        ("fulora/spanish", "es", spanish),
-        ("fulora/synthetic", "generated", generated),
+    from fulora_data.builders.synthetic import SyntheticBuilder
+
+    synthetic_tag = f"v{SyntheticBuilder.VERSION}"  # each set is tagged with its builder's version
+    assert hub_server.tags("fulora/synthetic").keys() == {synthetic_tag}
+    for repo, config, source, tag in (
+        ("fulora/spanish", "full", spanish, "v1.0.0"),
+        ("fulora/spanish", "es", spanish, "v1.0.0"),
+        ("fulora/synthetic", "generated", generated, synthetic_tag),
     ):
         built = prepare(repo.split("/")[1], config, source=source, cache_dir=cache)
-        loaded = datasets.load_dataset(repo, config, revision="v1.0.0", cache_dir=str(tmp_path / "hf"))
+        loaded = datasets.load_dataset(repo, config, revision=tag, cache_dir=str(tmp_path / "hf"))
         assert set(loaded) == set(built)
         for split in built:
             assert loaded[split].features == built[split].features

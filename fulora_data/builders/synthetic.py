@@ -47,7 +47,7 @@ from fulora_data.generated import (
 )
 from fulora_data.taxonomy import CERVIX, PLANES, canonical_plane
 
-_VERSION = datasets.Version("1.0.0")
+_VERSION = datasets.Version("1.1.0")
 NAME_RE = re.compile(r"^(\d+)-(\d+)$")
 """The release's file names: generation index, a dash, the seed."""
 
@@ -141,7 +141,9 @@ class SyntheticBuilder(FuloraBuilder):
     LICENSE = "cc-by-4.0"
     CITATION = STUDY_CITATION
     RELEASE_NOTES = {
-        "1.0.0": "First release: config release (Zenodo record 13228158) and generated (fulora's generator)."
+        "1.0.0": "First release: config release (Zenodo record 13228158) and generated (fulora's generator).",
+        "1.1.0": "generated: the provenance columns adapter_sha256, adapter_scale and clip_skip (`fulora "
+        "generate`'s records); a cache built before them is rebuilt.",
     }
     RELEASE_FACTS = {
         "generator": "Stable Diffusion 1.5 with a rank-128 LoRA adapter fine-tuned on 100 FETAL_PLANES_DB images",

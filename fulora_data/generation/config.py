@@ -48,6 +48,9 @@ PRESETS: dict[str, dict[str, Any]] = {
         "height": 512,
         "steps": DEFAULT_STEPS,
         "guidance_scale": DEFAULT_GUIDANCE,
+        # The study's kohya config (kohya_lora_config_abdomen.json) trained with clip_skip 2, and the
+        # images were sampled with it: an explicit --clip-skip still wins.
+        "clip_skip": 2,
     },
 }
 

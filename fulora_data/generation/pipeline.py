@@ -10,6 +10,7 @@ same fixed batch (``config.batches``).
 
 from __future__ import annotations
 
+import hashlib
 import os
 import re
 from dataclasses import dataclass
@@ -51,6 +52,20 @@ def _is_hub_id(value: str) -> bool:
     return bool(re.fullmatch(r"[A-Za-z0-9][\w.-]*/[\w.-]+", value)) and not Path(value).exists()
 
 
+def _offline() -> bool:
+    return os.environ.get("HF_HUB_OFFLINE", "").strip().lower() in ("1", "true", "yes", "on")
+
+
+def _looks_like_path(value: str) -> bool:
+    """Whether a value that is not on disk was meant as a local path rather than a Hub repository."""
+    return (
+        value.startswith(("./", "../", "/", "~", ".\\", "..\\"))
+        or value.endswith(".safetensors")
+        or "\\" in value
+        or not re.fullmatch(r"[A-Za-z0-9][\w.-]*/[\w.-]+", value)
+    )
+
+
 def resolve_adapter(
     adapter: str, weight_name: str | None = None, revision: str | None = None
 ) -> ResolvedAdapter:
@@ -62,6 +77,9 @@ def resolve_adapter(
     """
     from fulora_data.adapter import DIFFUSERS_FILE
 
+    if not Path(adapter).expanduser().exists() and _looks_like_path(adapter):
+        # A path, not a repository id: asking the Hub would only add retries before the same answer.
+        raise SourceNotFoundError(f"adapter {adapter!r} does not exist: no such local file or folder")
     if not _is_hub_id(adapter):
         file = adapter_file(adapter, weight_name)
         folder = Path(adapter)
@@ -70,11 +88,14 @@ def resolve_adapter(
     hub = require("huggingface_hub", "train")
     filename = weight_name or DIFFUSERS_FILE
     try:
-        local = Path(hub.hf_hub_download(adapter, filename, revision=revision))
+        local = Path(hub.hf_hub_download(adapter, filename, revision=revision, local_files_only=_offline()))
     except Exception as err:  # the Hub client raises many kinds (offline, 404, gated)
+        detail = str(err).splitlines()[0] if str(err) else ""
         raise SourceNotFoundError(
-            f"adapter {adapter!r}: could not get {filename!r} from the Hub ({type(err).__name__}: {err}); "
-            "pass a local adapter folder or file, or --weight-name for a repository's file"
+            f"adapter {adapter!r}: no such local path, and could not get {filename!r} from the Hub"
+            + (" cache (HF_HUB_OFFLINE is set)" if _offline() else "")
+            + f" ({type(err).__name__}: {detail}); pass a local adapter folder or file, or --weight-name for "
+            "a repository's file"
         ) from None
     # The cache stores a download under snapshots/<commit>/<filename>: the commit actually used.
     commit = local.parent.name if local.parent.parent.name == "snapshots" else (revision or "")
@@ -82,16 +103,114 @@ def resolve_adapter(
     return ResolvedAdapter(local, name, commit, file_sha256(local), read_adapter(local))
 
 
-def base_identity(base: str, revision: str | None) -> tuple[str, str]:
-    """Return what records call the base model and its revision: the Hub id and commit, or a folder's name."""
+@dataclass(frozen=True)
+class ResolvedBase:
+    """A base model found on disk, with what identifies it.
+
+    Attributes:
+        path: The local diffusers folder to load (a Hub repository's cached snapshot for a Hub base).
+        name: What the records call it (never a local path): the Hub id, or the local folder's name.
+        revision: The Hub commit of the snapshot, or ``sha256:<hex>``, a digest of a local folder's
+            ``model_index.json`` and weight files (so two different local bases never mix).
+    """
+
+    path: Path
+    name: str
+    revision: str
+
+
+_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".ckpt", ".pt", ".pth", ".msgpack", ".onnx")
+_DIGESTS: dict[str, str] = {}
+"""Per-file sha256 by ``"<resolved path>|<size>|<mtime ns>"``, loaded from and saved to ``digest_cache()``."""
+
+
+def digest_cache() -> Path:
+    """The file that keeps per-file digests across runs: ``<HF home>/fulora/file-digests.json``.
+
+    The HF home as the Hub libraries find it (the rule of ``fulora_data.doctor.hf_home``, a higher layer).
+    """
+    if os.environ.get("HF_HOME"):
+        home = Path(os.environ["HF_HOME"]).expanduser()
+    else:
+        cache = os.environ.get("XDG_CACHE_HOME")
+        home = (Path(cache).expanduser() if cache else Path.home() / ".cache") / "huggingface"
+    return home / "fulora" / "file-digests.json"
+
+
+def _file_digest(path: Path) -> str:
+    stat = path.stat()
+    key = f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
+    if key not in _DIGESTS:
+        _DIGESTS[key] = file_sha256(path)
+    return _DIGESTS[key]
+
+
+def folder_digest(folder: str | os.PathLike) -> str:
+    """A local diffusers folder's identity: ``sha256:<hex>`` of its sorted per-file digests.
+
+    Covers ``model_index.json`` and every weight file (safetensors, bin, ckpt ...) under the folder; each
+    line is ``<relative path> <sha256>``. Configs other than ``model_index.json`` are left out: the
+    weights' shapes already follow from them. Each file's digest is kept by (path, size, mtime) in
+    ``digest_cache()``, so a repeated run reads no unchanged weight again.
+    """
+    import json
+
+    from fulora_data.io import atomic_write_json
+
+    folder = Path(folder)
+    cache = digest_cache()
+    try:
+        stored = json.loads(cache.read_text(encoding="utf-8")) if cache.is_file() else {}
+    except (OSError, ValueError):  # a damaged cache costs a rehash, nothing else
+        stored = {}
+    if isinstance(stored, dict):
+        _DIGESTS.update({k: v for k, v in stored.items() if isinstance(v, str) and k not in _DIGESTS})
+    known = len(_DIGESTS)
+    lines = []
+    for path in sorted(folder.rglob("*")):
+        relative = path.relative_to(folder).as_posix()
+        if path.is_file() and (relative == "model_index.json" or path.name.endswith(_WEIGHT_SUFFIXES)):
+            lines.append(f"{relative} {_file_digest(path)}")
+    if len(_DIGESTS) > known:
+        try:
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_json(cache, dict(_DIGESTS), indent=None)
+        except OSError:  # a read-only home: the digests are recomputed next time
+            pass
+    return "sha256:" + hashlib.sha256("\n".join(lines).encode("utf-8")).hexdigest()
+
+
+def resolve_base(base: str, revision: str | None) -> ResolvedBase:
+    """Find the base model: a local diffusers folder, else a Hub repository's snapshot (downloaded or cached).
+
+    Raises:
+        SourceNotFoundError: If it is neither a local folder nor a Hub repository that can be had.
+    """
     path = Path(base).expanduser()
     if path.is_dir():
-        return path.resolve().name, ""
-    hub = require("huggingface_hub", "train")
+        return ResolvedBase(path.resolve(), path.resolve().name, folder_digest(path))
+    if _looks_like_path(base) and not _is_hub_id(base):
+        raise SourceNotFoundError(f"base model {base!r} does not exist: no such local folder")
+    diffusers = require("diffusers", "train")
     try:
-        return base, hub.HfApi().model_info(base, revision=revision).sha or (revision or "")
-    except Exception:  # offline: the revision asked for is the best record available
-        return base, revision or ""
+        # The pipeline's own download: only the files a pipeline loads, into snapshots/<commit>/.
+        folder = Path(
+            diffusers.DiffusionPipeline.download(base, revision=revision, local_files_only=_offline())
+        )
+    except Exception as err:  # the Hub client raises many kinds (offline, 404, gated)
+        detail = str(err).splitlines()[0] if str(err) else ""
+        raise SourceNotFoundError(
+            f"base model {base!r}: no such local folder, and it could not be had from the Hub "
+            f"({type(err).__name__}: {detail}); pass a local diffusers folder or a Hub repository"
+        ) from None
+    commit = folder.name if folder.parent.name == "snapshots" else (revision or "")
+    return ResolvedBase(folder, base, commit)
+
+
+def base_identity(base: str, revision: str | None) -> tuple[str, str]:
+    """Return what records call the base model and its revision (``resolve_base``'s name and revision)."""
+    resolved = resolve_base(base, revision)
+    return resolved.name, resolved.revision
 
 
 def torch_dtype(config: GenerateConfig, device_type: str):
@@ -102,21 +221,35 @@ def torch_dtype(config: GenerateConfig, device_type: str):
     return {"fp16": torch.float16, "bf16": torch.bfloat16}[config.mixed_precision]
 
 
-def load_pipeline(config: GenerateConfig, adapter: ResolvedAdapter | None, device: Any):
+def load_pipeline(
+    config: GenerateConfig,
+    adapter: ResolvedAdapter | None,
+    device: Any,
+    base: ResolvedBase | None = None,
+    clip_skip: int = 1,
+):
     """Load the base pipeline on ``device``, apply the adapter and the speed options.
+
+    Args:
+        config: The run's options.
+        adapter: The adapter, or ``None``.
+        device: Where to sample.
+        base: The resolved base (default: ``resolve_base(config.base, config.base_revision)``).
+        clip_skip: The clip skip the run will use, checked against the text encoder's depth.
 
     Raises:
         SourceNotFoundError: If the base model cannot be found.
-        ConfigError: If the adapter does not fit the base (different shapes or no matching layer).
+        ConfigError: If the adapter does not fit the base (different shapes or no matching layer), or the
+            clip skip is deeper than the text encoder.
     """
     torch = require("torch", "train")
     diffusers = require("diffusers", "train")
     device = torch.device(device)
     dtype = torch_dtype(config, device.type)
+    base = base or resolve_base(config.base, config.base_revision)
     try:
         pipe = diffusers.StableDiffusionPipeline.from_pretrained(
-            str(Path(config.base).expanduser()) if Path(config.base).expanduser().is_dir() else config.base,
-            revision=config.base_revision,
+            str(base.path),
             dtype=dtype,
             safety_checker=None,
             requires_safety_checker=False,
@@ -126,6 +259,7 @@ def load_pipeline(config: GenerateConfig, adapter: ResolvedAdapter | None, devic
             f"base model {config.base!r} could not be loaded ({str(err).splitlines()[0]}); pass a local "
             "diffusers folder or a Hub repository that is in the cache"
         ) from None
+    check_clip_skip(pipe, clip_skip)
     if adapter is not None:
         apply_adapter(pipe, adapter, config)
     pipe = pipe.to(device)
@@ -136,6 +270,20 @@ def load_pipeline(config: GenerateConfig, adapter: ResolvedAdapter | None, devic
     if config.compile:
         pipe.unet = torch.compile(pipe.unet)
     return pipe
+
+
+def check_clip_skip(pipe, clip_skip: int) -> None:
+    """Refuse a clip skip deeper than the text encoder (kohya's ``k`` uses the ``k``-th layer from the end).
+
+    Raises:
+        ConfigError: Naming ``--clip-skip`` and the encoder's layer count.
+    """
+    layers = getattr(pipe.text_encoder.config, "num_hidden_layers", None)
+    if isinstance(layers, int) and clip_skip > layers:
+        raise ConfigError(
+            f"--clip-skip {clip_skip} is deeper than the base model's text encoder, which has {layers} "
+            f"layers; pass --clip-skip between 1 and {layers}"
+        )
 
 
 def apply_adapter(pipe, adapter: ResolvedAdapter, config: GenerateConfig) -> None:

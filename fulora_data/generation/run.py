@@ -108,6 +108,18 @@ def check_folder(folder: Path, settings: dict) -> None:
                 f"{folder} holds {found[0]} but no {MANIFEST}: another generation's shards; refusing to mix "
                 "them: write into an empty or new folder"
             )
+        others = sorted(
+            p.name
+            for p in (folder.iterdir() if folder.is_dir() else ())
+            # A writer killed before its manifest was committed leaves only its own temporary files.
+            if p.name != PARTS and not p.name.startswith((f".{MANIFEST}.tmp-", f".{METADATA}.tmp-"))
+        )
+        if others:
+            # The card, the contact sheet and memorisation.json would overwrite files of the same names.
+            raise ConfigError(
+                f"{folder} is not empty (it holds {others[0]!r}) and holds no {MANIFEST}: refusing to write "
+                "a generation over other files: write into an empty or new folder"
+            )
         return
     found = manifest.get("info", {}).get("settings")
     if not isinstance(found, dict):
@@ -189,8 +201,12 @@ def _progress(total: int, enabled: bool):
 
 
 def prepare_run(config: GenerateConfig, device_type: str):
-    """Validate the options and resolve the base and the adapter: ``(config, adapter, clip_skip, settings)``."""
-    from fulora_data.generation.pipeline import base_identity, resolve_adapter
+    """Validate the options and resolve the base and the adapter.
+
+    Returns:
+        ``(config, base, adapter, clip_skip, settings)``; ``base`` is a ``pipeline.ResolvedBase``.
+    """
+    from fulora_data.generation.pipeline import resolve_adapter, resolve_base
 
     config = config.validated()
     adapter = (
@@ -204,10 +220,9 @@ def prepare_run(config: GenerateConfig, device_type: str):
         clip_skip = adapter.info.clip_skip
     else:
         clip_skip = 1
-    settings = run_settings(
-        config, base_identity(config.base, config.base_revision), adapter, clip_skip, device_type
-    )
-    return config, adapter, clip_skip, settings
+    base = resolve_base(config.base, config.base_revision)
+    settings = run_settings(config, (base.name, base.revision), adapter, clip_skip, device_type)
+    return config, base, adapter, clip_skip, settings
 
 
 def generate(
@@ -239,16 +254,21 @@ def generate(
     """
     accelerate = require("accelerate", "train")
     state = accelerate.PartialState(cpu=config.cpu)
-    from fulora_data.generation.pipeline import pick_device
+    from fulora_data.generation.pipeline import load_pipeline, pick_device
 
     device = pick_device(config.cpu or state.device.type == "cpu")
-    config, adapter, clip_skip, settings = prepare_run(config, device.type)
+    config, base, adapter, clip_skip, settings = prepare_run(config, device.type)
     out = Path(out)
     rank, world, main = state.process_index, state.num_processes, state.is_main_process
     check_folder(out, settings)
     parts_root = out / PARTS
     for part in sorted(parts_root.glob("rank-*")) if parts_root.is_dir() else []:
         check_folder(part, settings)
+    # Loaded (adapter applied, clip skip checked) before anything is written, so a bad base, adapter or
+    # clip skip leaves no manifest behind to refuse the corrected command.
+    loading = time.perf_counter()
+    pipe = load_pipeline(config, adapter, device, base, clip_skip)
+    load_seconds = time.perf_counter() - loading
     images = plan(config)
     info = {"settings": settings, "command": "fulora generate", "fulora_version": __version__}
     final = GeneratedWriter(out, shard_size=config.shard_size, info=info) if main else None
@@ -266,9 +286,9 @@ def generate(
         )
     start = time.perf_counter()
     if mine:
-        _generate_part(config, adapter, clip_skip, settings, mine, done, parts_root / f"rank-{rank}", device,
+        _generate_part(config, pipe, adapter, clip_skip, settings, mine, done, parts_root / f"rank-{rank}",
                        progress and main, info, todo)  # fmt: skip
-    elapsed = time.perf_counter() - start
+    elapsed = time.perf_counter() - start  # the sampling and writing alone: the load is timed apart
     if world > 1:
         log(f"process {rank} of {world} made {todo} images in {elapsed:.1f} s")
     state.wait_for_everyone()
@@ -279,6 +299,7 @@ def generate(
             {
                 "generated_now": len(images) - len(done),
                 "seconds": round(elapsed, 3),
+                "load_seconds": round(load_seconds, 3),
                 "images_per_second": round((len(images) - len(done)) / elapsed, 3)
                 if elapsed > 0 and len(images) > len(done)
                 else None,
@@ -290,15 +311,14 @@ def generate(
     return summary
 
 
-def _generate_part(
-    config, adapter, clip_skip, settings, mine, done, folder, device, show, info, todo
-) -> None:
-    from fulora_data.generation.pipeline import load_pipeline, sample
+def _generate_part(config, pipe, adapter, clip_skip, settings, mine, done, folder, show, info, todo) -> None:
+    from fulora_data.generation.pipeline import sample
 
-    pipe = load_pipeline(config, adapter, device)
     try:
+        # Parts commit every batch (the merge repacks them into shard_size shards): a killed run loses
+        # at most one batch per process.
         with (
-            GeneratedWriter(folder, shard_size=config.shard_size, info=info) as writer,
+            GeneratedWriter(folder, shard_size=config.batch_size, info=info) as writer,
             _progress(todo, show) as bar,
         ):
             for batch in mine:
@@ -344,6 +364,9 @@ def _finish(config: GenerateConfig, out: Path, settings: dict, adapter, log) -> 
     """Write the contact sheet, run the memorisation check and write the card."""
     from fulora_data.generation.card import contact_sheet, memorisation_summary, write_card
 
+    if config.against is None and (out / MEMORISATION).is_file():
+        # A previous run's result: the card must not be read beside a check this run did not make.
+        (out / MEMORISATION).unlink()
     sheet = contact_sheet(out)
     log(f"contact sheet: {sheet}")
     memo = memorisation_summary(config, out, log)
@@ -353,29 +376,119 @@ def _finish(config: GenerateConfig, out: Path, settings: dict, adapter, log) -> 
 
 
 def regenerate(config: GenerateConfig, record: GenerationRecord, *, device: str | None = None):
-    """Sample one image of a generated set alone, from its record and the run's options.
+    """Sample one image of a generated set again, exactly: in its run's fixed batch, from the run's options.
+
+    The image's batch (``batches(plan(config), config.batch_size)``) is sampled whole and its member
+    returned, so the pixels equal the stored ones. The options that decide the batch (``planes``,
+    ``samplers``, ``per_plane``, ``seed``, ``batch_size``) are in the set's manifest (``info.settings``)
+    and each record carries its ``generation_index``.
 
     Args:
-        config: The options the set was generated with (base, adapter, steps, size ...).
+        config: The options the set was generated with (base, adapter, steps, size, plan, batch size ...).
         record: The image's record (its plane, sampler and seed are used).
         device: Where to sample (default: the GPU if present and not ``config.cpu``, else the CPU).
 
     Returns:
         The PIL image.
+
+    Raises:
+        ConfigError: If the record is not in the plan of ``config`` (other plan options or seed).
     """
     from fulora_data.generation.pipeline import load_pipeline, pick_device, sample
 
     target = pick_device(config.cpu) if device is None else device
-    config, adapter, clip_skip, _ = prepare_run(config, str(target).split(":")[0])
+    config, base, adapter, clip_skip, _ = prepare_run(config, str(target).split(":")[0])
     if record.sampler not in _SAMPLER_NAMES:
         raise ConfigError(
             f"record {record.image_id!r} names sampler {record.sampler!r}, which fulora cannot run"
         )
-    image = PlannedImage(
-        record.generation_index, record.plane, _SAMPLER_NAMES[record.sampler], -1, record.seed
+    images = plan(config)
+    position = record.generation_index
+    if not (
+        0 <= position < len(images)
+        and images[position].seed == record.seed
+        and images[position].sampler == _SAMPLER_NAMES[record.sampler]
+    ):
+        raise ConfigError(
+            f"record {record.image_id!r} is not in the plan of these options: pass the planes, samplers, "
+            "per_plane, seed and batch_size of its run (its manifest's info.settings)"
+        )
+    batch = next(b for b in batches(images, config.batch_size) if any(i.position == position for i in b))
+    pipe = load_pipeline(config, adapter, target, base, clip_skip)
+    pictures = sample(pipe, batch, config, clip_skip)
+    return pictures[[i.position for i in batch].index(position)]
+
+
+def regenerate_image(
+    folder: str | Path,
+    image_id: str,
+    *,
+    base: str,
+    adapter: str | None = None,
+    weight_name: str | None = None,
+    device: str | None = None,
+):
+    """Sample one image of a generated folder again, from its ``metadata.jsonl`` row and manifest alone.
+
+    Every option but where the base and the adapter are comes from the manifest's ``info.settings``
+    (plan, batch size, steps, size, clip skip ...). The base and the adapter given must be the ones the
+    set records (same digest, commit or sha256).
+
+    Args:
+        folder: The generated folder.
+        image_id: The image's id (its ``metadata.jsonl`` row).
+        base: The base model (local folder or Hub repository).
+        adapter: The adapter, when the set used one.
+        weight_name: The adapter's file inside a folder or repository.
+        device: Where to sample (default: the device type the set was made on).
+
+    Returns:
+        The PIL image, pixel for pixel the stored one.
+
+    Raises:
+        ConfigError: If the folder is not a ``fulora generate`` set, has no such image, or the base or
+            adapter differ from the recorded ones.
+    """
+    from fulora_data.generated import read_generated
+
+    folder = Path(folder)
+    manifest, images = read_generated(folder)
+    settings = manifest.get("info", {}).get("settings")
+    if not isinstance(settings, dict):
+        raise ConfigError(f"{folder} records no `fulora generate` settings; it cannot be regenerated")
+    records = {image.record.image_id: image.record for image in images}
+    if image_id not in records:
+        raise ConfigError(f"{folder} holds no image {image_id!r}")
+    if bool(adapter) != bool(settings["adapter"]):
+        raise ConfigError(
+            f"{folder} was generated with adapter {settings['adapter']!r}: pass it as --adapter"
+            if settings["adapter"]
+            else f"{folder} was generated without an adapter; got adapter {adapter!r}"
+        )
+    config = GenerateConfig(
+        base=base,
+        adapter=adapter,
+        weight_name=weight_name,
+        adapter_scale=settings["adapter_scale"] if adapter else 1.0,
+        planes=tuple(settings["planes"]),
+        per_plane=settings["per_plane"],
+        samplers=tuple(settings["samplers"]),
+        steps=settings["steps"],
+        guidance_scale=settings["guidance_scale"],
+        negative_prompt=settings["negative_prompt"],
+        clip_skip=settings["clip_skip"],
+        width=settings["width"],
+        height=settings["height"],
+        seed=settings["seed"],
+        batch_size=settings["batch_size"],
+        shard_size=settings["shard_size"],
+        mixed_precision=settings["mixed_precision"],
+        cpu=settings["device_type"] == "cpu",
     )
-    pipe = load_pipeline(config, adapter, target)
-    return sample(pipe, [image], config, clip_skip)[0]
+    target = device or ("cpu" if config.cpu else None)
+    _, _, _, _, now = prepare_run(config, str(target or settings["device_type"]).split(":")[0])
+    check_folder(folder, now)  # the same base, adapter and options, else the first that differs is named
+    return regenerate(config, records[image_id], device=target)
 
 
 def generate_from_options(
