@@ -31,6 +31,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
             "fulora_data.tiny_sd",
             "fulora_data.checkpoint",
             "fulora_data.splits",
+            "fulora_data.presets",
         ),
     ),
     ("builders", ("fulora_data.builders",)),

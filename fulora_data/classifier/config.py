@@ -6,7 +6,6 @@ grid, a resumed run) needs neither torch nor the training loop.
 
 from __future__ import annotations
 
-import dataclasses
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,6 +13,7 @@ from typing import Any
 
 from fulora_data.classifier.models import architecture, check_image_size, check_weights_option
 from fulora_data.errors import ConfigError, require
+from fulora_data.presets import config_from_dict, read_preset
 from fulora_data.splits import VALIDATION_POLICIES
 
 TRAIN_SETS: dict[str, tuple[str, str, bool]] = {
@@ -123,13 +123,7 @@ class TrainConfig:
         Raises:
             ConfigError: Naming the unknown key and ``where`` it came from.
         """
-        known = {f.name for f in dataclasses.fields(cls)}
-        for key in values:
-            if key not in known:
-                raise ConfigError(
-                    f"{where}: unknown training option {key!r}; known: {', '.join(sorted(known))}"
-                )
-        return cls(**values)
+        return config_from_dict(cls, values, where=where, what="training option")
 
     @classmethod
     def from_yaml(cls, path: str | os.PathLike, **overrides: Any) -> TrainConfig:
@@ -138,21 +132,7 @@ class TrainConfig:
         Raises:
             ConfigError: If the file is missing, not a YAML mapping, or has an unknown key.
         """
-        import yaml
-
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"preset {path} does not exist")
-        try:
-            values = yaml.safe_load(path.read_text()) or {}
-        except yaml.YAMLError as err:
-            raise ConfigError(f"preset {path} is not valid YAML ({err})") from err
-        if not isinstance(values, dict):
-            raise ConfigError(
-                f"preset {path} must be a mapping of training options; got {type(values).__name__}"
-            )
-        values.update({k: v for k, v in overrides.items() if v is not None})
-        return cls.from_dict(values, where=str(path))
+        return cls.from_dict(read_preset(path, overrides, what="training option"), where=str(path))
 
     @classmethod
     def preset(cls, name: str, **overrides: Any) -> TrainConfig:

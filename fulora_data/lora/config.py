@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from fulora_data.errors import ConfigError, require
+from fulora_data.presets import config_from_dict, read_preset
 
 SD15 = "stable-diffusion-v1-5/stable-diffusion-v1-5"
 """The base model's Hub repository (the old ``runwayml/stable-diffusion-v1-5`` is gone)."""
@@ -149,11 +150,7 @@ class LoraConfig:
         Raises:
             ConfigError: Naming the unknown key and ``where`` it came from.
         """
-        known = {f.name for f in dataclasses.fields(cls)}
-        for key in values:
-            if key not in known:
-                raise ConfigError(f"{where}: unknown LoRA option {key!r}; known: {', '.join(sorted(known))}")
-        return cls(**values)
+        return config_from_dict(cls, values, where=where, what="LoRA option")
 
     @classmethod
     def from_yaml(cls, path: str | os.PathLike, **overrides: Any) -> LoraConfig:
@@ -162,19 +159,7 @@ class LoraConfig:
         Raises:
             ConfigError: If the file is missing, not a YAML mapping, or has an unknown key.
         """
-        import yaml
-
-        path = Path(path)
-        if not path.is_file():
-            raise ConfigError(f"preset {path} does not exist")
-        try:
-            values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-        except yaml.YAMLError as err:
-            raise ConfigError(f"preset {path} is not valid YAML ({err})") from err
-        if not isinstance(values, dict):
-            raise ConfigError(f"preset {path} must be a mapping of LoRA options; got {type(values).__name__}")
-        values.update({k: v for k, v in overrides.items() if v is not None})
-        return cls.from_dict(values, where=str(path))
+        return cls.from_dict(read_preset(path, overrides, what="LoRA option"), where=str(path))
 
     @classmethod
     def preset(cls, name: str, **overrides: Any) -> LoraConfig:
