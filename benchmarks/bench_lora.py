@@ -7,14 +7,22 @@ block, cross-attention 32), 64 px, batch 2, rank 8, ``--targets attention``, tex
 It runs ``train_lora`` twice (the first builds the latent cache, the second reuses it), then times the
 floor any trainer pays: UNet forward + backward + optimizer step on ready tensors, with the same LoRA
 layers and optimizer, before and after the training runs (the machine's load drifts). Figures:
-start-up, cache building, ms per step in the loop, the floor, their ratio, and peak RSS. The reference
-is diffusers' example ``train_text_to_image_lora.py`` in the same setting on a 2-core machine, as
-measured for the issue (not rerun here: it is not installed with diffusers): 112 ms per step in its loop
-and 1.2 GB peak RSS.
+start-up, cache building, ms per step in the loop, the floor, their ratio, and peak RSS.
+
+The peer is diffusers' example ``examples/text_to_image/train_text_to_image_lora.py``. It is not installed
+with diffusers, and this benchmark neither downloads nor ships it: pass a local copy with ``--peer`` and it
+runs in the same run, interleaved with fulora's warm runs, on the same images (written as an
+``imagefolder`` with a ``metadata.jsonl`` holding each image's study prompt) and settings
+(``--resolution 64 --train_batch_size 2 --rank 8 --learning_rate 1e-4 --lr_scheduler constant``, no
+validation, CPU, the same torch threads). Its loop is timed the way fulora's is, from its progress bar's
+creation to its last step, by wrapping its ``tqdm``; its peak RSS is its own process's. Without
+``--peer``, the figures measured for the issue are quoted instead (112 ms per step in its loop and 1.2 GB
+peak RSS on a 2-core machine).
 
 Usage::
 
     python benchmarks/bench_lora.py [--steps 60] [--images ../shared/data/fetal_planes_db_sample]
+        [--peer path/to/train_text_to_image_lora.py]
 """
 
 from __future__ import annotations
@@ -117,6 +125,82 @@ def phase(name: str, work: Path, images: Path, steps: int, resolution: int, thre
     return result
 
 
+def peer_imagefolder(images: Path, folder: Path) -> int:
+    """Write the images as a datasets ``imagefolder``: copies plus ``metadata.jsonl`` with their prompts."""
+    import csv
+    import json
+
+    from fulora_data.io import atomic_write_text
+    from fulora_data.taxonomy import canonical_plane, prompt_for
+
+    folder.mkdir(parents=True, exist_ok=True)
+    lines = []
+    with open(images / "FETAL_PLANES_DB_data.csv", newline="", encoding="utf-8-sig") as handle:
+        for row in csv.DictReader(handle, delimiter=";"):
+            row = {key.strip(): value for key, value in row.items() if key}
+            name = f"{row['Image_name'].strip()}.png"
+            # The sample folder holds a subset of the rows; the peer sees exactly the images fulora trains on.
+            if not (images / "Images" / name).is_file():
+                continue
+            shutil.copyfile(images / "Images" / name, folder / name)
+            prompt = prompt_for(canonical_plane(row["Plane"]))
+            lines.append(json.dumps({"file_name": name, "text": prompt}))
+    atomic_write_text(folder / "metadata.jsonl", "\n".join(lines) + "\n")
+    return len(lines)
+
+
+def peer_phase(script: Path, work: Path, name: str, steps: int, resolution: int, threads: int | None) -> dict:
+    """Run diffusers' example script in this process, timing its loop through its own progress bar."""
+    import os
+    import runpy
+    import sys
+
+    import torch
+    import tqdm.auto
+
+    if threads:
+        torch.set_num_threads(threads)
+    warnings.simplefilter("ignore")
+    marks: dict[str, float] = {}
+    count = [0]
+    original = tqdm.auto.tqdm
+
+    class TimedBar(original):
+        """The script's ``Steps`` bar, noting when its loop starts and when each step ends."""
+
+        def __init__(self, *bar_args, **bar_kwargs):
+            super().__init__(*bar_args, **bar_kwargs)
+            if bar_kwargs.get("desc") == "Steps":
+                self._timed = True
+                marks["loop_started"] = time.perf_counter()
+
+        def update(self, n=1):
+            if getattr(self, "_timed", False):
+                count[0] += n
+                marks["last_step"] = time.perf_counter()
+            return super().update(n)
+
+    # The script binds ``from tqdm.auto import tqdm`` when it is imported, below.
+    tqdm.auto.tqdm = TimedBar
+    sys.argv = [str(script), "--pretrained_model_name_or_path", str(work / "base")]
+    sys.argv += ["--train_data_dir", str(work / "peer-data"), "--cache_dir", str(work / "peer-cache")]
+    sys.argv += ["--output_dir", str(work / name), "--resolution", str(resolution), "--train_batch_size", "2"]
+    sys.argv += ["--rank", "8", "--max_train_steps", str(steps), "--learning_rate", "1e-4"]
+    sys.argv += ["--lr_scheduler", "constant", "--seed", "1234", "--dataloader_num_workers", "0"]
+    os.environ.update(CUDA_VISIBLE_DEVICES="", HF_HUB_OFFLINE="1", HF_DATASETS_OFFLINE="1")
+    started = time.perf_counter()
+    runpy.run_path(str(script), run_name="__main__")
+    if count[0] != steps or "loop_started" not in marks:
+        raise SystemExit(f"the peer ran {count[0]} timed steps, expected {steps}")
+    loop_s = marks["last_step"] - marks["loop_started"]
+    return {
+        "startup_s": marks["loop_started"] - started,
+        "ms_per_step": 1000 * loop_s / steps,
+        "peak_rss_gb": peak_rss_gb(),
+        "threads": torch.get_num_threads(),
+    }
+
+
 def _child(name: str, args, work: Path) -> dict:
     """Run a phase in a fresh process, so each peak RSS is that phase's own."""
     import json
@@ -127,6 +211,8 @@ def _child(name: str, args, work: Path) -> dict:
     command += ["--steps", str(args.steps), "--resolution", str(args.resolution)]
     if args.threads:
         command += ["--threads", str(args.threads)]
+    if args.peer:
+        command += ["--peer", str(args.peer)]
     done = subprocess.run(command, capture_output=True, text=True, check=False)
     if done.returncode != 0:
         raise SystemExit(f"phase {name} failed:\n{done.stderr[-3000:]}")
@@ -142,29 +228,45 @@ def main() -> None:
     parser.add_argument("--resolution", type=int, default=64)
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's).")
     parser.add_argument("--repeats", type=int, default=2, help="Warm runs and floor runs, interleaved.")
+    parser.add_argument(
+        "--peer",
+        type=Path,
+        default=None,
+        help="A local copy of diffusers' examples/text_to_image/train_text_to_image_lora.py to run as the peer.",
+    )
     parser.add_argument("--phase", default=None, help=argparse.SUPPRESS)
     parser.add_argument("--work", type=Path, default=None, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.phase:
         import json
 
-        print(
-            json.dumps(phase(args.phase, args.work, args.images, args.steps, args.resolution, args.threads))
-        )
+        if args.phase.startswith("peer"):
+            result = peer_phase(args.peer, args.work, args.phase, args.steps, args.resolution, args.threads)
+        else:
+            result = phase(args.phase, args.work, args.images, args.steps, args.resolution, args.threads)
+        print(json.dumps(result))
         return
     if not (args.images / "FETAL_PLANES_DB_data.csv").is_file():
         raise SystemExit(f"{args.images} is not a FETAL_PLANES_DB folder (pass --images)")
+    if args.peer:
+        args.peer = args.peer.resolve()
+        if not args.peer.is_file():
+            raise SystemExit(f"--peer: no such file, got {str(args.peer)!r}")
 
     from fulora_data.tiny_sd import save_tiny_pipeline
 
     work = Path(tempfile.mkdtemp(prefix="bench-lora-"))
     try:
         save_tiny_pipeline(work / "base")
+        if args.peer:
+            peer_imagefolder(args.images, work / "peer-data")
         cold = _child("cold", args, work)
-        warm, floors = [], []
+        warm, floors, peers = [], [], []
         for repeat in range(args.repeats):
             floors.append(_child("floor", args, work))
             warm.append(_child(f"warm{repeat}", args, work))
+            if args.peer:
+                peers.append(_child(f"peer{repeat}", args, work))
         floors.append(_child("floor", args, work))
     finally:
         shutil.rmtree(work, ignore_errors=True)
@@ -185,13 +287,34 @@ def main() -> None:
             "before, between, after",
         ),
         ("loop / UNet alone", f"{loop / floor:.2f}x", "target <= 1.15x"),
-        (
-            "diffusers' example loop (reference)",
-            f"{REFERENCE_MS:.0f} ms/step",
-            f"fulora {REFERENCE_MS / loop:.2f}x faster on this machine now (target >= 1.4x, <= 80 ms)",
-        ),
-        ("peak RSS of a training process", f"{rss:.2f} GB", f"reference {REFERENCE_RSS_GB} GB"),
     ]
+    if peers:
+        peer_loop = min(p["ms_per_step"] for p in peers)
+        peer_rss = max(p["peak_rss_gb"] for p in peers)
+        rows += [
+            (
+                "peer (diffusers' example): start-up",
+                f"{min(p['startup_s'] for p in peers):.2f} s",
+                "to its loop",
+            ),
+            (
+                "peer loop, runs",
+                " / ".join(f"{p['ms_per_step']:.1f}" for p in peers) + " ms/step",
+                "after each warm run; best is used",
+            ),
+            ("peer loop / fulora loop", f"{peer_loop / loop:.2f}x", "target >= 1.4x"),
+            ("peak RSS, fulora training process", f"{rss:.2f} GB", ""),
+            ("peak RSS, peer process", f"{peer_rss:.2f} GB", f"peer / fulora {peer_rss / rss:.2f}x"),
+        ]
+    else:
+        rows += [
+            (
+                "diffusers' example loop (reference)",
+                f"{REFERENCE_MS:.0f} ms/step",
+                f"fulora {REFERENCE_MS / loop:.2f}x faster on this machine now (target >= 1.4x, <= 80 ms)",
+            ),
+            ("peak RSS of a training process", f"{rss:.2f} GB", f"reference {REFERENCE_RSS_GB} GB"),
+        ]
     print(
         f"LoRA training, tiny SD at {args.resolution} px, batch 2, rank 8, attention targets, frozen text "
         f"encoder, {args.steps} steps, {cold['threads']} torch thread(s)"
