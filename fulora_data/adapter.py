@@ -330,8 +330,26 @@ def save_adapter_file(
         METADATA_KEY: json.dumps(info.to_dict(), sort_keys=True),
     }
     contiguous = {name: tensor.detach().cpu().contiguous() for name, tensor in tensors.items()}
-    data = safetensors_torch.save(contiguous, metadata=metadata)
+    data = _canonical_header(safetensors_torch.save(contiguous, metadata=metadata))
     return atomic_write_bytes(path, data)
+
+
+def _canonical_header(data: bytes) -> bytes:
+    """Rewrite a safetensors file's header in one fixed order, so the same adapter is the same bytes.
+
+    safetensors writes its metadata in hash-map order, which changes from one process to the next; an
+    adapter's sha256 (what a generated image records, and what a resumed generation compares) would then
+    change every time the same weights are saved. Tensor offsets are relative to the data section, so
+    reordering the header's keys leaves the data untouched.
+    """
+    (length,) = struct.unpack("<Q", data[:8])
+    header = json.loads(data[8 : 8 + length])
+    metadata = header.pop("__metadata__", None)
+    ordered = {"__metadata__": dict(sorted(metadata.items()))} if metadata else {}
+    ordered.update(sorted(header.items(), key=lambda item: item[1]["data_offsets"][0]))
+    text = json.dumps(ordered, separators=(",", ":")).encode("utf-8")
+    text += b" " * (-len(text) % 8)  # the format pads the header to 8 bytes with spaces
+    return struct.pack("<Q", len(text)) + text + data[8 + length :]
 
 
 def kohya_tensors(tensors: dict[str, Any], alpha: float) -> dict[str, Any]:

@@ -117,3 +117,21 @@ def test_foreign_diffusers_file_takes_alpha_from_diffusers_own_metadata(tmp_path
     )
     info = adapter.read_adapter(tmp_path)
     assert (info.format, info.rank, info.alpha, info.text_encoder) == ("diffusers", 4, 2.0, False)
+
+
+def test_the_same_adapter_saves_to_the_same_bytes(tmp_path):
+    # safetensors writes metadata in hash-map order; the adapter's sha256 is its identity in generated sets.
+    import hashlib
+
+    tensors = {f"unet.block{i}.lora_A.weight": torch.full((4, 2), float(i)) for i in range(6)}
+    extra = {f"key{i}": str(i) for i in range(12)}
+    digests = set()
+    for attempt in range(6):
+        path = adapter.save_adapter_file(
+            tmp_path / f"{attempt}.safetensors", tensors, _info(), extra_metadata=extra
+        )
+        digests.add(hashlib.sha256(path.read_bytes()).hexdigest())
+        loaded = safetensors_torch.load_file(str(path))
+        assert all(torch.equal(loaded[k], v) for k, v in tensors.items())
+    assert len(digests) == 1
+    assert adapter.read_adapter(tmp_path / "0.safetensors") == _info()

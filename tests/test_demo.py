@@ -61,6 +61,10 @@ def test_demo_closes_the_loop_and_its_outputs_load(tmp_path):
     for train_set in ("ES", "HB"):
         assert (tmp_path / "demo" / "report" / train_set / "report.md").is_file()
     assert lines[0].startswith("[1/8]") and any(line.startswith("[8/8]") for line in lines)
+    # A rerun reuses every step (adapter, generation, builds, classifiers) and gives the same figures.
+    again = run_demo(tmp_path / "demo", epochs=1, per_plane=2, log=lambda m: None)
+    assert again["zero_shot"] == summary["zero_shot"] and again["sizes"] == summary["sizes"]
+    assert again["lora"] == summary["lora"]
 
 
 def test_demo_command_has_help():
