@@ -259,6 +259,7 @@ def test_the_study_preset_from_the_command_line(tiny_world, tmp_path):
     result = CliRunner().invoke(main, args)
     assert result.exit_code == 0, result.output
     assert "2 images in" in result.stdout and "memorisation: not checked" in result.stdout
+    assert "s loading the models" in result.stdout  # sampling speed is reported apart from loading
     manifest, images = read_generated(out)
     assert [(i.record.plane, i.record.sampler) for i in images] == [
         ("Fetal thorax", "EulerDiscreteScheduler"),

@@ -87,6 +87,7 @@ def generate(out: Path, preset: str | None, as_json: bool, no_progress: bool, **
         click.echo(
             f"{summary['images']} images in {summary['out']} ({summary['generated_now']} made now"
             + (f", {summary['images_per_second']:.2f} images/s" if summary.get("images_per_second") else "")
+            + (f", {summary['load_seconds']:.1f} s loading the models" if summary.get("load_seconds") else "")
             + ")"
         )
         memo = summary["memorisation"]
