@@ -17,8 +17,9 @@ from safetensors.torch import load_file  # noqa: E402
 
 from fulora_data import samples  # noqa: E402
 from fulora_data.adapter import DIFFUSERS_FILE, KOHYA_FILE, read_adapter  # noqa: E402
+from fulora_data.errors import ConfigError  # noqa: E402
 from fulora_data.lora.config import LoraConfig  # noqa: E402
-from fulora_data.lora.train import TrainingError, make_optimizer, train_lora  # noqa: E402
+from fulora_data.lora.train import TrainingError, check_resume, make_optimizer, train_lora  # noqa: E402
 from fulora_data.tiny_sd import save_tiny_pipeline  # noqa: E402
 
 
@@ -373,3 +374,32 @@ def test_mixed_precision_keeps_lora_parameters_in_fp32_clips_and_the_demo_hook_t
         log=lambda m: None,
     )
     assert demo["steps"] == 2 and (tmp_path / "demo" / "run" / "adapter" / DIFFUSERS_FILE).is_file()
+
+
+def test_the_cards_use_snippet_runs_as_written(run, workspace):
+    card = (run["adapter"] / "README.md").read_text()
+    code = card.split("## Use", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+    assert 'from_pretrained("base")' in code  # the base folder's name, never its local path
+    code = code.replace('from_pretrained("base")', f"from_pretrained({str(workspace['base'])!r})")
+    code = code.replace('"REPO_OR_FOLDER"', repr(str(run["adapter"])))
+    code = code.replace(
+        "pipe(prompt_embeds=prompt_embeds)",
+        "pipe(prompt_embeds=prompt_embeds, num_inference_steps=1, height=32, width=32)",
+    )
+    scope: dict = {}
+    exec(compile(code, "card snippet", "exec"), scope)
+    assert scope["image"].size == (32, 32)
+
+
+def test_resume_refuses_fewer_steps_than_already_trained(run, workspace):
+    with pytest.raises(ConfigError, match="already trained 4 steps, more than --max-steps 2"):
+        check_resume(run["out"], tiny_config(workspace, max_steps=2), True)
+
+
+def test_a_base_given_as_dot_is_named_by_its_folder(workspace, tmp_path, monkeypatch):
+    monkeypatch.chdir(workspace["base"])
+    config = tiny_config(workspace, base=".", max_steps=1, checkpoint_every=1, validation_every=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        train_lora(config, tmp_path / "dot", progress=False, log=lambda m: None)
+    assert read_adapter(tmp_path / "dot" / "adapter").base_model == "base"

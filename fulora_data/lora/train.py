@@ -91,6 +91,10 @@ def check_resume(out: Path, config: LoraConfig, resume: bool) -> tuple[Path, dic
         raise ConfigError(f"--resume: {out} has no checkpoint to resume")
     state = read_state(folder)
     check_same_run(state.get("config", {}), config.to_dict(), RUN_FIELDS, where=str(out))
+    if isinstance(state.get("step"), int) and config.max_steps < state["step"]:
+        raise ConfigError(
+            f"--resume: {out} has already trained {state['step']} steps, more than --max-steps {config.max_steps}"
+        )
     return folder, state
 
 
@@ -506,7 +510,9 @@ def train_lora(
         samples = sample(step, out / "validation" / f"step-{step}")
         unet_state, text_state = lora_tensors()
         info = AdapterInfo(
-            base_model=config.base if base_kind(config.base) == "hub" else Path(config.base).name,
+            base_model=config.base
+            if base_kind(config.base) == "hub"
+            else Path(config.base).expanduser().resolve().name,
             base_model_revision=parts["revision"],
             rank=config.rank,
             alpha=config.lora_alpha,
