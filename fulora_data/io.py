@@ -207,6 +207,22 @@ def ensure_folder(path: str | os.PathLike, option: str) -> Path:
     return path
 
 
+def check_report_folder(directory: str | os.PathLike) -> Path:
+    """Refuse a ``--report`` folder that cannot be written, before the work it reports on runs.
+
+    Returns:
+        The folder (created if needed).
+
+    Raises:
+        ConfigError: If ``directory`` is a file, or cannot be created or written.
+    """
+    from fulora_data.errors import ConfigError
+
+    if Path(directory).exists() and not Path(directory).is_dir():
+        raise ConfigError(f"--report {str(directory)!r} is a file, not a folder")
+    return ensure_folder(directory, "--report")
+
+
 def remove_leftovers(folder: str | os.PathLike, name: str) -> int:
     """Remove temporary siblings ``.<name>.tmp-*`` that a killed writer left in ``folder``.
 

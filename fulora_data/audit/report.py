@@ -16,8 +16,7 @@ from typing import Any
 import datasets
 from PIL import Image, ImageDraw, ImageFont
 
-from fulora_data.errors import ConfigError
-from fulora_data.io import atomic_write_bytes
+from fulora_data.io import atomic_write_bytes, check_report_folder
 from fulora_data.pixels import decode_gray
 
 REPORT_FILES = (
@@ -292,19 +291,6 @@ def format_summary(result: dict[str, Any], title: str) -> str:
 
 def _more(total: int) -> list[str]:
     return [f"  ... {total - SUMMARY_PAIRS} more (see --json or --report)"] if total > SUMMARY_PAIRS else []
-
-
-def check_report_folder(directory: str | os.PathLike) -> None:
-    """Refuse a report folder that cannot be written, before the audit runs.
-
-    Raises:
-        ConfigError: If ``directory`` exists and is not a folder.
-    """
-    if Path(directory).exists() and not Path(directory).is_dir():
-        raise ConfigError(f"--report {str(directory)!r} is a file, not a folder")
-    from fulora_data.io import ensure_folder
-
-    ensure_folder(directory, "--report")
 
 
 def _write(work: Path, result: dict, splits, training, title: str) -> None:

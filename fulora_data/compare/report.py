@@ -9,8 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from fulora_data.compare.figures import plot_grid, plot_panel
-from fulora_data.errors import ConfigError
-from fulora_data.io import atomic_write_bytes
+from fulora_data.io import atomic_write_bytes, check_report_folder
 
 GRID = "tsne_grid.png"
 
@@ -18,16 +17,6 @@ GRID = "tsne_grid.png"
 def figure_name(panel: str) -> str:
     """The file name of a plane's (or the overall) t-SNE figure, e.g. ``tsne_fetal_abdomen.png``."""
     return "tsne_" + "".join(c if c.isalnum() else "_" for c in panel.lower()) + ".png"
-
-
-def check_report_folder(directory: str | os.PathLike) -> None:
-    """Refuse a report folder that cannot be written, before any work.
-
-    Raises:
-        ConfigError: If ``directory`` exists and is not a folder.
-    """
-    if Path(directory).exists() and not Path(directory).is_dir():
-        raise ConfigError(f"--report {str(directory)!r} is a file, not a folder")
 
 
 def _number(value: float | None) -> str:
