@@ -13,7 +13,7 @@ from huggingface_hub import DatasetCard
 
 from fulora_data import samples
 from fulora_data.cli import main
-from fulora_data.errors import ConfigError
+from fulora_data.errors import ConfigError, DataError
 from fulora_data.export import MANIFEST, export, public
 from fulora_data.hub import HubError, push_dataset
 
@@ -187,7 +187,10 @@ def test_push_checks_data_exactly_but_lets_an_attached_report_go_up(spanish, tmp
     (out / "compare" / "report.md").write_text("# How close is synthetic to real?\n")
     assert read_export_manifest(out)["configs"] == ["lora-100"]
     (out / "data" / "lora-100" / "extra.parquet").write_bytes(b"PAR1")
-    with pytest.raises(Exception, match="does not list"):
+    with pytest.raises(
+        DataError,
+        match=r"holds 1 files that fulora_export.json does not list \(first: 'data/lora-100/extra.parquet'\)",
+    ):
         read_export_manifest(out)
 
 

@@ -80,9 +80,9 @@ def test_an_adapter_for_none_of_the_base_layers_is_refused(tiny_world, tmp_path)
         main, ["generate", *reference_args(tiny_world, tmp_path / "out", adapter=folder)]
     )
     assert result.exit_code == 1 and "Traceback" not in result.output
-    assert (
-        "adapter 'sdxl-like' does not fit base model" in result.output or "matches no layer" in result.output
-    )
+    error = next(line for line in result.output.splitlines() if line.startswith("Error: "))
+    assert error.startswith("Error: adapter 'sdxl-like' does not fit base model")
+    assert "mid_block.attentions.9.proj_in" in error and error.endswith("it was made for 'sdxl'")
 
 
 def test_help_lists_the_options():

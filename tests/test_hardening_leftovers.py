@@ -11,7 +11,7 @@ from click.testing import CliRunner
 from fulora_data import samples
 from fulora_data.archives import extract_archive
 from fulora_data.cli import main
-from fulora_data.errors import ArchiveError, ConfigError
+from fulora_data.errors import ArchiveError, ConfigError, SourceNotFoundError
 from fulora_data.prepare import prepare
 
 
@@ -85,7 +85,7 @@ def test_hints_name_the_option_that_was_given(tmp_path):
     ), result.output
     from fulora_data.audit.run import audit_dataset
 
-    with pytest.raises(Exception, match="--against-source") as caught:
+    with pytest.raises(SourceNotFoundError, match=r"does not exist; pass --against-source") as caught:
         audit_dataset(
             "spanish", "es", source=real, cache_dir=tmp_path / "c", against="african", against_source=missing
         )
