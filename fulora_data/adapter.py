@@ -20,7 +20,6 @@ diffusers; writing needs torch and safetensors.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import os
 import re
@@ -287,15 +286,6 @@ def _kohya_base_model(value: str) -> str:
     if re.fullmatch(r"[\w.-]+\.(safetensors|ckpt|bin|pt|pth)", name):
         return name
     return value if re.fullmatch(r"[A-Za-z0-9][\w.-]*/[\w.-]+", value) else ""
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    """Return a file's sha256 (the identity generation records for a local adapter)."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(4 * 1024 * 1024):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def save_adapter_file(

@@ -26,7 +26,6 @@ the other; a staging folder left by a killed run is removed by the next one.
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import math
 import os
@@ -41,7 +40,14 @@ from tqdm.auto import tqdm
 
 from fulora_data import datasets_internals as hf
 from fulora_data.errors import ConfigError, DataError
-from fulora_data.io import atomic_folder, atomic_write_text, ensure_folder, find_folder, remove_leftovers
+from fulora_data.io import (
+    atomic_folder,
+    atomic_write_text,
+    ensure_folder,
+    file_sha256,
+    find_folder,
+    remove_leftovers,
+)
 
 MANIFEST = "fulora_export.json"
 FORMAT = "fulora-export"
@@ -107,8 +113,6 @@ def public(value: Any) -> Any:
     if isinstance(value, os.PathLike) or (isinstance(value, str) and _is_local_path(value)):
         path = Path(os.fspath(value)).expanduser()
         if path.is_file():
-            from fulora_data.adapter import file_sha256
-
             return {"file": path.name, "sha256": file_sha256(path)}
         return path.name
     return value
@@ -177,15 +181,6 @@ def write_parquet_shards(
             }
         )
     return files
-
-
-def file_sha256(path: Path) -> str:
-    """The sha256 hex digest of a file, read in chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(4 * 1024 * 1024):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _write_parquet(dataset, path: Path, nbytes: int) -> None:

@@ -36,7 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from fulora_data.errors import DataError, SourceNotFoundError
-from fulora_data.io import atomic_write_text, resolve_under
+from fulora_data.io import atomic_write_text, file_sha256, resolve_under
 from fulora_data.taxonomy import PLANES
 
 FORMAT = "fulora-generated"
@@ -335,7 +335,7 @@ class GeneratedWriter:
             {
                 "file": name,
                 "num_images": len(rows),
-                "sha256": _file_sha256(final),
+                "sha256": file_sha256(final),
                 "num_bytes": final.stat().st_size,
             }
         )
@@ -359,14 +359,6 @@ class GeneratedWriter:
             self.close()
         else:
             self._pending = []  # the shard being written is lost; everything committed stays
-
-
-def _file_sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        while chunk := handle.read(4 * 1024 * 1024):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def read_generated(folder: str | os.PathLike) -> tuple[dict[str, Any], list[GeneratedImage]]:

@@ -23,6 +23,17 @@ def _tmp_sibling(path: Path) -> Path:
     return path.with_name(f".{path.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}")
 
 
+def file_sha256(path: str | os.PathLike) -> str:
+    """A file's sha256 hex digest, read in 4 MiB chunks (the identity of shards, adapters and weights)."""
+    import hashlib
+
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(4 * 1024 * 1024):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
 def fsync_dir(folder: str | os.PathLike) -> None:
     """Flush a folder's entries (renames, new files) to disk; a no-op where the OS cannot."""
     try:

@@ -33,7 +33,7 @@ from typing import Any
 import numpy as np
 
 from fulora_data.errors import ConfigError, DataError, SourceNotFoundError, require
-from fulora_data.io import atomic_write_bytes, atomic_write_json
+from fulora_data.io import atomic_write_bytes, atomic_write_json, file_sha256
 from fulora_data.pixels import decode_gray
 
 NETWORK = "inception_v3"
@@ -56,15 +56,6 @@ def default_feature_cache(cache_dir: str | os.PathLike | None = None) -> Path:
         os.environ.get("XDG_CACHE_HOME", os.path.expanduser("~/.cache")), "fulora"
     )
     return Path(root) / "features"
-
-
-def file_sha256(path: str | os.PathLike) -> str:
-    """SHA-256 of a file's bytes, read in chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for chunk in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(chunk)
-    return digest.hexdigest()
 
 
 def _hub_weights_path() -> Path:
