@@ -29,7 +29,7 @@ from pathlib import Path
 from typing import Any
 
 from fulora_data.errors import DataError, SourceNotFoundError, require
-from fulora_data.io import atomic_write_bytes
+from fulora_data.io import atomic_write_bytes, file_sha256  # noqa: F401  (an adapter file's identity, kept importable here)
 
 DIFFUSERS_FILE = "pytorch_lora_weights.safetensors"
 KOHYA_FILE = "fulora_lora_kohya.safetensors"
