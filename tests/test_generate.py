@@ -271,3 +271,22 @@ def test_the_study_preset_from_the_command_line(tiny_world, tmp_path):
         and settings["guidance_scale"] == 7.0
         and settings["prompts"] == {"Fetal thorax": "a photo of fetal thorax"}
     )
+
+
+def test_prompt_embeddings_are_encoded_once_per_batch_of_prompts():
+    torch = pytest.importorskip("torch")
+    from fulora_data.generation.pipeline import cached_prompts, encode_prompts
+    from fulora_data.tiny_sd import build_tiny_pipeline
+
+    pipe = build_tiny_pipeline()
+    calls = []
+    forward = pipe.text_encoder.forward
+    pipe.text_encoder.forward = lambda *a, **k: calls.append(1) or forward(*a, **k)
+    brain = ["a photo of fetal brain"] * 3
+    first = cached_prompts(pipe, brain, 2)
+    again = cached_prompts(pipe, list(brain), 2)
+    assert again is first and len(calls) == 1
+    assert torch.equal(first, encode_prompts(pipe, brain, 2)) and len(calls) == 2
+    cached_prompts(pipe, brain, 1)
+    cached_prompts(pipe, ["a photo of fetal femur"] * 3, 2)
+    assert len(calls) == 4  # another clip skip or prompt is encoded anew

@@ -361,10 +361,10 @@ def sample(pipe, images: list[PlannedImage], config: GenerateConfig, clip_skip: 
     set_sampler(pipe, images[0].sampler)
     latents = initial_latents(images, config, pipe).to(pipe.device, dtype=pipe.unet.dtype)
     with torch.inference_mode():
-        embeds = encode_prompts(pipe, [prompt(i.plane) for i in images], clip_skip)
+        embeds = cached_prompts(pipe, [prompt(i.plane) for i in images], clip_skip)
         negative = None
         if config.guidance_scale > 1:
-            negative = encode_prompts(pipe, [config.negative_prompt] * len(images), clip_skip)
+            negative = cached_prompts(pipe, [config.negative_prompt] * len(images), clip_skip)
         out = pipe(
             prompt_embeds=embeds,
             negative_prompt_embeds=negative,
@@ -376,6 +376,20 @@ def sample(pipe, images: list[PlannedImage], config: GenerateConfig, clip_skip: 
             output_type="pil",
         )
     return list(out.images)
+
+
+def cached_prompts(pipe, prompts: list[str], clip_skip: int):
+    """``encode_prompts``, run once per distinct batch of prompts for the pipeline's lifetime.
+
+    A run has one batch shape per plane (its prompt repeated) and one negative prompt, so the text encoder
+    runs a handful of times instead of once per batch. The key is the whole batch, not each prompt:
+    encoding the same rows in the same batch gives the same tensor, so pixels do not change.
+    """
+    cache = pipe.__dict__.setdefault("_fulora_prompt_embeds", {})
+    key = (tuple(prompts), clip_skip)
+    if key not in cache:
+        cache[key] = encode_prompts(pipe, prompts, clip_skip)
+    return cache[key]
 
 
 def encode_prompts(pipe, prompts: list[str], clip_skip: int):

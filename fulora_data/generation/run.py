@@ -294,7 +294,7 @@ def generate(
     state.wait_for_everyone()
     summary: dict[str, Any] = {"out": str(out), "rank": rank, "processes": world}
     if main:
-        summary.update(_merge(final, images, parts_root))
+        summary.update(_merge(final, images, parts_root, progress=progress))
         summary.update(
             {
                 "generated_now": len(images) - len(done),
@@ -335,11 +335,15 @@ def _generate_part(config, pipe, adapter, clip_skip, settings, mine, done, folde
         ) from None
 
 
-def _merge(final: GeneratedWriter, images: list[PlannedImage], parts_root: Path) -> dict[str, Any]:
+def _merge(
+    final: GeneratedWriter, images: list[PlannedImage], parts_root: Path, *, progress: bool = False
+) -> dict[str, Any]:
     """Copy the parts' images into the final folder in plan order, then remove the parts."""
+    from tqdm.auto import tqdm
+
     parts = _Parts(parts_root)
     try:
-        for image in images:
+        for image in tqdm(images, unit="img", desc="merging", disable=not progress, dynamic_ncols=True):
             if image.image_id in final.done:
                 continue
             if image.image_id not in parts.rows:
