@@ -65,6 +65,48 @@ SCHEDULER_CONFIG: dict[str, Any] = {
     "prediction_type": "epsilon",
 }
 """SD1.5's own scheduler config (``PNDMScheduler``); trainers and samplers derive theirs from it."""
+#: SD 1.5's real shapes (``stable-diffusion-v1-5``'s config files): the 860 M-parameter UNet, the KL VAE and
+#: CLIP ViT-L/14's text transformer. Built with random weights they check fulora at the real model's size
+#: (module names, LoRA key counts, parameter counts, memory) without a download.
+SD15_UNET_CONFIG: dict[str, Any] = {
+    "sample_size": 64,
+    "in_channels": 4,
+    "out_channels": 4,
+    "block_out_channels": (320, 640, 1280, 1280),
+    "layers_per_block": 2,
+    "down_block_types": ("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
+    "up_block_types": ("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
+    "cross_attention_dim": 768,
+    "attention_head_dim": 8,
+    "norm_num_groups": 32,
+}
+SD15_VAE_CONFIG: dict[str, Any] = {
+    "in_channels": 3,
+    "out_channels": 3,
+    "down_block_types": ("DownEncoderBlock2D",) * 4,
+    "up_block_types": ("UpDecoderBlock2D",) * 4,
+    "block_out_channels": (128, 256, 512, 512),
+    "latent_channels": 4,
+    "layers_per_block": 2,
+    "norm_num_groups": 32,
+    "sample_size": 512,
+    "scaling_factor": 0.18215,
+}
+SD15_TEXT_CONFIG: dict[str, Any] = {
+    "vocab_size": 49408,
+    "hidden_size": 768,
+    "intermediate_size": 3072,
+    "num_attention_heads": 12,
+    "num_hidden_layers": 12,
+    "max_position_embeddings": 77,
+    "projection_dim": 768,
+    "hidden_act": "quick_gelu",
+}
+#: Component configs per shape: ``tiny`` (milliseconds on a CPU) and ``sd15`` (SD 1.5's real size).
+SHAPES: dict[str, tuple[dict[str, Any], dict[str, Any], dict[str, Any]]] = {
+    "tiny": (UNET_CONFIG, VAE_CONFIG, TEXT_CONFIG),
+    "sd15": (SD15_UNET_CONFIG, SD15_VAE_CONFIG, SD15_TEXT_CONFIG),
+}
 #: The VAE downsamples by 2 per block after the first: 2 blocks give a factor of 2, so 64 px -> 32 latent px.
 VAE_SCALE_FACTOR = 2 ** (len(VAE_CONFIG["block_out_channels"]) - 1)
 
@@ -117,11 +159,12 @@ def write_tiny_tokenizer(folder: str | os.PathLike) -> Path:
     return folder
 
 
-def build_tiny_components(seed: int = 0) -> dict[str, Any]:
-    """Build the tiny pipeline's components with seeded random weights.
+def build_tiny_components(seed: int = 0, shape: str = "tiny") -> dict[str, Any]:
+    """Build the pipeline's components with seeded random weights.
 
     Args:
         seed: Seed of the weight initialisation (the same seed gives the same weights).
+        shape: ``"tiny"`` or ``"sd15"`` (SD 1.5's real sizes; about 1.07 B parameters, 4.3 GB in fp32).
 
     Returns:
         ``unet``, ``vae``, ``text_encoder``, ``tokenizer`` and ``scheduler``, ready for
@@ -133,19 +176,22 @@ def build_tiny_components(seed: int = 0) -> dict[str, Any]:
     diffusers = require("diffusers", "train")
     transformers = require("transformers", "train")
 
+    if shape not in SHAPES:
+        raise ValueError(f"shape must be one of {sorted(SHAPES)}, got {shape!r}")
+    unet_config, vae_config, text_shape = SHAPES[shape]
     with tempfile.TemporaryDirectory() as tmp:
         tokenizer = transformers.CLIPTokenizer.from_pretrained(write_tiny_tokenizer(tmp))
     torch.manual_seed(seed)
-    unet = diffusers.UNet2DConditionModel(**UNET_CONFIG)
+    unet = diffusers.UNet2DConditionModel(**unet_config)
     torch.manual_seed(seed + 1)
-    vae = diffusers.AutoencoderKL(**VAE_CONFIG)
+    vae = diffusers.AutoencoderKL(**vae_config)
     torch.manual_seed(seed + 2)
+    # The tiny tokenizer's ids all fall inside CLIP's real vocabulary, so the sd15 shape keeps 49,408 rows.
     text_config = transformers.CLIPTextConfig(
-        vocab_size=len(tokenizer),
+        **{"vocab_size": len(tokenizer), **text_shape},
         bos_token_id=tokenizer.bos_token_id,
         eos_token_id=tokenizer.eos_token_id,
         pad_token_id=tokenizer.pad_token_id,
-        **TEXT_CONFIG,
     )
     text_encoder = transformers.CLIPTextModel(text_config)
     scheduler = diffusers.PNDMScheduler(**SCHEDULER_CONFIG)
@@ -158,23 +204,28 @@ def build_tiny_components(seed: int = 0) -> dict[str, Any]:
     }
 
 
-def build_tiny_pipeline(seed: int = 0):
-    """Return a tiny ``diffusers.StableDiffusionPipeline`` with seeded random weights (no safety checker)."""
+def build_tiny_pipeline(seed: int = 0, shape: str = "tiny"):
+    """Return a ``diffusers.StableDiffusionPipeline`` with seeded random weights (no safety checker)."""
     diffusers = require("diffusers", "train")
     return diffusers.StableDiffusionPipeline(
-        **build_tiny_components(seed),
+        **build_tiny_components(seed, shape),
         safety_checker=None,
         feature_extractor=None,
         requires_safety_checker=False,
     )
 
 
-def save_tiny_pipeline(folder: str | os.PathLike, seed: int = 0) -> Path:
-    """Write the tiny pipeline as a diffusers folder (``model_index.json`` and one folder per component).
+def save_tiny_pipeline(folder: str | os.PathLike, seed: int = 0, shape: str = "tiny") -> Path:
+    """Write the pipeline as a diffusers folder (``model_index.json`` and one folder per component).
+
+    Args:
+        folder: Where to write it.
+        seed: Seed of the weight initialisation.
+        shape: ``"tiny"`` or ``"sd15"`` (see ``build_tiny_components``).
 
     Returns:
         The folder, loadable with ``StableDiffusionPipeline.from_pretrained`` and usable as ``--base``.
     """
     folder = Path(folder)
-    build_tiny_pipeline(seed).save_pretrained(folder, safe_serialization=True)
+    build_tiny_pipeline(seed, shape).save_pretrained(folder, safe_serialization=True)
     return folder
