@@ -19,7 +19,6 @@ from fulora_data.audit import (
     brute_force_hamming_pairs,
     hamming_pairs,
     memorisation,
-    parse_against,
     write_report,
 )
 from fulora_data.audit.search import principal_projection
@@ -369,18 +368,6 @@ def test_memorisation_against_an_empty_training_set_is_refused(synthetic_and_tra
     synthetic, _ = synthetic_and_training
     with pytest.raises(DataError, match="training dataset is empty"):
         memorisation(synthetic, datasets.DatasetDict({"train": _split([])}))
-
-
-@pytest.mark.parametrize("value", ["", "/lora-100", "spanish/", ":"])
-def test_bad_against_is_refused(value):
-    with pytest.raises(ConfigError, match="--against"):
-        parse_against(value)
-
-
-def test_against_parsing():
-    assert parse_against("spanish/lora-100") == ("spanish", "lora-100")
-    assert parse_against("spanish:lora-100") == ("spanish", "lora-100")
-    assert parse_against("african") == ("african", None)
 
 
 # ----------------------------------------------------------------------------- CLI and the builders

@@ -24,7 +24,6 @@ from fulora_data.compare import (
     fid_from_statistics,
     frechet_distance,
     kernel_inception_distance,
-    parse_set,
 )
 from fulora_data.compare.features import (
     FeatureCache,
@@ -33,7 +32,8 @@ from fulora_data.compare.features import (
     random_inception_weights,
     resolve_weights,
 )
-from fulora_data.compare.sets import SetSpec, default_labels
+from fulora_data.compare.sets import default_labels
+from fulora_data.dataset_ref import DatasetRef
 from fulora_data.errors import ConfigError, SourceNotFoundError
 from fulora_data.samples import png_bytes, render_plane_image
 
@@ -149,14 +149,8 @@ def test_a_plane_with_fewer_images_than_asked_gives_all_of_them():
     assert drawn["Fetal femur"] == list(range(3, 13)) and short == {}
 
 
-def test_set_specs_and_their_names():
-    assert parse_set("african:test") == SetSpec("african", None, "test")
-    assert parse_set("spanish/es-1150") == SetSpec("spanish", "es-1150", None)
-    assert parse_set("synthetic/generated:train") == SetSpec("synthetic", "generated", "train")
-    for bad in ("", ":test", "african:", "a:b:c", "/x"):
-        with pytest.raises(ConfigError, match="NAME"):
-            parse_set(bad)
-    specs = [parse_set(s) for s in ("african:test", "synthetic/generated", "synthetic/generated", "spanish")]
+def test_sets_are_named_by_the_study_where_a_dataset_appears_once():
+    specs = [DatasetRef.parse(s) for s in ("african:test", "synthetic/generated", "synthetic/generated", "spanish")]
     assert default_labels(specs, ["a", "/x/r8", "/x/r32", "s"]) == [
         "Africa",
         "synthetic/generated (r8)",

@@ -38,6 +38,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
     (
         "datasets",
         (
+            "fulora_data.dataset_ref",
             "fulora_data.prepare",
             "fulora_data.cards",
             "fulora_data.export",

@@ -12,7 +12,7 @@ from fulora_data.audit.duplicates import audit
 from fulora_data.audit.features import ImageTable, extract, image_features
 from fulora_data.audit.memorisation import memorisation
 from fulora_data.audit.report import format_summary, write_report
-from fulora_data.audit.run import audit_dataset, parse_against
+from fulora_data.audit.run import audit_dataset
 from fulora_data.audit.search import brute_force_hamming_pairs, hamming_pairs, nearest
 from fulora_data.audit.thresholds import (
     DEFAULT_SIMILARITY,
@@ -36,6 +36,5 @@ __all__ = [
     "image_features",
     "memorisation",
     "nearest",
-    "parse_against",
     "write_report",
 ]

@@ -16,37 +16,8 @@ from fulora_data.audit.thresholds import (
     check_similarity,
     check_threshold,
 )
+from fulora_data.dataset_ref import DatasetRef
 from fulora_data.errors import ConfigError
-
-
-def parse_against(value: str) -> tuple[str, str | None]:
-    """Split ``NAME``, ``NAME/CONFIG`` or ``NAME:CONFIG`` into the dataset name and config.
-
-    A published fulora dataset, ``ORG/NAME[@REVISION][/CONFIG]`` (``ORG`` not a registered dataset), gives
-    ``("ORG/NAME[@REVISION]", CONFIG or None)``: a name with a ``/``, which no registered dataset has.
-
-    Raises:
-        ConfigError: If the value is empty or has an empty part.
-    """
-    from fulora_data.hub_pull import parse_hub_set
-
-    hub = parse_hub_set(value, config_separators="/:")
-    if hub is not None:
-        return hub[0], hub[1]
-    text = str(value).strip()
-    for separator in ("/", ":"):
-        if separator in text:
-            name, config = text.split(separator, 1)
-            if not name or not config:
-                break
-            return name, config
-    else:
-        if text:
-            return text, None
-    raise ConfigError(
-        f"--against must be NAME or NAME/CONFIG (e.g. spanish/lora-100), or a published "
-        f"ORG/NAME[@REVISION][/CONFIG], got {value!r}"
-    )
 
 
 def audit_dataset(
@@ -93,12 +64,12 @@ def audit_dataset(
     # Refuse bad values before any build, which may take minutes.
     threshold = check_threshold(threshold)
     similarity = check_similarity(similarity)
-    against_name, against_config = parse_against(against) if against is not None else (None, None)
+    against_ref = DatasetRef.parse(against, option="--against", split="none") if against is not None else None
     if num_proc is not None and (isinstance(num_proc, bool) or not isinstance(num_proc, int) or num_proc < 1):
         raise ConfigError(f"--num-proc must be at least 1, got {num_proc!r}")
     if against_source is not None and against is None:
         raise ConfigError("--against-source needs --against NAME[/CONFIG]")
-    if against_source is not None and "/" in against_name:
+    if against_source is not None and against_ref.on_hub:
         raise ConfigError(
             f"--against {against!r} is a published dataset: --against-source does not apply to it"
         )
@@ -119,16 +90,18 @@ def audit_dataset(
         "audit": audit(splits, threshold=threshold, similarity=similarity, what=label, table=table),
     }
     training = None
-    if against_name is not None:
-        if "/" in against_name:  # ORG/NAME[@REVISION]: a published training set
-            training = load_repo_dataset(against_name, against_config)
+    if against_ref is not None:
+        if against_ref.on_hub:  # ORG/NAME[@REVISION]: a published training set
+            training = load_repo_dataset(against_ref.repo, against_ref.config)
         else:
             from fulora_data.prepare import build, make_builder
 
-            builder = make_builder(against_name, against_config, source=against_source, cache_dir=cache_dir)
+            builder = make_builder(
+                against_ref.name, against_ref.config, source=against_source, cache_dir=cache_dir
+            )
             builder.source_option = "--against-source"
             training = build(builder)
-        against_label = f"{against_name}/{against_config}" if against_config else against_name
+        against_label = str(against_ref)
         result["against"] = against_label
         result["memorisation"] = memorisation(
             splits,

@@ -188,9 +188,9 @@ class TrainConfig:
             if self.cpu or not cuda_available:
                 raise ConfigError("mixed_precision 'fp16' needs a CUDA GPU; use 'bf16' or 'no' on the CPU")
         if self.hub_data is not None:
-            from fulora_data.hub_pull import parse_training_data
+            from fulora_data.dataset_ref import DatasetRef
 
-            parse_training_data(self.hub_data)
+            DatasetRef.parse(self.hub_data, option="--data", split="none", hub_only=True)
             given = [
                 option
                 for option, value in (

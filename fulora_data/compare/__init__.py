@@ -18,7 +18,7 @@ from fulora_data.compare.metrics import (
     kernel_inception_distance,
 )
 from fulora_data.compare.run import compare_sets
-from fulora_data.compare.sets import SetSpec, draw_per_plane, parse_set
+from fulora_data.compare.sets import SetSpec, draw_per_plane
 
 __all__ = [
     "FID_MIN_IMAGES",
@@ -30,5 +30,4 @@ __all__ = [
     "fid_from_statistics",
     "frechet_distance",
     "kernel_inception_distance",
-    "parse_set",
 ]

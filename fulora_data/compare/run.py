@@ -31,8 +31,8 @@ from fulora_data.compare.sets import (
     default_labels,
     draw_per_plane,
     load_set,
-    parse_set,
 )
+from fulora_data.dataset_ref import DatasetRef
 from fulora_data.errors import ConfigError
 from fulora_data.prepare import option_names
 from fulora_data.taxonomy import canonical_plane
@@ -48,7 +48,7 @@ def _default_log(message: str) -> None:
 def _check_options(sets, sources, labels, planes, per_plane, tsne_features) -> tuple:
     if len(sets) < 2:
         raise ConfigError(f"compare needs at least two sets, got {len(sets)}: {', '.join(map(str, sets))}")
-    specs = [parse_set(s) for s in sets]
+    specs = [DatasetRef.parse(s, option="a SET") for s in sets]
     for spec in specs:
         if not spec.on_hub:
             option_names(spec.name)  # an unknown dataset fails here, before the network loads

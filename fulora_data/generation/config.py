@@ -219,9 +219,10 @@ class GenerateConfig:
         if self.against_source is not None and self.against is None:
             raise ConfigError("--against-source needs --against NAME/CONFIG (the adapter's training set)")
         if self.against is not None:
-            from fulora_data.audit.run import parse_against
+            from fulora_data.dataset_ref import DatasetRef
 
-            if "/" in parse_against(self.against)[0] and self.against_source is not None:
+            against = DatasetRef.parse(self.against, option="--against", split="none")
+            if against.on_hub and self.against_source is not None:
                 raise ConfigError(
                     f"--against {self.against!r} is a published dataset: --against-source does not apply to it"
                 )
