@@ -102,7 +102,9 @@ class DatasetRef:
         if head is not None and not _registered(head):
             match = _HUB.fullmatch(text)
             if match is not None and ".." not in match["org"] + "/" + match["name"]:
-                found = cls(f"{match['org']}/{match['name']}", match["config"], match["split"], match["revision"])
+                found = cls(
+                    f"{match['org']}/{match['name']}", match["config"], match["split"], match["revision"]
+                )
         elif not hub_only:
             match = _LOCAL.fullmatch(text)
             if match is not None:

@@ -60,7 +60,8 @@ def test_without_a_split_a_colon_stands_before_the_config():
 
 
 @pytest.mark.parametrize(
-    "bad", ["", " ", ":", ":test", "african:", "a:b:c", "/x", "/lora-100", "spanish/", "a/../b", "x y", None, 3]
+    "bad",
+    ["", " ", ":", ":test", "african:", "a:b:c", "/x", "/lora-100", "spanish/", "a/../b", "x y", None, 3],
 )
 def test_bad_forms_are_refused_quoting_the_value_and_naming_the_option(bad):
     with pytest.raises(ConfigError) as caught:
@@ -72,7 +73,9 @@ def test_bad_forms_are_refused_quoting_the_value_and_naming_the_option(bad):
 def test_hub_only_refuses_a_registered_dataset():
     assert DatasetRef.parse("fulora/hybrid@v1/es-1150", split="none", hub_only=True).revision == "v1"
     for bad in ("hybrid", "spanish/es-1150", "fulora/hybrid:train"):
-        with pytest.raises(ConfigError, match=r"^--data must be a Hub dataset ORG/NAME\[@REVISION\]\[/CONFIG\]"):
+        with pytest.raises(
+            ConfigError, match=r"^--data must be a Hub dataset ORG/NAME\[@REVISION\]\[/CONFIG\]"
+        ):
             DatasetRef.parse(bad, option="--data", split="none", hub_only=True)
 
 

@@ -9,7 +9,7 @@ from typing import Any
 from fulora_data.audit.duplicates import audit
 from fulora_data.audit.features import extract
 from fulora_data.audit.memorisation import memorisation
-from fulora_data.audit.report import check_report_folder, write_report
+from fulora_data.audit.report import write_report
 from fulora_data.audit.thresholds import (
     DEFAULT_SIMILARITY,
     DEFAULT_THRESHOLD,
@@ -18,6 +18,7 @@ from fulora_data.audit.thresholds import (
 )
 from fulora_data.dataset_ref import DatasetRef
 from fulora_data.errors import ConfigError
+from fulora_data.io import check_report_folder
 
 
 def audit_dataset(

@@ -22,7 +22,7 @@ from tqdm.auto import tqdm
 from fulora_data.compare import metrics
 from fulora_data.compare.features import FeatureCache, default_feature_cache, extract, open_network
 from fulora_data.compare.figures import MIN_POINTS, embed, perplexity_for
-from fulora_data.compare.report import check_report_folder, write_report
+from fulora_data.compare.report import write_report
 from fulora_data.compare.sets import (
     STUDY_PER_PLANE,
     STUDY_PLANES,
@@ -32,17 +32,15 @@ from fulora_data.compare.sets import (
     draw_per_plane,
     load_set,
 )
+from fulora_data.console import log_stderr
 from fulora_data.dataset_ref import DatasetRef
 from fulora_data.errors import ConfigError
+from fulora_data.io import check_report_folder
 from fulora_data.prepare import option_names
 from fulora_data.taxonomy import canonical_plane
 
 OVERALL = "overall"
 TSNE_FEATURES = ("logits", "pool")
-
-
-def _default_log(message: str) -> None:
-    print(message, flush=True)
 
 
 def _check_options(sets, sources, labels, planes, per_plane, tsne_features) -> tuple:
@@ -97,7 +95,7 @@ def compare_sets(
     tsne_features: str = "logits",
     batch_size: int = 16,
     device: str | None = None,
-    log: Callable[[str], None] = _default_log,
+    log: Callable[[str], None] = log_stderr,
 ) -> dict[str, Any]:
     """Draw each plane's images from every set, embed them with t-SNE and compute FID and KID per pair.
 
