@@ -9,6 +9,7 @@ scikit-learn and matplotlib are imported when used (``pip install 'fulora[eval]'
 
 from __future__ import annotations
 
+from fulora_data.compare.config import CompareConfig
 from fulora_data.compare.metrics import (
     FID_MIN_IMAGES,
     KID_MIN_IMAGES,
@@ -21,6 +22,7 @@ from fulora_data.compare.run import compare_sets
 from fulora_data.compare.sets import SetSpec, draw_per_plane
 
 __all__ = [
+    "CompareConfig",
     "FID_MIN_IMAGES",
     "KID_MIN_IMAGES",
     "SetSpec",
