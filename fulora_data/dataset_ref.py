@@ -85,7 +85,8 @@ class DatasetRef:
 
         Args:
             value: The option's value.
-            option: The option's name, for the error (``--data``, ``--against``, ``SET``).
+            option: The option's name, for the error (``--data``, ``a SET``), or a config field's
+                (``against``: then the error carries it as ``ConfigError.field``).
             split: ``"optional"`` (``[:SPLIT]``), ``"required"`` (``:SPLIT``) or ``"none"`` (no split; there,
                 unless ``hub_only``, ``NAME:CONFIG`` is read as ``NAME/CONFIG``, the audit's older spelling).
             hub_only: Accept only the published form.
@@ -114,7 +115,8 @@ class DatasetRef:
             legacy = not hub_only and not found.config
             found = cls(found.name, found.split, None, found.revision) if legacy else None
         if found is None or (split == "required" and found.split is None):
-            raise ConfigError(f"{option} must be {describe(split, hub_only)}, got {value!r}")
+            field = option if option.isidentifier() else None  # a config field, for the CLI to name its flag
+            raise ConfigError(f"{option} must be {describe(split, hub_only)}, got {value!r}", field=field)
         return found
 
 

@@ -41,10 +41,15 @@ def config_from_dict(cls: type[T], values: dict[str, Any], *, where: str, what: 
     Raises:
         ConfigError: Naming the unknown key and ``where`` it came from.
     """
-    known = {f.name for f in dataclasses.fields(cls)}
+    fields = dataclasses.fields(cls)
+    known = {f.name for f in fields}
     for key in values:
         if key not in known:
             raise ConfigError(f"{where}: unknown {what} {key!r}; known: {', '.join(sorted(known))}")
+    for f in fields:
+        required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        if required and f.init and f.name not in values:
+            raise ConfigError(f"{where}: the {what} {f.name!r} is required", field=f.name)
     return cls(**values)
 
 

@@ -6,6 +6,7 @@ import os
 from pathlib import Path
 from typing import Any
 
+from fulora_data.audit.config import AuditConfig
 from fulora_data.audit.duplicates import audit
 from fulora_data.audit.features import extract
 from fulora_data.audit.memorisation import memorisation
@@ -16,9 +17,7 @@ from fulora_data.audit.thresholds import (
     check_similarity,
     check_threshold,
 )
-from fulora_data.dataset_ref import DatasetRef
 from fulora_data.errors import ConfigError
-from fulora_data.io import check_report_folder
 
 
 def audit_dataset(
@@ -60,24 +59,38 @@ def audit_dataset(
         ConfigError: For a bad threshold, ``against`` value, dataset, config or option.
         DataError: If a dataset is empty or has no images.
     """
+    return run_audit(
+        AuditConfig(
+            dataset=name,
+            config=config,
+            source=source,
+            cache_dir=cache_dir,
+            threshold=threshold,
+            similarity=similarity,
+            against=against,
+            against_source=against_source,
+            report=report,
+            num_proc=num_proc,
+            options=options,
+        )
+    )
+
+
+def run_audit(settings: AuditConfig) -> dict[str, Any]:
+    """Audit what ``settings`` names (see :class:`~fulora_data.audit.config.AuditConfig`); the values are
+    checked first, before any build, which may take minutes.
+
+    Returns:
+        As :func:`audit_dataset`.
+    """
+    from fulora_data.hub_pull import is_repo_spec, load_repo_dataset
     from fulora_data.prepare import prepare
 
-    # Refuse bad values before any build, which may take minutes.
-    threshold = check_threshold(threshold)
-    similarity = check_similarity(similarity)
-    against_ref = DatasetRef.parse(against, option="--against", split="none") if against is not None else None
-    if num_proc is not None and (isinstance(num_proc, bool) or not isinstance(num_proc, int) or num_proc < 1):
-        raise ConfigError(f"--num-proc must be at least 1, got {num_proc!r}")
-    if against_source is not None and against is None:
-        raise ConfigError("--against-source needs --against NAME[/CONFIG]")
-    if against_source is not None and against_ref.on_hub:
-        raise ConfigError(
-            f"--against {against!r} is a published dataset: --against-source does not apply to it"
-        )
-    if report is not None:
-        check_report_folder(report)
-    from fulora_data.hub_pull import is_repo_spec, load_repo_dataset
-
+    settings.validate()
+    name, config, options = settings.dataset, settings.config, settings.options
+    source, cache_dir, num_proc = settings.source, settings.cache_dir, settings.num_proc
+    threshold, similarity = check_threshold(settings.threshold), check_similarity(settings.similarity)
+    against_ref, against_source, report = settings.against_ref(), settings.against_source, settings.report
     if is_repo_spec(name):  # a published fulora dataset, ORG/NAME[@REVISION]
         if source is not None or options:
             raise ConfigError(f"{name!r} is a published dataset: --source and builder options do not apply")

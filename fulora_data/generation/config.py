@@ -220,7 +220,7 @@ class GenerateConfig(RunConfig):
         if self.against is not None:
             from fulora_data.dataset_ref import DatasetRef
 
-            against = DatasetRef.parse(self.against, option="--against", split="none")
+            against = DatasetRef.parse(self.against, option="against", split="none")
             if against.on_hub and self.against_source is not None:
                 raise ConfigError(
                     f"--against {self.against!r} is a published dataset: --against-source does not apply to it"
