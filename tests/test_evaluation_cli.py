@@ -179,4 +179,3 @@ def test_model_form_refuses_an_unknown_split(tmp_path):
         )
     )
     assert "no split 'validation'" in line and "test" in line
-

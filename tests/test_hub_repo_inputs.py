@@ -124,7 +124,9 @@ def test_audit_against_a_published_training_set(repo, african):
     # Audited against its own published copy: every image is found, memorised, in the training set.
     assert result["against"] == f"{repo}@v1.0.0/all"
     assert memo["training_images"] == images and memo["memorised"] == images
-    with pytest.raises(ConfigError, match="^against_source does not apply to `against` .*: it is a published dataset"):
+    with pytest.raises(
+        ConfigError, match="^against_source does not apply to `against` .*: it is a published dataset"
+    ):
         audit_dataset("african", against=f"{repo}@v1.0.0", against_source=african["source"])
 
 

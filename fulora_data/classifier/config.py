@@ -151,7 +151,8 @@ class TrainConfig(RunConfig):
             raise field_error("num_workers", f"must be 0 or more; got {self.num_workers!r}")
         if self.mixed_precision not in MIXED_PRECISION:
             raise field_error(
-                "mixed_precision", f"must be one of {', '.join(MIXED_PRECISION)}; got {self.mixed_precision!r}"
+                "mixed_precision",
+                f"must be one of {', '.join(MIXED_PRECISION)}; got {self.mixed_precision!r}",
             )
         if self.mixed_precision == "fp16":
             if cuda_available is None:

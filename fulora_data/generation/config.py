@@ -222,8 +222,9 @@ class GenerateConfig(RunConfig):
 
             against = DatasetRef.parse(self.against, option="against", split="none")
             if against.on_hub and self.against_source is not None:
-                raise ConfigError(
-                    f"--against {self.against!r} is a published dataset: --against-source does not apply to it"
+                raise field_error(
+                    "against_source",
+                    f"does not apply to `against` {self.against!r}: it is a published dataset",
                 )
         if self.adapter is None and (self.weight_name or self.adapter_revision):
             raise ConfigError("--weight-name and --adapter-revision need --adapter")
