@@ -39,7 +39,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from fulora_data import samples  # noqa: E402
-from fulora_data.compare import compare_sets  # noqa: E402
+from fulora_data.compare import CompareConfig, compare_sets  # noqa: E402
 from fulora_data.compare.features import random_inception_weights  # noqa: E402
 
 REAL_SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "fetal_planes_db_sample"
@@ -82,9 +82,9 @@ def main() -> None:
     runs = []
     for name in ("uncached", "cached"):
         started = time.perf_counter()
-        result = compare_sets(
-            ["african:test", "synthetic/generated", "spanish/es"],
-            [sources / "african", sources / "generated", spanish],
+        config = CompareConfig(
+            sets=["african:test", "synthetic/generated", "spanish/es"],
+            sources=[sources / "african", sources / "generated", spanish],
             per_plane=args.per_plane,
             image_size=args.image_size,
             weights=weights,
@@ -93,8 +93,8 @@ def main() -> None:
             report=work / "report",
             bootstrap=args.bootstrap,
             device=args.device,
-            log=lambda _: None,
         )
+        result = compare_sets(config, log=lambda _: None)
         wall = time.perf_counter() - started
         timing = result["features"]
         images = timing["computed"] + timing["cached"]

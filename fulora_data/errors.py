@@ -8,7 +8,16 @@ class FuloraError(Exception):
 
 
 class ConfigError(FuloraError, ValueError):
-    """A bad option, config name or option combination."""
+    """A bad option, config name or option combination.
+
+    A run config's check names the *field* it refuses (``resolution must be ...``) and passes it as
+    ``field``; the CLI, which alone knows the flags, rewrites that leading field name as the command's flag
+    (``--resolution must be ...``). See ``fulora_data.presets``.
+    """
+
+    def __init__(self, message: str = "", *, field: str | None = None):
+        super().__init__(message)
+        self.field = field
 
 
 class SourceNotFoundError(FuloraError, FileNotFoundError):

@@ -160,7 +160,9 @@ def write_parquet_shards(
         nbytes: The split's ``estimate_nbytes``, when the caller has it already (it reads 1,000 rows).
 
     Returns:
-        One ``{"file", "num_rows", "num_bytes"}`` per shard.
+        One ``{"file", "num_rows", "num_bytes", "sha256", "writer"}`` per shard; ``writer`` says which path
+        wrote it: ``"arrow"`` (the fast path, Arrow tables straight to a ``ParquetWriter``) or
+        ``"to_parquet"`` (``Dataset.to_parquet``, where ``datasets`` gave no layout to copy).
     """
     nbytes = hf.estimate_nbytes(dataset) if nbytes is None else nbytes
     num_shards = max(1, math.ceil(nbytes / max_shard_size)) if len(dataset) else 1
@@ -171,32 +173,38 @@ def write_parquet_shards(
             dataset if num_shards == 1 else dataset.shard(num_shards=num_shards, index=index, contiguous=True)
         )
         path = folder / f"{split}-{index:05d}-of-{num_shards:05d}.parquet"
-        _write_parquet(shard, path, nbytes if num_shards == 1 else hf.estimate_nbytes(shard))
+        writer = _write_parquet(shard, path, nbytes if num_shards == 1 else hf.estimate_nbytes(shard))
         files.append(
             {
                 "file": path.name,
                 "num_rows": len(shard),
                 "num_bytes": path.stat().st_size,
                 "sha256": file_sha256(path),
+                "writer": writer,
             }
         )
     return files
 
 
-def _write_parquet(dataset, path: Path, nbytes: int) -> None:
+def _write_parquet(dataset, path: Path, nbytes: int) -> str:
     """Write ``dataset`` to ``path`` as ``Dataset.to_parquet`` lays it out (the same file), a writer call per
-    batch of rows taken as Arrow tables, without ``to_parquet``'s per-batch Python work."""
+    batch of rows taken as Arrow tables, without ``to_parquet``'s per-batch Python work.
+
+    Returns:
+        The path taken: ``"arrow"``, or ``"to_parquet"`` when ``datasets`` gives no layout to copy.
+    """
     import pyarrow.parquet as pq
 
     layout = hf.parquet_layout(dataset, nbytes)
     if layout is None:
         dataset.to_parquet(str(path))
-        return
+        return "to_parquet"
     rows = dataset.with_format("arrow")
     with pq.ParquetWriter(str(path), schema=layout.schema, **layout.writer_options) as writer:
         for start in range(0, len(dataset), layout.batch_size):
             writer.write_table(rows[start : start + layout.batch_size])
         writer.add_key_value_metadata(layout.metadata)
+    return "arrow"
 
 
 def export(

@@ -26,13 +26,12 @@ import re
 from pathlib import Path
 from typing import Any
 
+from fulora_data.dataset_ref import DatasetRef, RepoRef
 from fulora_data.errors import ConfigError, DataError, FuloraError, SourceNotFoundError
 
 DEFAULT_ORG = "fulora"
 MANIFEST = "fulora_export.json"
 CARD = "README.md"
-_NAME = r"[A-Za-z0-9][\w.-]*"
-_SPEC = re.compile(rf"(?P<repo>{_NAME}/{_NAME})(?:@(?P<rev>[\w./-]+))?")
 MODEL_KINDS = ("classifier", "adapter", "pipeline")
 _KIND_NAMES = {
     "classifier": "a fulora classifier",
@@ -59,21 +58,15 @@ def parse_repo_spec(spec: str, *, what: str = "repo id") -> tuple[str, str | Non
     """Split ``ORG/NAME[@REVISION]`` into the repo id and the revision (``None``: the main branch).
 
     Raises:
-        ConfigError: If the spec is not of that form.
+        ConfigError: If the spec is not of that form (see :class:`fulora_data.dataset_ref.RepoRef`).
     """
-    match = _SPEC.fullmatch(str(spec).strip()) if isinstance(spec, (str, os.PathLike)) else None
-    if match is None or ".." in match["repo"]:
-        raise ConfigError(
-            f"{what} must be a local path or a Hub repo 'ORG/NAME' with an optional '@REVISION', got {spec!r}"
-        )
-    return match["repo"], match["rev"]
+    ref = RepoRef.parse(spec, option=what)
+    return ref.repo_id, ref.revision
 
 
 def is_repo_spec(value) -> bool:
     """Whether ``value`` is not an existing local path but reads as ``ORG/NAME[@REVISION]``."""
-    if value is None or Path(str(value)).expanduser().exists():
-        return False
-    return _SPEC.fullmatch(str(value).strip()) is not None
+    return RepoRef.names_repo(value)
 
 
 def offline() -> bool:
@@ -516,40 +509,6 @@ def pull_dataset(
     }
 
 
-def parse_hub_set(spec: str, *, config_separators: str = "/") -> tuple[str, str | None, str | None] | None:
-    """Read ``ORG/NAME[@REVISION][/CONFIG][:SPLIT]`` (a published dataset) as ``(repo spec, config, split)``.
-
-    Returns None for fulora's own ``NAME[/CONFIG][:SPLIT]`` (``NAME`` a registered dataset, which never
-    holds a ``/``) and for anything else that is not of the Hub form, so both forms can share one option.
-
-    Args:
-        spec: The value of the option.
-        config_separators: The characters that may stand before ``CONFIG`` (``"/:"``: also
-            ``ORG/NAME:CONFIG``, where no split follows, as ``--against`` reads ``NAME:CONFIG``).
-    """
-    from fulora_data.builders import BUILDERS
-
-    before = "[" + re.escape(config_separators) + "]"
-    split = "" if ":" in config_separators else r"(?::(?P<split>[\w-]+))?"
-    match = re.fullmatch(
-        rf"(?P<repo>{_NAME}/{_NAME}(?:@[\w.-]+)?)(?:{before}(?P<config>[\w\-.+]+))?{split}",
-        str(spec).strip(),
-    )
-    if match is None or match["repo"].split("/")[0] in BUILDERS or ".." in match["repo"]:
-        return None
-    return match["repo"], match["config"], match.groupdict().get("split")
-
-
-def parse_hub_data_spec(spec: str) -> tuple[str, str | None, str] | None:
-    """Read ``ORG/NAME[@REVISION][/CONFIG]:SPLIT`` (a published dataset) as ``(repo spec, config, split)``.
-
-    Returns None for fulora's own ``NAME[/CONFIG]:SPLIT`` (``NAME`` a registered dataset), so both forms
-    can share one option.
-    """
-    found = parse_hub_set(spec)
-    return found if found is not None and found[2] is not None else None
-
-
 def load_training_splits(spec: str, *, token: str | None = None, endpoint: str | None = None):
     """The train and validation splits of a published training set ``ORG/NAME[@REVISION][/CONFIG]``.
 
@@ -562,22 +521,8 @@ def load_training_splits(spec: str, *, token: str | None = None, endpoint: str |
     Raises:
         ConfigError: For a malformed spec, or a config with no ``train`` split.
     """
-    repo, config = parse_training_data(spec)
-    splits, info = open_repo_dataset(repo, config, token=token, endpoint=endpoint)
+    ref = DatasetRef.parse(spec, option="--data", split="none", hub_only=True)
+    splits, info = open_repo_dataset(ref.repo, ref.config, token=token, endpoint=endpoint)
     if "train" not in splits:
         raise ConfigError(f"--data {spec!r} has no train split; it has {', '.join(splits)}")
     return splits["train"], splits.get("validation"), info
-
-
-def parse_training_data(spec: str) -> tuple[str, str | None]:
-    """Split ``--data ORG/NAME[@REVISION][/CONFIG]`` into the repo spec and the config (None: the default).
-
-    Raises:
-        ConfigError: If the spec is not of that form.
-    """
-    match = re.fullmatch(
-        rf"(?P<repo>{_NAME}/{_NAME}(?:@[\w.-]+)?)(?:/(?P<config>[\w\-.+]+))?", str(spec).strip()
-    )
-    if match is None or ".." in match["repo"]:
-        raise ConfigError(f"--data must be a Hub dataset ORG/NAME[@REVISION][/CONFIG], got {spec!r}")
-    return match["repo"], match["config"]

@@ -14,7 +14,7 @@ import json
 import os
 import shutil
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -218,8 +218,8 @@ def ensure_folder(path: str | os.PathLike, option: str) -> Path:
     return path
 
 
-def check_report_folder(directory: str | os.PathLike) -> Path:
-    """Refuse a ``--report`` folder that cannot be written, before the work it reports on runs.
+def check_report_folder(directory: str | os.PathLike, option: str = "--report") -> Path:
+    """Refuse a report folder that cannot be written, before the work it reports on runs.
 
     Returns:
         The folder (created if needed).
@@ -230,8 +230,54 @@ def check_report_folder(directory: str | os.PathLike) -> Path:
     from fulora_data.errors import ConfigError
 
     if Path(directory).exists() and not Path(directory).is_dir():
-        raise ConfigError(f"--report {str(directory)!r} is a file, not a folder")
-    return ensure_folder(directory, "--report")
+        raise ConfigError(f"{option} {str(directory)!r} is a file, not a folder")
+    return ensure_folder(directory, option)
+
+
+def write_report_folder(
+    directory: str | os.PathLike,
+    draw: Callable[[Path], None],
+    *,
+    owned: Iterable[str] = (),
+    last: str = "report.md",
+    option: str = "--report",
+) -> Path:
+    """Write a report folder (audit, compare, evaluation): drawn whole elsewhere, then moved in file by file.
+
+    ``draw`` writes every file of the report into an empty staging folder in the system's temporary
+    folder (so a killed run leaves nothing beside the report). Each file is then written into
+    ``directory`` atomically, ``last`` (the report's text) at the end: until it is replaced, the folder
+    still reads as the earlier, complete report. Files of an earlier report that this one did not draw are
+    removed when their names match ``owned`` (a stale figure would show what this run did not find); any
+    other file in the folder is left alone.
+
+    Args:
+        directory: The report folder (created if needed).
+        draw: Writes the report's files into the folder it is given.
+        owned: Names or glob patterns of the files this kind of report writes.
+        last: The file moved in last, whose path is returned.
+        option: How the user named the folder, for errors.
+
+    Returns:
+        The path of ``last`` in ``directory``.
+
+    Raises:
+        ConfigError: If ``directory`` is a file, or cannot be created or written.
+    """
+    import tempfile
+
+    directory = check_report_folder(directory, option)
+    with tempfile.TemporaryDirectory(prefix="fulora-report-") as tmp:
+        work = Path(tmp)
+        draw(work)
+        written = {path.name for path in work.iterdir()}
+        for name in sorted(written, key=lambda name: name == last):
+            atomic_write_bytes(directory / name, (work / name).read_bytes())
+    for pattern in owned:
+        for stale in directory.glob(pattern):
+            if stale.name not in written and stale.is_file():
+                stale.unlink()
+    return directory / last
 
 
 def remove_leftovers(folder: str | os.PathLike, name: str) -> int:

@@ -22,24 +22,18 @@ import csv
 import dataclasses
 import io
 import os
-import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from fulora_data.checkpoint import find_checkpoint, read_state
 from fulora_data.classifier.config import RESUME_FIELDS, TRAIN_SETS, TrainConfig
+from fulora_data.console import log_stderr
 from fulora_data.errors import ConfigError
 from fulora_data.io import atomic_write_json, atomic_write_text
 
 MODELS: tuple[str, ...] = ("densenet169", "mobilenet_v2", "efficientnet_b0", "resnet18", "vit_b_16")
 METRICS: tuple[str, ...] = ("accuracy", "recall", "precision", "f1", "auc")
-
-
-def _stderr(message: str) -> None:
-    from tqdm.auto import tqdm
-
-    tqdm.write(message, file=sys.stderr)
 
 
 def cell_dir(out_dir: Path, model: str, train_set: str) -> Path:
@@ -103,7 +97,7 @@ def run_grid(
     overrides: dict[str, Any] | None = None,
     batch_size: int = 64,
     progress: bool = True,
-    log: Callable[[str], None] = _stderr,
+    log: Callable[[str], None] = log_stderr,
 ) -> list[dict]:
     """Train, predict and score every cell of the grid; write ``comparison.csv`` and ``comparison.md``.
 

@@ -129,13 +129,18 @@ def test_dataset_cards_say_per_config_only_what_is_true(exported):
     assert "de-identified by the source" in spanish and "de-identified by the source" in african.text
 
 
-def test_dataset_card_metadata_passes_the_hubs_own_validation(exported, hub_server):
+def test_dataset_card_yaml_reads_as_dataset_card_data_with_a_default_config(exported, hub_server):
+    """The card's YAML parses into huggingface_hub's ``DatasetCardData`` and names a default config.
+
+    ``card.validate`` goes to the stand-in Hub's ``/api/validate-yaml``, which only parses the YAML: this
+    is not the Hub's own metadata validation.
+    """
     from huggingface_hub import DatasetCard, DatasetCardData
 
     for folder in exported.values():
         card = DatasetCard.load(folder / "README.md")
         assert isinstance(card.data, DatasetCardData)
-        card.validate(repo_type="dataset")  # the stand-in Hub's /api/validate-yaml
+        card.validate(repo_type="dataset")  # the stand-in's endpoint: YAML that parses
         assert [c for c in card.data.configs if c.get("default")]  # every export has a default config
 
 

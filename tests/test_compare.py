@@ -18,13 +18,13 @@ from PIL import Image
 
 from fulora_data.cli import main
 from fulora_data.compare import (
+    CompareConfig,
     bootstrap_interval,
     compare_sets,
     draw_per_plane,
     fid_from_statistics,
     frechet_distance,
     kernel_inception_distance,
-    parse_set,
 )
 from fulora_data.compare.features import (
     FeatureCache,
@@ -33,7 +33,8 @@ from fulora_data.compare.features import (
     random_inception_weights,
     resolve_weights,
 )
-from fulora_data.compare.sets import SetSpec, default_labels
+from fulora_data.compare.sets import default_labels
+from fulora_data.dataset_ref import DatasetRef
 from fulora_data.errors import ConfigError, SourceNotFoundError
 from fulora_data.samples import png_bytes, render_plane_image
 
@@ -149,14 +150,30 @@ def test_a_plane_with_fewer_images_than_asked_gives_all_of_them():
     assert drawn["Fetal femur"] == list(range(3, 13)) and short == {}
 
 
-def test_set_specs_and_their_names():
-    assert parse_set("african:test") == SetSpec("african", None, "test")
-    assert parse_set("spanish/es-1150") == SetSpec("spanish", "es-1150", None)
-    assert parse_set("synthetic/generated:train") == SetSpec("synthetic", "generated", "train")
-    for bad in ("", ":test", "african:", "a:b:c", "/x"):
-        with pytest.raises(ConfigError, match="NAME"):
-            parse_set(bad)
-    specs = [parse_set(s) for s in ("african:test", "synthetic/generated", "synthetic/generated", "spanish")]
+def test_compare_config_refuses_bad_settings_naming_the_field_before_any_load():
+    assert CompareConfig.preset("study", sets=["african:test", "spanish"]).per_plane == 35
+    for values, field, message in (
+        ({"sets": ["african:test"]}, None, "compare needs at least two sets, got 1"),
+        ({"sets": ["african", "spanish"], "sources": ["a"]}, "sources", "sources must be given once per set"),
+        ({"sets": ["african", "spanish"], "labels": ["x"]}, "labels", "labels must be given once per set"),
+        ({"sets": ["african", "spanish"], "per_plane": 0}, "per_plane", "per_plane must be a whole number"),
+        (
+            {"sets": ["african", "spanish"], "tsne_features": "x"},
+            "tsne_features",
+            "tsne_features must be one",
+        ),
+    ):
+        with pytest.raises(ConfigError, match=f"^{message}") as caught:
+            CompareConfig.from_dict(values).validate()
+        assert caught.value.field == field
+    with pytest.raises(ConfigError, match="unknown compare option 'per_plan'"):
+        CompareConfig.from_dict({"sets": [], "per_plan": 3})
+
+
+def test_sets_are_named_by_the_study_where_a_dataset_appears_once():
+    specs = [
+        DatasetRef.parse(s) for s in ("african:test", "synthetic/generated", "synthetic/generated", "spanish")
+    ]
     assert default_labels(specs, ["a", "/x/r8", "/x/r32", "s"]) == [
         "Africa",
         "synthetic/generated (r8)",
@@ -290,9 +307,9 @@ def tiny_sets(tmp_path_factory) -> dict[str, Path]:
 @pytest.fixture(scope="module")
 def comparison(tmp_path_factory, tiny_sets, weights):
     work = tmp_path_factory.mktemp("compare")
-    result = compare_sets(
-        ["synthetic/generated"] * 4,
-        [tiny_sets[k] for k in ("base", "copy", "near", "far")],
+    config = CompareConfig(
+        sets=["synthetic/generated"] * 4,
+        sources=[tiny_sets[k] for k in ("base", "copy", "near", "far")],
         labels=["base", "copy", "near", "far"],
         planes=PLANES2,
         per_plane=4,
@@ -301,8 +318,8 @@ def comparison(tmp_path_factory, tiny_sets, weights):
         cache_dir=work / "cache",
         report=work / "report",
         bootstrap=20,
-        log=lambda _: None,
     )
+    result = compare_sets(config, log=lambda _: None)
     return result, work
 
 
@@ -376,9 +393,9 @@ def test_cli_reuses_the_cache_and_flags_missing_planes(comparison, tiny_sets, we
 
 
 def test_a_plane_no_two_sets_have_is_skipped_and_said(tiny_sets, weights, tmp_path):
-    result = compare_sets(
-        ["synthetic/generated", "synthetic/generated"],
-        [tiny_sets["base"], tiny_sets["no-femur"]],
+    config = CompareConfig(
+        sets=["synthetic/generated", "synthetic/generated"],
+        sources=[tiny_sets["base"], tiny_sets["no-femur"]],
         planes=["femur", "brain"],
         per_plane=2,
         image_size=SIZE,
@@ -386,8 +403,8 @@ def test_a_plane_no_two_sets_have_is_skipped_and_said(tiny_sets, weights, tmp_pa
         feature_cache=tmp_path / "features",
         cache_dir=tmp_path / "cache",
         bootstrap=0,
-        log=lambda _: None,
     )
+    result = compare_sets(config, log=lambda _: None)
     assert "Fetal femur" in result["skipped"] and "Fetal femur" not in result["planes"]
     assert set(result["planes"]) == {"Fetal brain", "overall"}
     assert result["planes"]["Fetal brain"]["pairs"][0]["fid_interval"] is None

@@ -8,8 +8,6 @@ import pytest
 from click.testing import CliRunner
 
 from fulora_data.cli import main
-from fulora_data.errors import ConfigError
-from fulora_data.evaluation import parse_data_spec
 
 HEADER = "reference,prediction,prob_Other,prob_abdomen,prob_brain,prob_femur,prob_thorax,country\n"
 # The hand-worked case of test_evaluation_paper, with probabilities peaking at each prediction.
@@ -181,12 +179,3 @@ def test_model_form_refuses_an_unknown_split(tmp_path):
         )
     )
     assert "no split 'validation'" in line and "test" in line
-
-
-def test_parse_data_spec():
-    assert parse_data_spec("african:test") == ("african", None, "test")
-    assert parse_data_spec("african/Ghana:test") == ("african", "Ghana", "test")
-    assert parse_data_spec("spanish/es-1150:train") == ("spanish", "es-1150", "train")
-    for bad in ("african", "african:", ":test", "a/b/c:test"):
-        with pytest.raises(ConfigError, match=repr(bad).replace("[", r"\[")):
-            parse_data_spec(bad)

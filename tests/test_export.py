@@ -120,8 +120,12 @@ def test_cli_export_and_refusals(tmp_path):
         export("synthetic", None, out, source=tmp_path, cache_dir=tmp_path / "cache")
 
 
-def test_shards_are_the_files_dataset_to_parquet_writes(tmp_path):
-    """The export writes Parquet itself (faster), but the very bytes ``Dataset.to_parquet`` would write."""
+def test_shards_written_by_the_fast_arrow_path_are_the_bytes_dataset_to_parquet_writes(tmp_path):
+    """The export writes Parquet itself (faster), but the very bytes ``Dataset.to_parquet`` would write.
+
+    Each shard says which path wrote it: the test fails if the export fell back to ``to_parquet`` (then the
+    bytes would match trivially).
+    """
     from fulora_data.export import write_parquet_shards
 
     spanish = samples.write_spanish_source(tmp_path / "es", per_plane=6, test_per_plane=0, seed=2)
@@ -138,12 +142,13 @@ def test_shards_are_the_files_dataset_to_parquet_writes(tmp_path):
         (tmp_path / split).mkdir()
         files = write_parquet_shards(dataset, tmp_path / split, split)
         dataset.to_parquet(str(tmp_path / f"{split}.parquet"))
-        assert len(files) == 1
+        assert len(files) == 1 and files[0]["writer"] == "arrow"
         assert (tmp_path / split / files[0]["file"]).read_bytes() == (
             tmp_path / f"{split}.parquet"
         ).read_bytes()
     shards = write_parquet_shards(hybrid["train"], tmp_path / "train", "sharded", max_shard_size=1000)
     assert len(shards) > 1 and sum(f["num_rows"] for f in shards) == len(hybrid["train"])
+    assert {shard["writer"] for shard in shards} == {"arrow"}
     for index, shard in enumerate(shards):
         part = hybrid["train"].shard(num_shards=len(shards), index=index, contiguous=True)
         part.to_parquet(str(tmp_path / "part.parquet"))

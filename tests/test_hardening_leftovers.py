@@ -128,5 +128,5 @@ def test_zero_shard_size_and_negative_num_proc_are_refused(tmp_path):
     assert result.exit_code == 2 and "--num-proc" in result.output
     from fulora_data.audit.run import audit_dataset
 
-    with pytest.raises(ConfigError, match="--num-proc must be at least 1"):
+    with pytest.raises(ConfigError, match="^num_proc must be at least 1"):
         audit_dataset("spanish", source=source, cache_dir=tmp_path / "c", num_proc=-3)

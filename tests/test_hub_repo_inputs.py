@@ -17,9 +17,8 @@ from click.testing import CliRunner
 from huggingface_hub import ModelCard
 
 from fulora_data import samples
-from fulora_data.audit.run import audit_dataset, parse_against
+from fulora_data.audit.run import audit_dataset
 from fulora_data.cli import main
-from fulora_data.compare.sets import SetSpec, parse_set
 from fulora_data.errors import ConfigError
 from fulora_data.export import export
 from fulora_data.hub import push_dataset
@@ -62,18 +61,6 @@ def repo(hub_server, african):
     name = _unique("african")
     push_dataset(african["export"], name, token=hub_server.token)
     return name
-
-
-def test_repo_sets_and_against_values_parse_as_published_datasets():
-    assert parse_set("fulora/synthetic@v1.0.0:train") == SetSpec("fulora/synthetic@v1.0.0", None, "train")
-    spec = parse_set("fulora/african@v1.0.0/all:test")
-    assert (
-        spec == SetSpec("fulora/african@v1.0.0", "all", "test") and spec.on_hub and spec.dataset == "african"
-    )
-    assert not parse_set("spanish/es-1150").on_hub  # a registered NAME/CONFIG stays one
-    assert parse_against("fulora/synthetic@v1.0.0/generated") == ("fulora/synthetic@v1.0.0", "generated")
-    assert parse_against("fulora/hybrid") == ("fulora/hybrid", None)
-    assert parse_against("spanish/lora-100") == ("spanish", "lora-100")
 
 
 def test_compare_reads_a_set_by_repo_id_with_source_dash(repo, african, tmp_path):
@@ -137,7 +124,9 @@ def test_audit_against_a_published_training_set(repo, african):
     # Audited against its own published copy: every image is found, memorised, in the training set.
     assert result["against"] == f"{repo}@v1.0.0/all"
     assert memo["training_images"] == images and memo["memorised"] == images
-    with pytest.raises(ConfigError, match="is a published dataset: --against-source does not apply"):
+    with pytest.raises(
+        ConfigError, match="^against_source does not apply to `against` .*: it is a published dataset"
+    ):
         audit_dataset("african", against=f"{repo}@v1.0.0", against_source=african["source"])
 
 

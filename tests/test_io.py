@@ -54,3 +54,62 @@ def test_no_module_renames_files_by_hand():
                 elif name == "rename":
                     found.append(f"{path.relative_to(PACKAGE)}:{node.lineno} .rename")
     assert not found, "write through fulora_data.io instead:\n" + "\n".join(found)
+
+
+def _draw(files: dict[str, str]):
+    def draw(work: Path) -> None:
+        for name, text in files.items():
+            (work / name).write_text(text)
+
+    return draw
+
+
+def test_report_folder_replaces_its_own_files_drops_stale_ones_and_keeps_the_users(tmp_path):
+    from fulora_data.io import write_report_folder
+
+    folder = tmp_path / "report"
+    first = write_report_folder(
+        folder, _draw({"report.md": "one", "a.json": "1", "tsne_x.png": "x"}), owned=["tsne_*.png"]
+    )
+    (folder / "notes.txt").write_text("the user's")
+    second = write_report_folder(folder, _draw({"report.md": "two", "a.json": "2"}), owned=["tsne_*.png"])
+    assert first == second == folder / "report.md"
+    assert {p.name: p.read_text() for p in folder.iterdir()} == {
+        "report.md": "two",
+        "a.json": "2",
+        "notes.txt": "the user's",
+    }
+
+
+def test_report_folder_left_whole_when_drawing_fails(tmp_path):
+    from fulora_data.io import write_report_folder
+
+    folder = tmp_path / "report"
+    write_report_folder(folder, _draw({"report.md": "one"}))
+
+    def broken(work: Path) -> None:
+        (work / "report.md").write_text("half")
+        raise RuntimeError("drawing failed")
+
+    with pytest.raises(RuntimeError, match="drawing failed"):
+        write_report_folder(folder, broken)
+    assert [p.name for p in folder.iterdir()] == ["report.md"] and (folder / "report.md").read_text() == "one"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report"]
+
+
+def test_report_folder_that_is_a_file_is_refused_naming_the_option(tmp_path):
+    from fulora_data.errors import ConfigError
+    from fulora_data.io import write_report_folder
+
+    (tmp_path / "taken").write_text("a file")
+    with pytest.raises(ConfigError, match=r"^--report-dir '.*taken' is a file, not a folder$"):
+        write_report_folder(tmp_path / "taken", _draw({"report.md": "x"}), option="--report-dir")
+    assert (tmp_path / "taken").read_text() == "a file"
+
+
+def test_log_stderr_writes_one_line_to_stderr_only(capsys):
+    from fulora_data.console import log_stderr
+
+    log_stderr("step 1 of 2")
+    captured = capsys.readouterr()
+    assert captured.err == "step 1 of 2\n" and captured.out == ""

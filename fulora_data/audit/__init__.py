@@ -8,11 +8,12 @@ no-miss guarantee in ``fulora_data.audit.search``.
 
 from __future__ import annotations
 
+from fulora_data.audit.config import AuditConfig
 from fulora_data.audit.duplicates import audit
 from fulora_data.audit.features import ImageTable, extract, image_features
 from fulora_data.audit.memorisation import memorisation
 from fulora_data.audit.report import format_summary, write_report
-from fulora_data.audit.run import audit_dataset, parse_against
+from fulora_data.audit.run import audit_dataset, run_audit
 from fulora_data.audit.search import brute_force_hamming_pairs, hamming_pairs, nearest
 from fulora_data.audit.thresholds import (
     DEFAULT_SIMILARITY,
@@ -22,6 +23,7 @@ from fulora_data.audit.thresholds import (
 )
 
 __all__ = [
+    "AuditConfig",
     "DEFAULT_SIMILARITY",
     "DEFAULT_THRESHOLD",
     "FEATURE_SPACES",
@@ -36,6 +38,6 @@ __all__ = [
     "image_features",
     "memorisation",
     "nearest",
-    "parse_against",
+    "run_audit",
     "write_report",
 ]

@@ -8,15 +8,13 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import datasets
 from PIL import Image, ImageDraw, ImageFont
 
-from fulora_data.io import atomic_write_bytes, check_report_folder
+from fulora_data.io import write_report_folder
 from fulora_data.pixels import decode_gray
 
 REPORT_FILES = (
@@ -219,22 +217,9 @@ def write_report(
     Raises:
         ConfigError: If ``directory`` is a file.
     """
-    directory = Path(directory)
-    check_report_folder(directory)
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=f".{directory.name}.", dir=directory.parent))
-    try:
-        _write(work, result, splits, training, title)
-        directory.mkdir(exist_ok=True)
-        written = {path.name for path in work.iterdir()}
-        # report.md last: until it is replaced, the folder still reads as the earlier, complete report.
-        for name in sorted(written, key=lambda name: name == "report.md"):
-            atomic_write_bytes(directory / name, (work / name).read_bytes())
-        for name in set(REPORT_FILES) - written:  # a stale figure would show pairs this audit did not find
-            (directory / name).unlink(missing_ok=True)
-    finally:
-        shutil.rmtree(work, ignore_errors=True)
-    return directory / "report.md"
+    return write_report_folder(
+        directory, lambda work: _write(work, result, splits, training, title), owned=REPORT_FILES
+    )
 
 
 SUMMARY_PAIRS = 20

@@ -6,10 +6,11 @@ import os
 from pathlib import Path
 from typing import Any
 
+from fulora_data.audit.config import AuditConfig
 from fulora_data.audit.duplicates import audit
 from fulora_data.audit.features import extract
 from fulora_data.audit.memorisation import memorisation
-from fulora_data.audit.report import check_report_folder, write_report
+from fulora_data.audit.report import write_report
 from fulora_data.audit.thresholds import (
     DEFAULT_SIMILARITY,
     DEFAULT_THRESHOLD,
@@ -17,36 +18,6 @@ from fulora_data.audit.thresholds import (
     check_threshold,
 )
 from fulora_data.errors import ConfigError
-
-
-def parse_against(value: str) -> tuple[str, str | None]:
-    """Split ``NAME``, ``NAME/CONFIG`` or ``NAME:CONFIG`` into the dataset name and config.
-
-    A published fulora dataset, ``ORG/NAME[@REVISION][/CONFIG]`` (``ORG`` not a registered dataset), gives
-    ``("ORG/NAME[@REVISION]", CONFIG or None)``: a name with a ``/``, which no registered dataset has.
-
-    Raises:
-        ConfigError: If the value is empty or has an empty part.
-    """
-    from fulora_data.hub_pull import parse_hub_set
-
-    hub = parse_hub_set(value, config_separators="/:")
-    if hub is not None:
-        return hub[0], hub[1]
-    text = str(value).strip()
-    for separator in ("/", ":"):
-        if separator in text:
-            name, config = text.split(separator, 1)
-            if not name or not config:
-                break
-            return name, config
-    else:
-        if text:
-            return text, None
-    raise ConfigError(
-        f"--against must be NAME or NAME/CONFIG (e.g. spanish/lora-100), or a published "
-        f"ORG/NAME[@REVISION][/CONFIG], got {value!r}"
-    )
 
 
 def audit_dataset(
@@ -88,24 +59,38 @@ def audit_dataset(
         ConfigError: For a bad threshold, ``against`` value, dataset, config or option.
         DataError: If a dataset is empty or has no images.
     """
+    return run_audit(
+        AuditConfig(
+            dataset=name,
+            config=config,
+            source=source,
+            cache_dir=cache_dir,
+            threshold=threshold,
+            similarity=similarity,
+            against=against,
+            against_source=against_source,
+            report=report,
+            num_proc=num_proc,
+            options=options,
+        )
+    )
+
+
+def run_audit(settings: AuditConfig) -> dict[str, Any]:
+    """Audit what ``settings`` names (see :class:`~fulora_data.audit.config.AuditConfig`); the values are
+    checked first, before any build, which may take minutes.
+
+    Returns:
+        As :func:`audit_dataset`.
+    """
+    from fulora_data.hub_pull import is_repo_spec, load_repo_dataset
     from fulora_data.prepare import prepare
 
-    # Refuse bad values before any build, which may take minutes.
-    threshold = check_threshold(threshold)
-    similarity = check_similarity(similarity)
-    against_name, against_config = parse_against(against) if against is not None else (None, None)
-    if num_proc is not None and (isinstance(num_proc, bool) or not isinstance(num_proc, int) or num_proc < 1):
-        raise ConfigError(f"--num-proc must be at least 1, got {num_proc!r}")
-    if against_source is not None and against is None:
-        raise ConfigError("--against-source needs --against NAME[/CONFIG]")
-    if against_source is not None and "/" in against_name:
-        raise ConfigError(
-            f"--against {against!r} is a published dataset: --against-source does not apply to it"
-        )
-    if report is not None:
-        check_report_folder(report)
-    from fulora_data.hub_pull import is_repo_spec, load_repo_dataset
-
+    settings.validate()
+    name, config, options = settings.dataset, settings.config, settings.options
+    source, cache_dir, num_proc = settings.source, settings.cache_dir, settings.num_proc
+    threshold, similarity = check_threshold(settings.threshold), check_similarity(settings.similarity)
+    against_ref, against_source, report = settings.against_ref(), settings.against_source, settings.report
     if is_repo_spec(name):  # a published fulora dataset, ORG/NAME[@REVISION]
         if source is not None or options:
             raise ConfigError(f"{name!r} is a published dataset: --source and builder options do not apply")
@@ -119,16 +104,18 @@ def audit_dataset(
         "audit": audit(splits, threshold=threshold, similarity=similarity, what=label, table=table),
     }
     training = None
-    if against_name is not None:
-        if "/" in against_name:  # ORG/NAME[@REVISION]: a published training set
-            training = load_repo_dataset(against_name, against_config)
+    if against_ref is not None:
+        if against_ref.on_hub:  # ORG/NAME[@REVISION]: a published training set
+            training = load_repo_dataset(against_ref.repo, against_ref.config)
         else:
             from fulora_data.prepare import build, make_builder
 
-            builder = make_builder(against_name, against_config, source=against_source, cache_dir=cache_dir)
+            builder = make_builder(
+                against_ref.name, against_ref.config, source=against_source, cache_dir=cache_dir
+            )
             builder.source_option = "--against-source"
             training = build(builder)
-        against_label = f"{against_name}/{against_config}" if against_config else against_name
+        against_label = str(against_ref)
         result["against"] = against_label
         result["memorisation"] = memorisation(
             splits,

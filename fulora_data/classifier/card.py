@@ -218,20 +218,19 @@ def _with_results_section(text: str, results: list[dict]) -> str:
 
 def result_record(result: dict) -> dict:
     """What ``eval_results.json`` keeps of an ``evaluate_checkpoint`` result (numbers, data, protocol)."""
-    from fulora_data.evaluation.run import parse_data_spec
-    from fulora_data.hub_pull import dataset_repo_id, parse_hub_data_spec, parse_repo_spec
+    from fulora_data.dataset_ref import DatasetRef
+    from fulora_data.hub_pull import dataset_repo_id
 
     spec = result["data"]
-    hub = parse_hub_data_spec(spec)
-    if hub:
-        repo, revision = parse_repo_spec(hub[0])
-        name, config, split = repo.split("/")[1], hub[1], hub[2]
+    ref = DatasetRef.parse(spec, option="--data", split="required")
+    name, config, split, revision = ref.dataset, ref.config, ref.split, ref.revision
+    if ref.on_hub:
+        repo = ref.name
     else:
         from fulora_data.builders import get_builder_class
 
-        name, config, split = parse_data_spec(spec)
         config = config or get_builder_class(name).DEFAULT_CONFIG_NAME
-        repo, revision = dataset_repo_id(name), None
+        repo = dataset_repo_id(name)
     keep = ("n", *(key for key, _ in _METRICS))
     return {
         "data": spec,

@@ -6,14 +6,13 @@ grid, a resumed run) needs neither torch nor the training loop.
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from fulora_data.classifier.models import architecture, check_image_size, check_weights_option
 from fulora_data.errors import ConfigError, require
-from fulora_data.presets import config_from_dict, read_preset
+from fulora_data.presets import RunConfig, field_error
 from fulora_data.splits import VALIDATION_POLICIES
 
 TRAIN_SETS: dict[str, tuple[str, str, bool]] = {
@@ -47,7 +46,7 @@ RESUME_FIELDS = (
 
 
 @dataclass
-class TrainConfig:
+class TrainConfig(RunConfig):
     """Everything a classifier training run uses. Defaults are the study's settings.
 
     Attributes:
@@ -116,35 +115,7 @@ class TrainConfig:
         builder, config, _ = TRAIN_SETS[self.train_set]
         return builder, config
 
-    @classmethod
-    def from_dict(cls, values: dict[str, Any], *, where: str = "config") -> TrainConfig:
-        """Build a config from a mapping, refusing unknown keys.
-
-        Raises:
-            ConfigError: Naming the unknown key and ``where`` it came from.
-        """
-        return config_from_dict(cls, values, where=where, what="training option")
-
-    @classmethod
-    def from_yaml(cls, path: str | os.PathLike, **overrides: Any) -> TrainConfig:
-        """Read a YAML preset (keys are this class's fields); ``overrides`` that are not None win.
-
-        Raises:
-            ConfigError: If the file is missing, not a YAML mapping, or has an unknown key.
-        """
-        return cls.from_dict(read_preset(path, overrides, what="training option"), where=str(path))
-
-    @classmethod
-    def preset(cls, name: str, **overrides: Any) -> TrainConfig:
-        """Return a named preset (``PRESETS``) with ``overrides`` that are not None applied.
-
-        Raises:
-            ConfigError: For an unknown preset or option.
-        """
-        if name not in PRESETS:
-            raise ConfigError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
-        values = {**PRESETS[name], **{k: v for k, v in overrides.items() if v is not None}}
-        return cls.from_dict(values, where=f"preset {name!r}")
+    KIND = "training"
 
     def validate(self, *, cuda_available: bool | None = None) -> None:
         """Refuse bad values and bad combinations before anything is loaded.
@@ -154,43 +125,44 @@ class TrainConfig:
         """
         architecture(self.arch)
         if self.train_set not in TRAIN_SETS:
-            raise ConfigError(f"train_set must be one of {', '.join(TRAIN_SETS)}; got {self.train_set!r}")
+            raise field_error("train_set", f"must be one of {', '.join(TRAIN_SETS)}; got {self.train_set!r}")
         check_weights_option(self.weights)
         check_image_size(self.arch, self.image_size, self.weights)
         for name in ("epochs", "batch_size"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
-                raise ConfigError(f"{name} must be a positive integer; got {value!r}")
+                raise field_error(name, f"must be a positive integer; got {value!r}")
         if not self.learning_rate > 0:
-            raise ConfigError(f"learning_rate must be positive; got {self.learning_rate!r}")
+            raise field_error("learning_rate", f"must be positive; got {self.learning_rate!r}")
         if not 0 <= self.momentum < 1:
-            raise ConfigError(f"momentum must be in [0, 1); got {self.momentum!r}")
+            raise field_error("momentum", f"must be in [0, 1); got {self.momentum!r}")
         if self.weight_decay < 0:
-            raise ConfigError(f"weight_decay must be 0 or more; got {self.weight_decay!r}")
+            raise field_error("weight_decay", f"must be 0 or more; got {self.weight_decay!r}")
         if self.scheduler not in SCHEDULERS:
-            raise ConfigError(f"scheduler must be one of {', '.join(SCHEDULERS)}; got {self.scheduler!r}")
+            raise field_error("scheduler", f"must be one of {', '.join(SCHEDULERS)}; got {self.scheduler!r}")
         if not isinstance(self.validation_size, int) or self.validation_size < 0:
-            raise ConfigError(f"validation_size must be 0 or more; got {self.validation_size!r}")
+            raise field_error("validation_size", f"must be 0 or more; got {self.validation_size!r}")
         if self.validation_policy not in VALIDATION_POLICIES:
-            raise ConfigError(
-                f"validation_policy must be one of {', '.join(VALIDATION_POLICIES)}; "
-                f"got {self.validation_policy!r}"
+            raise field_error(
+                "validation_policy",
+                f"must be one of {', '.join(VALIDATION_POLICIES)}; got {self.validation_policy!r}",
             )
         if self.num_workers < 0:
-            raise ConfigError(f"num_workers must be 0 or more; got {self.num_workers!r}")
+            raise field_error("num_workers", f"must be 0 or more; got {self.num_workers!r}")
         if self.mixed_precision not in MIXED_PRECISION:
-            raise ConfigError(
-                f"mixed_precision must be one of {', '.join(MIXED_PRECISION)}; got {self.mixed_precision!r}"
+            raise field_error(
+                "mixed_precision",
+                f"must be one of {', '.join(MIXED_PRECISION)}; got {self.mixed_precision!r}",
             )
         if self.mixed_precision == "fp16":
             if cuda_available is None:
                 cuda_available = require("torch", "train").cuda.is_available()
             if self.cpu or not cuda_available:
-                raise ConfigError("mixed_precision 'fp16' needs a CUDA GPU; use 'bf16' or 'no' on the CPU")
+                raise field_error("mixed_precision", "'fp16' needs a CUDA GPU; use 'bf16' or 'no' on the CPU")
         if self.hub_data is not None:
-            from fulora_data.hub_pull import parse_training_data
+            from fulora_data.dataset_ref import DatasetRef
 
-            parse_training_data(self.hub_data)
+            DatasetRef.parse(self.hub_data, option="--data", split="none", hub_only=True)
             given = [
                 option
                 for option, value in (
@@ -206,12 +178,12 @@ class TrainConfig:
                     "cannot change: drop them, or build the training set locally without --data"
                 )
         if self.synthetic_source is not None and self.dataset[0] != "hybrid":
-            raise ConfigError(
-                f"synthetic_source is only used by the hybrid training sets (HB, HB+DA); got train_set "
-                f"{self.train_set!r}"
+            raise field_error(
+                "synthetic_source",
+                f"is only used by the hybrid training sets (HB, HB+DA); got train_set {self.train_set!r}",
             )
         if not isinstance(self.dataset_options, dict):
-            raise ConfigError(f"dataset_options must be a mapping; got {self.dataset_options!r}")
+            raise field_error("dataset_options", f"must be a mapping; got {self.dataset_options!r}")
         from fulora_data.prepare import option_names
 
         accepted = set(option_names(self.dataset[0]))
@@ -224,7 +196,7 @@ class TrainConfig:
         for name in ("source", "synthetic_source"):
             value = getattr(self, name)
             if value is not None and not Path(value).expanduser().exists():
-                raise ConfigError(f"{name}: {value} does not exist")
+                raise field_error(name, f": {value} does not exist")
 
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -233,6 +205,7 @@ PRESETS: dict[str, dict[str, Any]] = {
     "smoke": {"weights": "none", "image_size": 32, "epochs": 1, "batch_size": 8, "num_workers": 0},
 }
 """Named presets: the study's settings and a smoke test. ``training/configs/*.yaml`` mirror the paper's runs."""
+TrainConfig.PRESETS = PRESETS
 
 
 def parse_train_set(name: str) -> str:

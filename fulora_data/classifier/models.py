@@ -13,12 +13,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 from fulora_data.errors import ConfigError, SourceNotFoundError, require
-
-if TYPE_CHECKING:  # pragma: no cover
-    import torch
 
 
 @dataclass(frozen=True)
@@ -189,8 +185,3 @@ def build_model(arch: str, num_classes: int = 5, *, weights: str = "imagenet", i
             raise ConfigError(f"{origin} are not {arch} ImageNet weights ({first})") from None
     _replace_head(model, spec.head, num_classes)
     return model
-
-
-def count_parameters(model: torch.nn.Module) -> int:
-    """Return the number of parameters of a model."""
-    return sum(p.numel() for p in model.parameters())

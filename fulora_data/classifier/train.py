@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -59,6 +58,7 @@ from fulora_data.classifier.data import (
     prepare_image_cache,
 )
 from fulora_data.classifier.models import IMAGENET_MEAN, IMAGENET_STD, architecture, build_model
+from fulora_data.console import log_stderr
 from fulora_data.errors import ConfigError, DataError, require
 from fulora_data.export import public
 from fulora_data.io import atomic_write_json
@@ -75,12 +75,6 @@ def save_weights(model, path: Path, metadata: dict[str, str]) -> None:
 
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     save_file(state, str(path), metadata=metadata)
-
-
-def _stderr(message: str) -> None:
-    from tqdm.auto import tqdm
-
-    tqdm.write(message, file=sys.stderr)
 
 
 def refuse_multi_process() -> None:
@@ -393,7 +387,7 @@ def train(
     hub_token: str | None = None,
     hub_private: bool = False,
     progress: bool = True,
-    log: Callable[[str], None] = _stderr,
+    log: Callable[[str], None] = log_stderr,
 ) -> dict[str, Any]:
     """Train a classifier, keep the best epoch on validation, and optionally push it to the Hub.
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import click
 
 from fulora_data import __version__
@@ -12,15 +14,45 @@ class FuloraGroup(click.Group):
     """A click group that reports fulora's errors as one line and a non-zero exit, without a traceback."""
 
     def invoke(self, ctx: click.Context):
+        words = [*getattr(ctx, "_protected_args", []), *ctx.args]  # the command line below this group
         try:
             return super().invoke(ctx)
         except FuloraError as err:
-            raise click.ClickException(str(err)) from None
+            raise click.ClickException(in_flags(err, self.leaf(words))) from None
         except OSError as err:
             # The file system refused something fulora did not check first (a folder made read-only while
             # it ran, a full disk): one line naming the path, not a traceback.
             where = f" {err.filename}" if err.filename else ""
             raise click.ClickException(f"cannot write or read{where}: {err.strerror or err}") from None
+
+    def leaf(self, words: list[str]) -> click.Command:
+        """The command the words name (``data compare ...`` -> ``compare``), or this group."""
+        command: click.Command = self
+        for word in words:
+            if not isinstance(command, click.Group) or word not in command.commands:
+                break
+            command = command.commands[word]
+        return command
+
+
+def in_flags(err: FuloraError, command: click.Command) -> str:
+    """The error's message with config field names written as ``command``'s flags.
+
+    The library names fields: a :class:`~fulora_data.errors.ConfigError` with ``field`` starts with that
+    field's name (``resolution must be ...``), and a message may mention another field in backticks
+    (``pass `mixed_precision` no``). Each becomes the flag of the click option whose parameter name is that
+    field (``--resolution must be ...``, ``pass --mixed-precision no``): the one place where fields meet
+    flags. A field with no option on this command (set in a YAML preset) keeps its name.
+    """
+    message, field = str(err), getattr(err, "field", None)
+    flags = {
+        param.name: max(param.opts, key=len)
+        for param in command.params
+        if isinstance(param, click.Option) and param.name
+    }
+    if field in flags and message.startswith(field):
+        message = flags[field] + message[len(field) :]
+    return re.sub(r"`(\w+)`", lambda match: flags.get(match[1], match[0]), message)
 
 
 @click.group(cls=FuloraGroup, context_settings={"help_option_names": ["-h", "--help"]})

@@ -92,11 +92,11 @@ def compare_command(
     A SET may be a published fulora dataset, ORG/NAME[@REV][/CONFIG][:SPLIT] (fulora/synthetic@v1.0.0:train),
     read from the Hub or its cache; its --source is '-'.
     """
-    from fulora_data.compare import compare_sets
+    from fulora_data.compare import CompareConfig, compare_sets
 
-    result = compare_sets(
-        list(sets),
-        list(sources),
+    config = CompareConfig(
+        sets=list(sets),
+        sources=list(sources),
         labels=list(labels),
         planes=list(planes),
         per_plane=per_plane or None,
@@ -111,8 +111,8 @@ def compare_command(
         tsne_features=tsne_features,
         batch_size=batch_size,
         device=device,
-        log=lambda message: click.echo(message, err=True),
     )
+    result = compare_sets(config, log=lambda message: click.echo(message, err=True))
     if as_json:
         click.echo(json.dumps(result, indent=2))
         return

@@ -9,6 +9,7 @@ scikit-learn and matplotlib are imported when used (``pip install 'fulora[eval]'
 
 from __future__ import annotations
 
+from fulora_data.compare.config import CompareConfig
 from fulora_data.compare.metrics import (
     FID_MIN_IMAGES,
     KID_MIN_IMAGES,
@@ -18,9 +19,10 @@ from fulora_data.compare.metrics import (
     kernel_inception_distance,
 )
 from fulora_data.compare.run import compare_sets
-from fulora_data.compare.sets import SetSpec, draw_per_plane, parse_set
+from fulora_data.compare.sets import SetSpec, draw_per_plane
 
 __all__ = [
+    "CompareConfig",
     "FID_MIN_IMAGES",
     "KID_MIN_IMAGES",
     "SetSpec",
@@ -30,5 +32,4 @@ __all__ = [
     "fid_from_statistics",
     "frechet_distance",
     "kernel_inception_distance",
-    "parse_set",
 ]

@@ -4,12 +4,11 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 from fulora_data.compare.figures import plot_grid, plot_panel
-from fulora_data.io import atomic_write_bytes, check_report_folder
+from fulora_data.io import write_report_folder
 
 GRID = "tsne_grid.png"
 
@@ -147,27 +146,16 @@ def write_report(directory: str | os.PathLike, result: dict[str, Any]) -> Path:
     Raises:
         ConfigError: If ``directory`` is a file.
     """
-    directory = Path(directory)
-    check_report_folder(directory)
-    directory.parent.mkdir(parents=True, exist_ok=True)
-    # Drawn in the system's temporary folder, then each file written into place atomically: a killed run
-    # leaves nothing beside the report.
-    with tempfile.TemporaryDirectory(prefix="fulora-compare-") as tmp:
-        work = Path(tmp)
-        sets = result["sets"]
-        for name, panel in result["planes"].items():
-            if panel.get("tsne"):
-                plot_panel(work / figure_name(name), name, panel, sets)
-        if any(p.get("tsne") for p in result["planes"].values()):
-            plot_grid(work / GRID, result["planes"], sets)
-        (work / "compare.json").write_text(json.dumps(result, indent=2) + "\n")
-        (work / "card_section.md").write_text(card_section(result) + "\n")
-        (work / "report.md").write_text(markdown(result) + "\n")
-        directory.mkdir(exist_ok=True)
-        written = {path.name for path in work.iterdir()}
-        for name in sorted(written, key=lambda name: name == "report.md"):
-            atomic_write_bytes(directory / name, (work / name).read_bytes())
-    for stale in directory.glob("tsne_*.png"):
-        if stale.name not in written:
-            stale.unlink(missing_ok=True)
-    return directory / "report.md"
+    return write_report_folder(directory, lambda work: _draw(work, result), owned=("tsne_*.png",))
+
+
+def _draw(work: Path, result: dict[str, Any]) -> None:
+    sets = result["sets"]
+    for name, panel in result["planes"].items():
+        if panel.get("tsne"):
+            plot_panel(work / figure_name(name), name, panel, sets)
+    if any(p.get("tsne") for p in result["planes"].values()):
+        plot_grid(work / GRID, result["planes"], sets)
+    (work / "compare.json").write_text(json.dumps(result, indent=2) + "\n")
+    (work / "card_section.md").write_text(card_section(result) + "\n")
+    (work / "report.md").write_text(markdown(result) + "\n")

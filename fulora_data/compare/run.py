@@ -20,107 +20,36 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from fulora_data.compare import metrics
+from fulora_data.compare.config import CompareConfig
 from fulora_data.compare.features import FeatureCache, default_feature_cache, extract, open_network
 from fulora_data.compare.figures import MIN_POINTS, embed, perplexity_for
-from fulora_data.compare.report import check_report_folder, write_report
+from fulora_data.compare.report import write_report
 from fulora_data.compare.sets import (
-    STUDY_PER_PLANE,
-    STUDY_PLANES,
-    STUDY_SEED,
     colours,
-    default_labels,
     draw_per_plane,
     load_set,
-    parse_set,
 )
-from fulora_data.errors import ConfigError
-from fulora_data.prepare import option_names
-from fulora_data.taxonomy import canonical_plane
+from fulora_data.console import log_stderr
+from fulora_data.io import check_report_folder
 
 OVERALL = "overall"
-TSNE_FEATURES = ("logits", "pool")
-
-
-def _default_log(message: str) -> None:
-    print(message, flush=True)
-
-
-def _check_options(sets, sources, labels, planes, per_plane, tsne_features) -> tuple:
-    if len(sets) < 2:
-        raise ConfigError(f"compare needs at least two sets, got {len(sets)}: {', '.join(map(str, sets))}")
-    specs = [parse_set(s) for s in sets]
-    for spec in specs:
-        if not spec.on_hub:
-            option_names(spec.name)  # an unknown dataset fails here, before the network loads
-    sources = list(sources or [])
-    if sources and len(sources) != len(specs):
-        raise ConfigError(
-            f"give --source once per set, in the sets' order ('-' for a published set or one to download): "
-            f"{len(specs)} sets but {len(sources)} --source"
-        )
-    sources = [None if s is None or str(s) == "-" else str(s) for s in sources] or [None] * len(specs)
-    for spec, source in zip(specs, sources, strict=True):
-        if spec.on_hub and source is not None:
-            raise ConfigError(
-                f"set {str(spec)!r} is a published dataset, read from the Hub: give --source - for it, "
-                f"not {source!r}"
-            )
-    labels = list(labels or []) or default_labels(specs, sources)
-    if len(labels) != len(specs):
-        raise ConfigError(f"give --label once per set: {len(specs)} sets but {len(labels)} --label")
-    repeated = sorted({label for label in labels if labels.count(label) > 1})
-    if repeated:
-        raise ConfigError(f"two sets would share the name {repeated[0]!r}; tell them apart with --label")
-    planes = [canonical_plane(p) for p in planes] if planes else list(STUDY_PLANES)
-    if per_plane is not None and (not isinstance(per_plane, int) or per_plane < 1):
-        raise ConfigError(f"--per-plane must be a whole number of at least 1, got {per_plane!r}")
-    if tsne_features not in TSNE_FEATURES:
-        raise ConfigError(f"--tsne-features must be one of {', '.join(TSNE_FEATURES)}, got {tsne_features!r}")
-    return specs, sources, labels, list(dict.fromkeys(planes))
 
 
 def compare_sets(
-    sets: list[str],
+    config: CompareConfig | list[str],
     sources: list[str | os.PathLike | None] | None = None,
     *,
-    labels: list[str] | None = None,
-    planes: list[str] | None = None,
-    per_plane: int | None = STUDY_PER_PLANE,
-    seed: int = STUDY_SEED,
-    image_size: int = 224,
-    weights: str | os.PathLike | None = None,
-    download: bool = True,
-    cache_dir: str | os.PathLike | None = None,
-    feature_cache: str | os.PathLike | None = None,
-    report: str | os.PathLike | None = None,
-    bootstrap: int = metrics.DEFAULT_BOOTSTRAP,
-    tsne_features: str = "logits",
-    batch_size: int = 16,
-    device: str | None = None,
-    log: Callable[[str], None] = _default_log,
+    log: Callable[[str], None] = log_stderr,
+    **options: Any,
 ) -> dict[str, Any]:
     """Draw each plane's images from every set, embed them with t-SNE and compute FID and KID per pair.
 
     Args:
-        sets: Two or more ``NAME[/CONFIG][:SPLIT]`` specs (no split: all splits of the config), or
-            published fulora datasets ``ORG/NAME[@REVISION][/CONFIG][:SPLIT]`` (no config: the default).
-        sources: One archive or folder per set, in order; ``None`` or ``"-"`` for a set without one (a
-            published set, or one to download); empty: none for any set.
-        labels: One name per set for figures and tables (default: Africa, Synthesis, Spain, or the spec).
-        planes: Planes to compare (default: the study's four: abdomen, brain, femur, thorax).
-        per_plane: Images drawn per plane and set (the study's 35); ``None`` takes every image.
-        seed: The draw's ``random_state`` (the study's 1234); also seeds t-SNE and the bootstrap.
-        image_size: Side of the square network input (the study's 224; at least 75).
-        weights: A torchvision ``inception_v3`` state dict file (default: torchvision's ImageNet weights).
-        download: Whether torchvision's weights may be downloaded when not cached.
-        cache_dir: Where built datasets are cached (features go to its ``fulora-features`` folder).
-        feature_cache: Where features are cached (overrides the folder under ``cache_dir``).
-        report: A folder for ``report.md``, ``compare.json`` and the t-SNE figures.
-        bootstrap: Bootstrap replicates of each FID and KID interval (0: no interval).
-        tsne_features: ``"logits"`` (the study's Inception outputs) or ``"pool"`` (FID's features).
-        batch_size: Images per forward pass.
-        device: ``"cpu"``, ``"cuda"`` ... (default: CUDA when available).
+        config: The comparison's settings (see :class:`~fulora_data.compare.config.CompareConfig`). Callers
+            written before the config may still pass the sets, ``sources`` and its fields as keywords.
+        sources: With a list of sets only: one source per set (``CompareConfig.sources``).
         log: Where warnings and progress lines go.
+        **options: With a list of sets only: the other ``CompareConfig`` fields.
 
     Returns:
         ``sets`` (label, spec, source file name, images per plane), ``settings``, ``planes`` (per plane
@@ -133,11 +62,21 @@ def compare_sets(
         SourceNotFoundError: If no Inception weights can be found.
         DataError: If a set has no images.
     """
-    specs, sources, labels, planes = _check_options(sets, sources, labels, planes, per_plane, tsne_features)
-    if report is not None:
-        check_report_folder(report)
-    network = open_network(weights, image_size=image_size, device=device, download=download)
-    cache_root = Path(feature_cache) if feature_cache is not None else default_feature_cache(cache_dir)
+    if not isinstance(config, CompareConfig):
+        config = CompareConfig.from_dict({"sets": list(config), "sources": sources, **options})
+    elif sources is not None or options:
+        raise TypeError("compare_sets(config) takes its settings from the config alone")
+    specs, sources, labels, planes = config.resolved()
+    if config.report is not None:
+        check_report_folder(config.report)
+    network = open_network(
+        config.weights, image_size=config.image_size, device=config.device, download=config.download
+    )
+    cache_root = (
+        Path(config.feature_cache)
+        if config.feature_cache is not None
+        else default_feature_cache(config.cache_dir)
+    )
     cache = FeatureCache.open(cache_root, network)
     warnings: list[str] = []
 
@@ -147,12 +86,61 @@ def compare_sets(
 
     for ignored in cache.ignored:
         warn(f"feature cache {cache.folder}: ignored {ignored}")
+    loaded = [
+        load_set(spec, label=label, colour=colour, source=source, cache_dir=config.cache_dir)
+        for spec, source, label, colour in zip(specs, sources, labels, colours(specs), strict=True)
+    ]
+    drawn = _draw(loaded, planes, config.per_plane, config.seed, warn)
+    features, timing = _features(loaded, planes, drawn, network, cache, config.batch_size)
+    panels, skipped = _panels(loaded, planes, features, config, warn)
+    pairs = [pair for panel in panels.values() for pair in panel["pairs"]]
+    few = sum(1 for pair in pairs if min(pair["images"]) < metrics.FID_MIN_IMAGES)
+    if few:
+        warn(
+            f"{few} of {len(pairs)} comparisons rest on fewer than {metrics.FID_MIN_IMAGES} images per set: "
+            "their FID is dominated by small-sample bias; compare it only with FIDs drawn the same way"
+        )
+    result: dict[str, Any] = {
+        "sets": [_set_entry(e, drawn[e.label]) for e in loaded],
+        "settings": {
+            "planes": planes,
+            "per_plane": config.per_plane,
+            "seed": config.seed,
+            "draw": "pandas groupby('Plane').sample(n=per_plane, random_state=seed) semantics",
+            "network": network.description,
+            "tsne_features": config.tsne_features,
+            "bootstrap": config.bootstrap,
+            "interval": metrics.INTERVAL,
+            "fid_min_images": metrics.FID_MIN_IMAGES,
+            "kid_min_images": metrics.KID_MIN_IMAGES,
+        },
+        "planes": panels,
+        "skipped": skipped,
+        "warnings": warnings,
+        "features": {**timing, "device": network.device},
+    }
+    if config.report is not None:
+        result["report"] = str(write_report(config.report, result))
+    return result
 
-    loaded = []
-    for spec, source, label, colour in zip(specs, sources, labels, colours(specs), strict=True):
-        loaded.append(load_set(spec, label=label, colour=colour, source=source, cache_dir=cache_dir))
 
-    # The draw, per set and plane, then the features of every drawn image in one pass per set.
+def _set_entry(entry, drawn: dict[str, list[int]]) -> dict[str, Any]:
+    return {
+        "label": entry.label,
+        "spec": str(entry.spec),
+        "colour": entry.colour,
+        # The file name only: the report may be published beside a dataset card.
+        "source": Path(entry.source).name if entry.source else None,
+        "images": len(entry.rows),
+        "images_per_plane": entry.counts(),
+        "drawn_per_plane": {p: len(v) for p, v in drawn.items()},
+    }
+
+
+def _draw(
+    loaded, planes: list[str], per_plane: int | None, seed: int, warn
+) -> dict[str, dict[str, list[int]]]:
+    """The seeded draw of every set, per plane (positions in the set's rows); says what fell short."""
     drawn: dict[str, dict[str, list[int]]] = {}
     for entry in loaded:
         picks, short = draw_per_plane(entry.planes, per_plane, seed)
@@ -164,6 +152,12 @@ def compare_sets(
                 warn(
                     f"{entry.label} has {short[plane]} {plane} images, fewer than {per_plane} asked: all are used"
                 )
+    return drawn
+
+
+def _features(loaded, planes, drawn, network, cache, batch_size: int) -> tuple[dict, dict[str, Any]]:
+    """The features of every drawn image, one pass per set: ``{label: {plane: {"pool", "logits"}}}`` and
+    the timing (computed, cached, seconds, images per second)."""
     features: dict[str, dict[str, dict[str, np.ndarray]]] = {}
     computed = cached = 0
     seconds = 0.0
@@ -186,7 +180,18 @@ def compare_sets(
                     "logits": result.logits[start : start + count],
                 }
             start += count
+    rate = computed / seconds if computed and seconds else None
+    timing = {
+        "computed": computed,
+        "cached": cached,
+        "seconds": round(seconds, 3),
+        "images_per_second": round(rate, 2) if rate else None,
+    }
+    return features, timing
 
+
+def _panels(loaded, planes, features, config: CompareConfig, warn) -> tuple[dict[str, Any], dict[str, str]]:
+    """Each plane's comparison where two sets have two images of it, then the pooled ``overall`` one."""
     panels: dict[str, dict[str, Any]] = {}
     skipped: dict[str, str] = {}
     for plane in planes:
@@ -202,9 +207,9 @@ def compare_sets(
         panels[plane] = _panel(
             {e.label: features[e.label][plane] for e in present},
             None,
-            tsne_features,
-            bootstrap,
-            seed,
+            config.tsne_features,
+            config.bootstrap,
+            config.seed,
             warn,
             plane,
         )
@@ -218,56 +223,10 @@ def compare_sets(
                     key: np.concatenate([f[key] for _, f in parts]) for key in ("pool", "logits")
                 }
                 plane_of_point[entry.label] = [p for p, f in parts for _ in range(len(f["pool"]))]
-        panels[OVERALL] = _panel(pooled, plane_of_point, tsne_features, bootstrap, seed, warn, OVERALL)
-
-    pairs = [pair for panel in panels.values() for pair in panel["pairs"]]
-    few = sum(1 for pair in pairs if min(pair["images"]) < metrics.FID_MIN_IMAGES)
-    if few:
-        warn(
-            f"{few} of {len(pairs)} comparisons rest on fewer than {metrics.FID_MIN_IMAGES} images per set: "
-            "their FID is dominated by small-sample bias; compare it only with FIDs drawn the same way"
+        panels[OVERALL] = _panel(
+            pooled, plane_of_point, config.tsne_features, config.bootstrap, config.seed, warn, OVERALL
         )
-    rate = computed / seconds if computed and seconds else None
-    result: dict[str, Any] = {
-        "sets": [
-            {
-                "label": e.label,
-                "spec": str(e.spec),
-                "colour": e.colour,
-                # The file name only: the report may be published beside a dataset card.
-                "source": Path(e.source).name if e.source else None,
-                "images": len(e.rows),
-                "images_per_plane": e.counts(),
-                "drawn_per_plane": {p: len(v) for p, v in drawn[e.label].items()},
-            }
-            for e in loaded
-        ],
-        "settings": {
-            "planes": planes,
-            "per_plane": per_plane,
-            "seed": seed,
-            "draw": "pandas groupby('Plane').sample(n=per_plane, random_state=seed) semantics",
-            "network": network.description,
-            "tsne_features": tsne_features,
-            "bootstrap": bootstrap,
-            "interval": metrics.INTERVAL,
-            "fid_min_images": metrics.FID_MIN_IMAGES,
-            "kid_min_images": metrics.KID_MIN_IMAGES,
-        },
-        "planes": panels,
-        "skipped": skipped,
-        "warnings": warnings,
-        "features": {
-            "computed": computed,
-            "cached": cached,
-            "seconds": round(seconds, 3),
-            "images_per_second": round(rate, 2) if rate else None,
-            "device": network.device,
-        },
-    }
-    if report is not None:
-        result["report"] = str(write_report(report, result))
-    return result
+    return panels, skipped
 
 
 def _panel(

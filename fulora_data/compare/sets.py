@@ -21,7 +21,6 @@ picks the study's very images only where the two orders agree.
 
 from __future__ import annotations
 
-import contextlib
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from fulora_data.audit.run import parse_against
+from fulora_data.dataset_ref import DatasetRef
 from fulora_data.errors import ConfigError, DataError
 
 STUDY_PLANES: tuple[str, ...] = ("Fetal abdomen", "Fetal brain", "Fetal femur", "Fetal thorax")
@@ -44,53 +43,8 @@ STUDY_COLOURS = {"african": "#009392", "synthetic": "#eeb479", "spanish": "#cf59
 OTHER_COLOURS = ("#39b185", "#e88471", "#9ccb86", "#e9e29c", "#6c5ba7", "#3b6ea8", "#8c564b", "#7f7f7f")
 
 
-@dataclass(frozen=True)
-class SetSpec:
-    """One set of a comparison: a registered dataset (or a Hub repo), its config and optionally one split.
-
-    ``name`` is a registered dataset's name, or ``ORG/NAME[@REVISION]`` for a published one.
-    """
-
-    name: str
-    config: str | None = None
-    split: str | None = None
-
-    @property
-    def on_hub(self) -> bool:
-        """Whether the set is a published dataset (no registered name holds a ``/``)."""
-        return "/" in self.name
-
-    @property
-    def dataset(self) -> str:
-        """The dataset's name: a registered name, or the ``NAME`` of ``ORG/NAME[@REVISION]``."""
-        return self.name.split("/", 1)[1].split("@", 1)[0] if self.on_hub else self.name
-
-    def __str__(self) -> str:
-        text = self.name + (f"/{self.config}" if self.config else "")
-        return text + (f":{self.split}" if self.split else "")
-
-
-def parse_set(value: str) -> SetSpec:
-    """Read ``NAME[/CONFIG][:SPLIT]``, e.g. ``african:test``, ``synthetic/generated``, ``spanish/es-1150``.
-
-    A published dataset reads as ``ORG/NAME[@REVISION][/CONFIG][:SPLIT]``, e.g.
-    ``fulora/synthetic@v1.0.0:train`` (``ORG`` not a registered dataset's name).
-
-    Raises:
-        ConfigError: If the value or one of its parts is empty.
-    """
-    text = str(value).strip()
-    head, split = text.rsplit(":", 1) if ":" in text else (text, None)
-    name, config = "", None
-    if head and split != "" and ":" not in head:
-        with contextlib.suppress(ConfigError):  # the audit's NAME[/CONFIG] reading; ':' is the split's
-            name, config = parse_against(head)
-    if not name:
-        raise ConfigError(
-            f"a set must be NAME[/CONFIG][:SPLIT] (e.g. african:test or spanish/es-1150) or a published "
-            f"ORG/NAME[@REVISION][/CONFIG][:SPLIT], got {value!r}"
-        )
-    return SetSpec(name, config, split)
+SetSpec = DatasetRef
+"""One set of a comparison (the shared dataset reference; ``DatasetRef.parse(value, option="a SET")``)."""
 
 
 @dataclass
@@ -196,7 +150,7 @@ def load_set(
     if spec.on_hub:
         from fulora_data.hub_pull import load_repo_dataset
 
-        splits = load_repo_dataset(spec.name, spec.config)
+        splits = load_repo_dataset(spec.repo, spec.config)
     else:
         splits = prepare(spec.name, spec.config, source=source, cache_dir=cache_dir)
     if spec.split is not None:

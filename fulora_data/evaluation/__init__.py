@@ -28,7 +28,6 @@ from fulora_data.evaluation.run import (
     evaluate_checkpoint,
     evaluate_predictions,
     evaluate_split,
-    parse_data_spec,
 )
 
 ZERO_SHOT_METRIC_PATH = Path(__file__).with_name("zero_shot.py")
@@ -67,7 +66,6 @@ __all__ = [
     "format_summary",
     "load_metric",
     "paper_results",
-    "parse_data_spec",
     "published_row",
     "read_predictions",
     "score",

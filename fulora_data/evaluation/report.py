@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from fulora_data.evaluation.metrics import SUMMARY_METRICS
 from fulora_data.evaluation.reference import SOURCE, canonical_model, canonical_train_set, published_row
-from fulora_data.io import atomic_file, atomic_write_json, atomic_write_text, ensure_folder
+from fulora_data.io import write_report_folder
 
 REPORT_FILE = "report.md"
 CONFUSION_FILE = "confusion_matrix.png"
@@ -201,9 +202,11 @@ def write_report(
     Returns:
         The path of ``report.md``.
     """
-    out_dir = ensure_folder(Path(out_dir), "--report")
-    with atomic_file(out_dir / CONFUSION_FILE) as tmp:
-        plot_confusion_matrix(result, tmp)
     payload = {"model_name": model_name, "train_set": train_set, **result}
-    atomic_write_json(out_dir / METRICS_FILE, payload)
-    return atomic_write_text(out_dir / REPORT_FILE, _markdown(result, model_name, train_set))
+
+    def draw(work: Path) -> None:
+        plot_confusion_matrix(result, work / CONFUSION_FILE)
+        (work / METRICS_FILE).write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
+        (work / REPORT_FILE).write_text(_markdown(result, model_name, train_set), encoding="utf-8")
+
+    return write_report_folder(out_dir, draw, last=REPORT_FILE)

@@ -3,49 +3,29 @@
 from __future__ import annotations
 
 import os
-import re
 from pathlib import Path
 
+from fulora_data.dataset_ref import DatasetRef
 from fulora_data.errors import ConfigError, DataError
 from fulora_data.evaluation.metrics import score
 from fulora_data.evaluation.predictions import read_predictions
 from fulora_data.evaluation.report import write_report
 
-_SPEC = re.compile(r"^(?P<name>[\w\-]+)(?:/(?P<config>[\w\-.+]+))?:(?P<split>[\w\-]+)$")
-
-
-def parse_data_spec(spec: str) -> tuple[str, str | None, str]:
-    """Split a data spec ``NAME[/CONFIG]:SPLIT`` (``african:test``, ``african/Ghana:test``).
-
-    Returns:
-        ``(name, config or None, split)``.
-
-    Raises:
-        ConfigError: If the spec does not have that form.
-    """
-    match = _SPEC.match(str(spec).strip())
-    if match is None:
-        raise ConfigError(f"--data must look like NAME[/CONFIG]:SPLIT, e.g. african:test; got {spec!r}")
-    return match["name"], match["config"], match["split"]
-
 
 def _read_spec(data_spec: str, source, cache_dir) -> tuple[str, str | None, str, bool]:
-    """``(name, config, split, on_hub)`` of ``--data``: fulora's ``NAME[/CONFIG]:SPLIT`` or the Hub's form.
+    """``(name, config, split, on_hub)`` of ``--data`` (a :class:`~fulora_data.dataset_ref.DatasetRef` with
+    a split); ``name`` is ``ORG/NAME[@REVISION]`` for a published dataset.
 
     Raises:
         ConfigError: For a bad spec, or ``--source``/``--cache-dir`` given with a published dataset.
     """
-    from fulora_data.hub_pull import parse_hub_data_spec
-
-    hub = parse_hub_data_spec(data_spec)
-    if hub is None:
-        return (*parse_data_spec(data_spec), False)
-    if source is not None or cache_dir is not None:
+    ref = DatasetRef.parse(data_spec, option="--data", split="required")
+    if ref.on_hub and (source is not None or cache_dir is not None):
         raise ConfigError(
             f"--data {data_spec!r} is a published dataset, read from the Hugging Face cache: --source and "
             "--cache-dir do not apply to it"
         )
-    return (*hub, True)
+    return ref.repo, ref.config, ref.split, ref.on_hub
 
 
 def _load_splits(name: str, config: str | None, on_hub: bool, source, cache_dir):

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from fulora_data.errors import ConfigError, DataError
+from fulora_data.presets import RunConfig, field_error
 from fulora_data.taxonomy import CERVIX, PLANES, canonical_plane, prompt_for
 
 SAMPLERS: dict[str, str] = {
@@ -91,7 +92,7 @@ class PlannedImage:
 
 
 @dataclass(frozen=True)
-class GenerateConfig:
+class GenerateConfig(RunConfig):
     """Everything a generation run needs; the options of ``fulora generate``.
 
     Attributes:
@@ -152,16 +153,12 @@ class GenerateConfig:
     cache_dir: str | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
-    @classmethod
-    def preset(cls, name: str, **overrides: Any) -> GenerateConfig:
-        """Return a preset's config, with ``overrides`` (options the user gave) taking precedence.
+    KIND = "generation"
+    PRESETS = PRESETS
 
-        Raises:
-            ConfigError: If the preset is unknown.
-        """
-        if name not in PRESETS:
-            raise ConfigError(f"unknown preset {name!r}; known presets: {', '.join(PRESETS)}")
-        return cls(**{**PRESETS[name], **overrides})
+    def validate(self) -> None:
+        """Refuse bad options (see :meth:`validated`, which also returns the canonical config)."""
+        self.validated()
 
     def validated(self) -> GenerateConfig:
         """Check every option and return the config with planes and samplers in canonical form.
@@ -170,60 +167,64 @@ class GenerateConfig:
             ConfigError: Naming the first bad option and its value.
         """
         if not self.base:
-            raise ConfigError("--base is required: a Hub repository or a local diffusers folder")
+            raise field_error("base", "is required: a Hub repository or a local diffusers folder")
         planes = []
         for value in self.planes:
             try:
                 plane = canonical_plane(value)
             except DataError as err:
-                raise ConfigError(f"--planes: {err}") from None
+                raise field_error("planes", f": {err}") from None
             if plane == CERVIX:
-                raise ConfigError(
-                    f"--planes: {value!r} is not one of the study's five planes ({', '.join(PLANES)})"
+                raise field_error(
+                    "planes", f": {value!r} is not one of the study's five planes ({', '.join(PLANES)})"
                 )
             if plane in planes:
-                raise ConfigError(f"--planes names {plane!r} twice")
+                raise field_error("planes", f"names {plane!r} twice")
             planes.append(plane)
         if not planes:
-            raise ConfigError("--planes names no plane")
+            raise field_error("planes", "names no plane")
         samplers = []
         for value in self.samplers:
             name = str(value).strip().lower()
             if name not in SAMPLERS:
                 raise ConfigError(f"unknown sampler {value!r}; known samplers: {', '.join(SAMPLERS)}")
             if name in samplers:
-                raise ConfigError(f"--samplers names {name!r} twice")
+                raise field_error("samplers", f"names {name!r} twice")
             samplers.append(name)
         if not samplers:
-            raise ConfigError("--samplers names no sampler")
-        for option, value in (("--per-plane", self.per_plane), ("--steps", self.steps),
-                              ("--batch-size", self.batch_size), ("--shard-size", self.shard_size)):  # fmt: skip
+            raise field_error("samplers", "names no sampler")
+        for name in ("per_plane", "steps", "batch_size", "shard_size"):
+            value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(f"{option} must be a positive integer, got {value!r}")
-        for option, value in (("--width", self.width), ("--height", self.height)):
+                raise field_error(name, f"must be a positive integer, got {value!r}")
+        for name in ("width", "height"):
+            value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 8 or value % 8:
-                raise ConfigError(
-                    f"{option} must be a positive multiple of 8 (the VAE's latent grid), got {value!r}"
+                raise field_error(
+                    name, f"must be a positive multiple of 8 (the VAE's latent grid), got {value!r}"
                 )
         if self.guidance_scale < 0:
-            raise ConfigError(f"--guidance must be 0 or more, got {self.guidance_scale!r}")
+            raise field_error("guidance_scale", f"must be 0 or more, got {self.guidance_scale!r}")
         if self.clip_skip is not None and (isinstance(self.clip_skip, bool) or self.clip_skip < 1):
-            raise ConfigError(
-                f"--clip-skip counts from 1 (1 = the text encoder's last layer, 2 = the penultimate), "
-                f"got {self.clip_skip!r}"
+            raise field_error(
+                "clip_skip",
+                f"counts from 1 (1 = the text encoder's last layer, 2 = the penultimate), got {self.clip_skip!r}",
             )
         if self.mixed_precision not in MIXED_PRECISION:
-            raise ConfigError(
-                f"--mixed-precision must be one of {', '.join(MIXED_PRECISION)}, got {self.mixed_precision!r}"
+            raise field_error(
+                "mixed_precision",
+                f"must be one of {', '.join(MIXED_PRECISION)}, got {self.mixed_precision!r}",
             )
         if self.against_source is not None and self.against is None:
-            raise ConfigError("--against-source needs --against NAME/CONFIG (the adapter's training set)")
+            raise field_error("against_source", "needs `against` NAME/CONFIG (the adapter's training set)")
         if self.against is not None:
-            from fulora_data.audit.run import parse_against
+            from fulora_data.dataset_ref import DatasetRef
 
-            if "/" in parse_against(self.against)[0] and self.against_source is not None:
-                raise ConfigError(
-                    f"--against {self.against!r} is a published dataset: --against-source does not apply to it"
+            against = DatasetRef.parse(self.against, option="against", split="none")
+            if against.on_hub and self.against_source is not None:
+                raise field_error(
+                    "against_source",
+                    f"does not apply to `against` {self.against!r}: it is a published dataset",
                 )
         if self.adapter is None and (self.weight_name or self.adapter_revision):
             raise ConfigError("--weight-name and --adapter-revision need --adapter")

@@ -20,7 +20,6 @@ import hashlib
 import json
 import re
 import shutil
-import sys
 import tarfile
 import time
 from collections.abc import Callable
@@ -28,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from fulora_data import __version__
+from fulora_data.console import log_stderr
 from fulora_data.errors import ConfigError, DataError, require
 from fulora_data.generated import (
     MANIFEST,
@@ -52,10 +52,6 @@ CONTACT_SHEET = "contact_sheet.png"
 CARD = "README.md"
 MEMORISATION = "memorisation.json"
 _SAMPLER_NAMES = {cls: name for name, cls in SAMPLERS.items()}
-
-
-def _default_log(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 def run_settings(
@@ -229,7 +225,7 @@ def generate(
     config: GenerateConfig,
     out: str | Path,
     *,
-    log: Callable[[str], None] = _default_log,
+    log: Callable[[str], None] = log_stderr,
     progress: bool = True,
 ) -> dict[str, Any]:
     """Generate a synthetic set into ``out`` (resuming what is there) and write its sheet and card.
@@ -499,7 +495,7 @@ def generate_from_options(
     out: str | Path,
     *,
     preset: str | None = None,
-    log: Callable[[str], None] = _default_log,
+    log: Callable[[str], None] = log_stderr,
     progress: bool = True,
     **options: Any,
 ) -> dict[str, Any]:

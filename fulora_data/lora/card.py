@@ -7,7 +7,6 @@ into the adapter file, never typed by hand.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from string import Template
 
@@ -118,13 +117,3 @@ def render_lora_card(info: AdapterInfo, has_grid: bool, samples: list[Path] | No
     }
     body = Template(template(TEMPLATE)).substitute(values)
     return f"---\n{data.to_yaml()}\n---\n\n{body.strip()}\n"
-
-
-def write_lora_card(adapter_dir: str | os.PathLike) -> Path:
-    """(Re)render ``README.md`` in an adapter folder from its diffusers file's metadata."""
-    from fulora_data.adapter import read_adapter
-    from fulora_data.io import atomic_write_text
-
-    folder = Path(adapter_dir)
-    info = read_adapter(folder)
-    return atomic_write_text(folder / "README.md", render_lora_card(info, (folder / "samples.png").is_file()))

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from fulora_data.errors import ConfigError, require
-from fulora_data.presets import config_from_dict, read_preset
+from fulora_data.presets import RunConfig, field_error
 
 SD15 = "stable-diffusion-v1-5/stable-diffusion-v1-5"
 """The base model's Hub repository (the old ``runwayml/stable-diffusion-v1-5`` is gone)."""
@@ -53,7 +53,7 @@ RUN_FIELDS = (
 
 
 @dataclass
-class LoraConfig:
+class LoraConfig(RunConfig):
     """Every setting of a LoRA run; ``PRESETS`` and the YAML presets fill it, command-line options override.
 
     Attributes:
@@ -143,39 +143,7 @@ class LoraConfig:
         values["train_text_encoder"] = self.train_text_encoder
         return values
 
-    @classmethod
-    def from_dict(cls, values: dict[str, Any], *, where: str = "config") -> LoraConfig:
-        """Build a config from a mapping, refusing unknown keys.
-
-        Raises:
-            ConfigError: Naming the unknown key and ``where`` it came from.
-        """
-        return config_from_dict(cls, values, where=where, what="LoRA option")
-
-    @classmethod
-    def from_yaml(cls, path: str | os.PathLike, **overrides: Any) -> LoraConfig:
-        """Read a YAML preset (keys are this class's fields); ``overrides`` that are not None win.
-
-        Raises:
-            ConfigError: If the file is missing, not a YAML mapping, or has an unknown key.
-        """
-        return cls.from_dict(read_preset(path, overrides, what="LoRA option"), where=str(path))
-
-    @classmethod
-    def preset(cls, name: str, **overrides: Any) -> LoraConfig:
-        """Return a named preset (``PRESETS``) or a YAML preset file, with non-None ``overrides`` applied.
-
-        Raises:
-            ConfigError: For an unknown preset or option.
-        """
-        if name not in PRESETS:
-            if name.endswith((".yaml", ".yml")) or Path(name).is_file():
-                return cls.from_yaml(name, **overrides)
-            raise ConfigError(
-                f"unknown LoRA preset {name!r}; choose one of {', '.join(PRESETS)} or a YAML file"
-            )
-        values = {**PRESETS[name], **{k: v for k, v in overrides.items() if v is not None}}
-        return cls.from_dict(values, where=f"preset {name!r}")
+    KIND = "LoRA"
 
     def validate(self, *, cuda_available: bool | None = None) -> None:
         """Refuse bad values and bad combinations before anything is loaded.
@@ -186,59 +154,59 @@ class LoraConfig:
         for name in ("rank", "batch_size", "max_steps", "resolution", "bucket_step", "clip_skip"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(f"--{name.replace('_', '-')} must be a positive integer; got {value!r}")
+                raise field_error(name, f"must be a positive integer; got {value!r}")
         for name in ("checkpoint_every", "validation_every", "lr_warmup_steps", "validation_inference_steps"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ConfigError(
-                    f"--{name.replace('_', '-')} must be 0 or a positive integer; got {value!r}"
-                )
+                raise field_error(name, f"must be 0 or a positive integer; got {value!r}")
         if self.alpha is not None and not (isinstance(self.alpha, int | float) and self.alpha > 0):
-            raise ConfigError(f"--alpha must be a positive number; got {self.alpha!r}")
+            raise field_error("alpha", f"must be a positive number; got {self.alpha!r}")
         if self.resolution % 8:
-            raise ConfigError(
-                f"--resolution must be divisible by 8 (the VAE's factor); got {self.resolution!r}"
+            raise field_error(
+                "resolution", f"must be divisible by 8 (the VAE's factor); got {self.resolution!r}"
             )
         if self.bucket_step % 8:
-            raise ConfigError(f"bucket_step must be divisible by 8; got {self.bucket_step!r}")
+            raise field_error("bucket_step", f"must be divisible by 8; got {self.bucket_step!r}")
         if self.bucket_step > self.resolution:
-            raise ConfigError(
-                f"bucket_step ({self.bucket_step}) cannot exceed the resolution; got resolution {self.resolution!r}"
+            raise field_error(
+                "bucket_step",
+                f"({self.bucket_step}) cannot exceed the resolution; got resolution {self.resolution!r}",
             )
         if not (isinstance(self.learning_rate, int | float) and self.learning_rate > 0):
-            raise ConfigError(f"--learning-rate must be positive; got {self.learning_rate!r}")
+            raise field_error("learning_rate", f"must be positive; got {self.learning_rate!r}")
         if not (isinstance(self.text_encoder_lr, int | float) and self.text_encoder_lr >= 0):
-            raise ConfigError(
-                f"--text-encoder-lr must be 0 (frozen) or positive; got {self.text_encoder_lr!r}"
+            raise field_error(
+                "text_encoder_lr", f"must be 0 (frozen) or positive; got {self.text_encoder_lr!r}"
             )
         if self.max_grad_norm < 0:
-            raise ConfigError(
-                f"max_grad_norm must be 0 (no clipping) or positive; got {self.max_grad_norm!r}"
+            raise field_error(
+                "max_grad_norm", f"must be 0 (no clipping) or positive; got {self.max_grad_norm!r}"
             )
         if self.targets not in TARGETS:
-            raise ConfigError(f"--targets must be one of {', '.join(TARGETS)}; got {self.targets!r}")
+            raise field_error("targets", f"must be one of {', '.join(TARGETS)}; got {self.targets!r}")
         if self.optimizer not in OPTIMIZERS:
-            raise ConfigError(f"optimizer must be one of {', '.join(OPTIMIZERS)}; got {self.optimizer!r}")
+            raise field_error("optimizer", f"must be one of {', '.join(OPTIMIZERS)}; got {self.optimizer!r}")
         if self.lr_scheduler not in SCHEDULERS:
-            raise ConfigError(
-                f"lr_scheduler must be one of {', '.join(SCHEDULERS)}; got {self.lr_scheduler!r}"
+            raise field_error(
+                "lr_scheduler", f"must be one of {', '.join(SCHEDULERS)}; got {self.lr_scheduler!r}"
             )
         if self.mixed_precision not in MIXED_PRECISION:
-            raise ConfigError(
-                f"--mixed-precision must be one of {', '.join(MIXED_PRECISION)}; got {self.mixed_precision!r}"
+            raise field_error(
+                "mixed_precision",
+                f"must be one of {', '.join(MIXED_PRECISION)}; got {self.mixed_precision!r}",
             )
         if self.mixed_precision == "fp16":
             if cuda_available is None:
                 cuda_available = require("torch", "train").cuda.is_available()
             if self.cpu or not cuda_available:
-                raise ConfigError(
-                    "--mixed-precision fp16 needs a CUDA GPU and none is in use; pass --mixed-precision no "
-                    "(or bf16) to train on the CPU"
+                raise field_error(
+                    "mixed_precision",
+                    "fp16 needs a CUDA GPU and none is in use; pass `mixed_precision` no (or bf16) to train on the CPU",
                 )
         if not isinstance(self.dataset_options, dict):
-            raise ConfigError(f"dataset_options must be a mapping; got {self.dataset_options!r}")
+            raise field_error("dataset_options", f"must be a mapping; got {self.dataset_options!r}")
         if self.source is not None and not Path(self.source).expanduser().exists():
-            raise ConfigError(f"--source {self.source} does not exist")
+            raise field_error("source", f"{self.source} does not exist")
         check_base(self.base)
 
 
@@ -301,3 +269,4 @@ PRESETS: dict[str, dict[str, Any]] = {
 }
 """Named presets. ``r8``/``r32``/``r128`` are the study's runs (the defaults above are its shared values);
 ``training/configs/lora_r*.yaml`` spell the same values out."""
+LoraConfig.PRESETS = PRESETS
