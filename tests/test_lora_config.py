@@ -81,13 +81,13 @@ def test_smoke_preset_is_cpu_ready():
 @pytest.mark.parametrize(
     ("size", "bucket"),
     [
-        ((959, 661), (576, 448)),  # a Spanish scan at 512 px: at most 512**2 pixels, 64 px steps
-        ((661, 959), (448, 576)),
-        ((300, 200), (320, 192)),  # smaller than 512**2: not upscaled beyond rounding to a step
+        ((959, 661), (576, 384)),  # a Spanish scan at 512 px: kohya resizes to 576x397, centre-crops
+        ((661, 959), (384, 576)),
+        ((300, 200), (256, 192)),  # smaller than 512**2: never upscaled, floored to steps, cropped
         ((512, 512), (512, 512)),
     ],
 )
-def test_buckets_keep_the_aspect_ratio_within_a_step(size, bucket):
+def test_buckets_are_kohyas_no_upscale_buckets(size, bucket):
     from fulora_data.lora.data import bucket_for
 
     assert bucket_for(*size, 512, 64) == bucket

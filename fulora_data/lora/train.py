@@ -496,6 +496,7 @@ def train_lora(
         "base_dtype": str(weight_dtype),
         "num_processes": accelerator.num_processes,
         "global_batch_size": config.batch_size * accelerator.num_processes,
+        "buckets": lora_data.bucket_histogram(examples),  # "WxH" -> images, as kohya's ss_bucket_info
         "timing": {
             "startup_s": startup_s,
             "cache_s": cache_s,
