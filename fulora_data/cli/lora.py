@@ -48,6 +48,12 @@ import click
 @click.option("--checkpoint-every", type=int, default=None, help="Checkpoint every N steps [500].")
 @click.option("--validation-every", type=int, default=None, help="Sample one image per plane every N steps.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True)
+@click.option(
+    "--name",
+    "output_name",
+    default=None,
+    help="The run's name (kohya's output_name): the kohya file is NAME.safetensors [the --out folder's name].",
+)
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its latest checkpoint.")
 @click.option(
     "--push-to-hub", default=None, metavar="ORG/NAME", help="Push the adapter to this Hub repository."

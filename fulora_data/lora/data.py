@@ -41,7 +41,7 @@ class Example:
     """One training image: its digest, bucket (width, height), prompt and the size it is resized to first.
 
     ``resized`` is the (width, height) the image is scaled to before the centre crop to ``bucket``;
-    ``None`` means the image is already the bucket's size.
+    ``None`` means the image is already the bucket's size. ``size`` is the image's own (width, height).
     """
 
     index: int
@@ -49,6 +49,7 @@ class Example:
     bucket: tuple[int, int]
     prompt: str
     resized: tuple[int, int] | None = None
+    size: tuple[int, int] | None = None
 
 
 #: kohya's defaults for the predefined buckets used without ``bucket_no_upscale`` (``--min_bucket_reso``,
@@ -144,6 +145,12 @@ def bucket_histogram(examples: list[Example]) -> dict[str, int]:
         counts[example.bucket] = counts.get(example.bucket, 0) + 1
     ordered = sorted(counts.items(), key=lambda item: (-item[0][0] * item[0][1], item[0]))
     return {f"{w}x{h}": n for (w, h), n in ordered}
+
+
+def mean_aspect_error(examples: list[Example]) -> float:
+    """kohya's ``mean_img_ar_error``: the mean |bucket aspect - image aspect| over the images."""
+    errors = [abs(e.bucket[0] / e.bucket[1] - e.size[0] / e.size[1]) for e in examples if e.size]
+    return sum(errors) / len(errors) if errors else 0.0
 
 
 def _published(config: LoraConfig) -> bool:
@@ -260,7 +267,7 @@ def prepare_examples(dataset, config: LoraConfig) -> tuple[list[Example], list[b
             )
         except DataError as err:
             raise DataError(f"training image {index}: {err}") from None
-        examples.append(Example(index, digest, bucket, text.strip(), resized))
+        examples.append(Example(index, digest, bucket, text.strip(), resized, tuple(size)))
         blobs.append(data)
     return examples, blobs
 
