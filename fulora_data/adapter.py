@@ -341,6 +341,132 @@ def check_lora_keys(file: str | os.PathLike, keys: list[str], metadata: dict[str
         )
 
 
+@dataclass(frozen=True)
+class ModuleMatch:
+    """Where a LoRA file's modules land in a base model (``match_adapter_modules``).
+
+    Attributes:
+        matched: The file's module name -> (``"unet"`` or ``"text_encoder"``, the model's module name).
+        unmatched: The file's module names that match no module of that name and shape, in file order.
+    """
+
+    matched: dict[str, tuple[str, str]]
+    unmatched: list[str]
+
+    def counts(self) -> dict[str, int]:
+        """How many of the file's modules land in each component (``unet``, ``text_encoder``)."""
+        out = {"unet": 0, "text_encoder": 0}
+        for component, _ in self.matched.values():
+            out[component] += 1
+        return out
+
+    def check(self, where: str) -> None:
+        """Refuse a file with modules that land nowhere.
+
+        Raises:
+            DataError: One sentence naming ``where``, how many modules match nothing and the first few.
+        """
+        if self.unmatched:
+            first = ", ".join(repr(name) for name in self.unmatched[:3])
+            total = len(self.unmatched) + len(self.matched)
+            raise DataError(
+                f"{where}: {len(self.unmatched)} of its {total} LoRA modules match no module of this base "
+                f"model (e.g. {first}); is it for another base?"
+            )
+
+
+_KOHYA_SUFFIXES = (".lora_down.weight", ".lora_up.weight", ".alpha")
+_DIFFUSERS_SUFFIX = re.compile(r"\.(lora_[AB](\.\w+)?\.weight|alpha)$")
+
+
+def _file_modules(tensors: dict[str, Any]) -> dict[str, dict[str, Any]]:
+    """A LoRA file's modules: name -> component, the key under it to look up and its down/up shapes."""
+    modules: dict[str, dict[str, Any]] = {}
+    for key, value in tensors.items():
+        shape = list(value["shape"] if isinstance(value, dict) else value.shape)
+        if key.startswith(("lora_unet_", "lora_te_")):
+            suffix = next((s for s in _KOHYA_SUFFIXES if key.endswith(s)), None)
+            if suffix is None:
+                modules.setdefault(key, {"component": None, "lookup": key})
+                continue
+            name = key[: -len(suffix)]
+            component = "unet" if name.startswith("lora_unet_") else "text_encoder"
+            lookup = name.removeprefix("lora_unet_").removeprefix("lora_te_").removeprefix("text_model_")
+            entry = modules.setdefault(name, {"component": component, "lookup": "k:" + lookup})
+            kind = {"lora_down.weight": "down", "lora_up.weight": "up"}.get(suffix[1:])
+        else:
+            found = _DIFFUSERS_SUFFIX.search(key)
+            component, _, rest = key.partition(".")
+            if found is None or component not in ("unet", "text_encoder"):
+                modules.setdefault(key, {"component": None, "lookup": key})
+                continue
+            name = key[: found.start()]
+            lookup = rest[: found.start() - len(component) - 1].removeprefix("text_model.")
+            entry = modules.setdefault(name, {"component": component, "lookup": "d:" + lookup})
+            kind = {"A": "down", "B": "up"}.get(found.group(1)[5:6]) if found.group(1) != "alpha" else None
+        if kind:
+            entry[kind] = shape
+    return modules
+
+
+def _model_modules(model) -> dict[str, tuple[str, int, int]]:
+    """A model's LoRA-able modules by lookup key (``k:`` kohya-style, ``d:`` dotted): name, in, out."""
+    torch = require("torch", "train")
+    out: dict[str, tuple[str, int, int]] = {}
+    for name, module in model.named_modules():
+        layer = getattr(module, "base_layer", module)  # a module peft already gave a LoRA layer
+        if name.endswith(".base_layer"):
+            continue
+        if isinstance(layer, torch.nn.Linear):
+            sizes = (layer.in_features, layer.out_features)
+        elif isinstance(layer, torch.nn.Conv2d):
+            sizes = (layer.in_channels, layer.out_channels)
+        else:
+            continue
+        bare = name.removeprefix("text_model.")
+        out["d:" + bare] = (name, int(sizes[0]), int(sizes[1]))
+        out["k:" + bare.replace(".", "_")] = (name, int(sizes[0]), int(sizes[1]))
+    return out
+
+
+def match_adapter_modules(tensors: dict[str, Any], unet, text_encoder=None) -> ModuleMatch:
+    """Map a LoRA file's modules (kohya or diffusers keys) to a base model's modules, by name and shape.
+
+    This is what a loader must account for: a module that matches no module of the base (another base,
+    a typo, an SDXL or SD 2 file) or one of another shape would be dropped silently by diffusers.
+
+    Args:
+        tensors: The file's tensors, or its header entries (``read_safetensors_header``: name -> entry
+            with ``shape``), so no weight need be loaded.
+        unet: The base's UNet (a torch module; LoRA layers already injected are fine).
+        text_encoder: The base's CLIP text encoder, or ``None`` (then every text-encoder module is
+            unmatched).
+
+    Returns:
+        A ``ModuleMatch``; ``.check(where)`` raises one sentence if anything is unmatched.
+    """
+    models = {"unet": _model_modules(unet)}
+    models["text_encoder"] = _model_modules(text_encoder) if text_encoder is not None else {}
+    matched: dict[str, tuple[str, str]] = {}
+    unmatched: list[str] = []
+    for name, entry in _file_modules(tensors).items():
+        target = models.get(entry["component"] or "", {}).get(entry["lookup"])
+        down, up = entry.get("down"), entry.get("up")
+        fits = (
+            target is not None
+            and down is not None
+            and up is not None
+            and down[1] == target[1]
+            and up[0] == target[2]
+            and down[0] == up[1]
+        )
+        if fits:
+            matched[name] = (entry["component"], target[0])
+        else:
+            unmatched.append(name)
+    return ModuleMatch(matched, unmatched)
+
+
 def check_output_name(name: str, *, option: str = "--name") -> str:
     """Refuse a run name that cannot be the kohya file's name; return it.
 

@@ -73,11 +73,10 @@ def _pipeline(base: Path):
 
 def load(base: Path, adapter: Path, weight_names: list[str]) -> dict:
     """Load each adapter file into a fresh pipeline, count the LoRA modules and generate one image."""
-    import numpy as np
-    import torch
-
     import diffusers
+    import numpy as np
     import peft
+    import torch
     import transformers
 
     out = {
