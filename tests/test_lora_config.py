@@ -246,3 +246,17 @@ def test_a_second_run_into_a_used_folder_needs_resume(tmp_path):
     base = _fake_base(tmp_path / "base")
     (tmp_path / "out" / "checkpoint").mkdir(parents=True)
     _refused(_invoke(["--base", str(base), "--out", str(tmp_path / "out")]), "pass --resume")
+
+
+@pytest.mark.skipif(
+    not KOHYA.is_file(), reason="../shared/data/paper/kohya_lora_config_abdomen.json is absent"
+)
+def test_docs_table_maps_every_key_of_the_studys_kohya_config_and_a1111s_sampler_defaults():
+    docs = (Path(__file__).resolve().parents[1] / "docs" / "lora.md").read_text(encoding="utf-8")
+    table = docs.split("## kohya / A1111 setting -> fulora", 1)[1]
+    rows = [line for line in table.splitlines() if line.startswith("| `")]
+    covered = {key for row in rows for key in row.split("|")[1].replace("`", " ").split()}
+    missing = [key for key in json.loads(KOHYA.read_text()) if key not in covered]
+    assert not missing, missing
+    for setting in ("uni_pc_variant", "uni_pc_order", "uni_pc_skip_type", "uni_pc_lower_order_final", "s_churn"):
+        assert f"`{setting}`" in table, setting
