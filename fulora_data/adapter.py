@@ -239,7 +239,7 @@ def read_adapter(path: str | os.PathLike, weight_name: str | None = None) -> Ada
         {
             int(entry["shape"][0])
             for name, entry in tensors.items()
-            if name.endswith(("lora_down.weight", "lora_A.weight")) and entry.get("shape")
+            if name.endswith(("lora_down.weight", "lora_A.weight", ".down.weight")) and entry.get("shape")
         }
     )
     if not ranks:
@@ -303,7 +303,12 @@ def _kohya_base_model(value: str) -> str:
 
 
 _KOHYA_KEY = re.compile(r"lora_(unet|te)_\w+\.(lora_down\.weight|lora_up\.weight|alpha)")
-_DIFFUSERS_KEY = re.compile(r"(unet|text_encoder)\.[\w.]+\.(lora_[AB](\.\w+)?\.weight|alpha)")
+# peft's lora_A/lora_B, and the older diffusers forms diffusers still loads (``to_q_lora.down``,
+# ``lora.down``, ``lora_linear_layer.down``)
+_DIFFUSERS_KEY = re.compile(
+    r"(unet|text_encoder)\.[\w.]+\."
+    r"(lora_[AB](\.\w+)?\.weight|(\w+_lora|lora|lora_linear_layer)\.(up|down)\.weight|alpha)"
+)
 _OTHER_BASE_PREFIXES = ("lora_te1_", "lora_te2_", "text_encoder_2.", "lora_unet_input_blocks_")
 
 
@@ -431,6 +436,9 @@ def _model_modules(model) -> dict[str, tuple[str, int, int]]:
 
 def match_adapter_modules(tensors: dict[str, Any], unet, text_encoder=None) -> ModuleMatch:
     """Map a LoRA file's modules (kohya or diffusers keys) to a base model's modules, by name and shape.
+
+    Diffusers keys are peft's (``….lora_A.weight``/``….lora_B.weight``, what diffusers writes today);
+    the older ``to_q_lora.down`` forms count as unmatched.
 
     This is what a loader must account for: a module that matches no module of the base (another base,
     a typo, an SDXL or SD 2 file) or one of another shape would be dropped silently by diffusers.

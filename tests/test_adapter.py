@@ -150,3 +150,13 @@ def test_match_adapter_modules_reports_unknown_and_misshaped_modules(tmp_path):
         match.check("f.safetensors")
     without_te = match_adapter_modules(tensors, parts["unet"], None)
     assert without_te.counts()["text_encoder"] == 0 and len(without_te.unmatched) > 2
+
+
+def test_read_adapter_accepts_older_diffusers_lora_key_forms(tmp_path):
+    path = tmp_path / "old.safetensors"
+    prefix = "unet.down_blocks.0.attentions.0.transformer_blocks.0.attn1.processor.to_q_lora"
+    safetensors_torch.save_file(
+        {f"{prefix}.down.weight": torch.zeros(4, 32), f"{prefix}.up.weight": torch.zeros(32, 4)}, str(path)
+    )
+    info = read_adapter(path)
+    assert info.format == "diffusers" and info.rank == 4
