@@ -203,7 +203,9 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(result))
         return 0
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--old-python", required=True, help="The Python of the environment with the old stack.")
+    parser.add_argument(
+        "--old-python", required=True, help="The Python of the environment with the old stack."
+    )
     parser.add_argument("--workdir", type=Path, default=None, help="Where to train (default: a temp folder).")
     args = parser.parse_args(argv)
     if args.workdir is not None:

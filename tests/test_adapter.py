@@ -63,12 +63,16 @@ def test_kohya_hashes_are_addnets_model_and_legacy_hash():
     offset = 0
     for name in sorted(tensors):
         size = tensors[name].numel() * 2
-        header[name] = {"dtype": "F16", "shape": list(tensors[name].shape), "data_offsets": [offset, offset + size]}
+        header[name] = {
+            "dtype": "F16",
+            "shape": list(tensors[name].shape),
+            "data_offsets": [offset, offset + size],
+        }
         offset += size
     file = safetensors_torch.save(tensors, header["__metadata__"])
     (length,) = struct.unpack("<Q", file[:8])
     assert json.loads(file[8 : 8 + length]) == header  # the file kohya hashes is the one described
-    assert legacy_hash == hashlib.sha256(file[0x100000 : 0x110000]).hexdigest()[:8]
+    assert legacy_hash == hashlib.sha256(file[0x100000:0x110000]).hexdigest()[:8]
     assert legacy_hash != hashlib.sha256(b"").hexdigest()[:8]
 
 
@@ -91,7 +95,9 @@ def test_save_kohya_file_writes_name_fp16_metadata_and_hashes(tmp_path):
     assert json.loads(metadata["fulora_adapter"])["format"] == "kohya"
 
 
-@pytest.mark.parametrize("bad", ["", "my run", "a/b", "../x", ".hidden", "x.safetensors", "pytorch_lora_weights"])
+@pytest.mark.parametrize(
+    "bad", ["", "my run", "a/b", "../x", ".hidden", "x.safetensors", "pytorch_lora_weights"]
+)
 def test_a_run_name_that_cannot_be_a_file_name_is_refused_quoting_it(bad):
     with pytest.raises(ConfigError, match="--name") as err:
         check_output_name(bad)
@@ -128,7 +134,10 @@ def test_match_adapter_modules_lands_every_module_of_both_layouts(tmp_path):
     from fulora_data.tiny_sd import build_tiny_components
 
     parts = build_tiny_components(0)
-    for path in (make_kohya_file(tmp_path / "k.safetensors"), make_tiny_adapter(tmp_path / "d") / DIFFUSERS_FILE):
+    for path in (
+        make_kohya_file(tmp_path / "k.safetensors"),
+        make_tiny_adapter(tmp_path / "d") / DIFFUSERS_FILE,
+    ):
         entries, _, _ = read_safetensors_header(path)
         match = match_adapter_modules(entries, parts["unet"], parts["text_encoder"])
         assert match.unmatched == [] and match.counts()["text_encoder"] > 0 and match.counts()["unet"] > 0
@@ -145,7 +154,10 @@ def test_match_adapter_modules_reports_unknown_and_misshaped_modules(tmp_path):
     name = next(k for k in tensors if k.startswith("lora_te_") and k.endswith("lora_down.weight"))
     tensors[name] = torch.zeros(4, 768)  # SD 1.5's CLIP width: another base than the tiny one
     match = match_adapter_modules(tensors, parts["unet"], parts["text_encoder"])
-    assert set(match.unmatched) == {"lora_unet_mid_block_nothing_here", name.removesuffix(".lora_down.weight")}
+    assert set(match.unmatched) == {
+        "lora_unet_mid_block_nothing_here",
+        name.removesuffix(".lora_down.weight"),
+    }
     with pytest.raises(DataError, match=r"f.safetensors: 2 of its \d+ LoRA modules match no module"):
         match.check("f.safetensors")
     without_te = match_adapter_modules(tensors, parts["unet"], None)

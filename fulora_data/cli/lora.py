@@ -66,7 +66,8 @@ def _check_name(ctx, param, value):
     "output_name",
     default=None,
     callback=_check_name,
-    help="The run's name (kohya's output_name): the kohya file is NAME.safetensors [the --out folder's name].",
+    help="The run's name (kohya's output_name): the kohya file is NAME.safetensors "
+    "[the --out folder's name].",
 )
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its latest checkpoint.")
 @click.option(

@@ -89,8 +89,8 @@ class LoraConfig:
         validation_seed: Seed of those samples.
         cache_dir: Where built datasets and the latent cache go (default: the usual caches).
         cpu: Train on the CPU even if a GPU is present.
-        output_name: The run's name, ``--name`` (kohya's ``output_name``): the kohya file is ``NAME.safetensors`` and A1111
-            lists the adapter under it; ``None``: the output folder's name.
+        output_name: The run's name, ``--name`` (kohya's ``output_name``): the kohya file is
+            ``NAME.safetensors`` and A1111 lists the adapter under it; ``None``: the output folder's name.
     """
 
     base: str = SD15

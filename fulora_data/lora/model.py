@@ -138,7 +138,7 @@ def add_lora(model, rank: int, alpha: float, modules: list[str], what: str):
     """Inject LoRA layers into ``modules`` of ``model`` with peft and check that every one received one.
 
     Returns:
-        The peft ``LoraConfig`` used (diffusers stores it in the file's ``lora_adapter_metadata``).
+        The peft ``LoraConfig`` used.
 
     Raises:
         ConfigError: If no module matches, or a requested module received no LoRA layer.
@@ -160,12 +160,6 @@ def add_lora(model, rank: int, alpha: float, modules: list[str], what: str):
             f"{what}: {len(missing)} requested module(s) received no LoRA layer, e.g. {missing[0]!r}"
         )
     return config
-
-
-def peft_metadata(config) -> dict[str, Any]:
-    """A peft ``LoraConfig`` as the JSON-ready dict diffusers writes in ``lora_adapter_metadata``."""
-    values = config.to_dict()
-    return {k: (sorted(v) if isinstance(v, set) else v) for k, v in values.items()}
 
 
 def lora_state_dict(model) -> dict[str, Any]:

@@ -600,7 +600,6 @@ def write_adapter(
     samples: list[Path],
 ) -> Path:
     """Write the adapter folder whole: both safetensors files, the sample grid and the model card."""
-
     from fulora_data.lora import model as lora_model
     from fulora_data.lora.card import render_lora_card, sample_grid
 

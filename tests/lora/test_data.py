@@ -45,6 +45,7 @@ def test_959x661_is_centre_cropped_not_stretched():
     tensor = pixels(_png(image), bucket, resized)
     assert tuple(tensor.shape) == (3, 384, 576)
     values = (tensor[0].numpy() + 1.0) * 127.5
+
     # 13 of the 397 resized rows are cut: 6 at the top, 7 at the bottom. The first kept row is resized
     # row 6, whose centre lies at original row (6 + 0.5) * 661 / 397 - 0.5.
     def expected(resized_row: int) -> float:

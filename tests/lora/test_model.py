@@ -202,4 +202,6 @@ def test_name_option_names_the_kohya_file_and_a_bad_name_is_one_sentence(workspa
     assert not (tmp_path / "run" / "adapter").exists()
     folder = tmp_path / "bad name"
     default = CliRunner().invoke(main, [*base, "--out", str(folder)])
-    assert default.exit_code != 0 and "--out folder's name" in default.output and "'bad name'" in default.output
+    assert (
+        default.exit_code != 0 and "--out folder's name" in default.output and "'bad name'" in default.output
+    )
