@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.fulora-installed
 
-.PHONY: install demo test lint bench
+.PHONY: install demo test lint bench check-old-stack
 
 $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -24,3 +24,19 @@ test: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+
+# Older-stack check (issue 16): both files of a fresh tiny adapter load with transformers 4.57, peft 0.17
+# and diffusers 0.35 (pins in scripts/check_old_stack.py) and give the new stack's pixels. The old packages
+# go into .venv-old-stack, which reuses .venv's torch through a .pth file (about 30 s to install).
+OLD_VENV ?= .venv-old-stack
+OLD_PINS := transformers==4.57.6 peft==0.17.1 diffusers==0.35.2 huggingface_hub==0.36.2
+
+$(OLD_VENV)/.installed: $(STAMP)
+	$(PYTHON) -m venv $(OLD_VENV)
+	$(BIN)/python -c "import site; print(site.getsitepackages()[0])" > \
+		"$$($(OLD_VENV)/bin/python -c 'import site; print(site.getsitepackages()[0])')/fulora_main_venv.pth"
+	$(OLD_VENV)/bin/python -m pip install --quiet $(OLD_PINS)
+	touch $(OLD_VENV)/.installed
+
+check-old-stack: $(OLD_VENV)/.installed
+	$(BIN)/python scripts/check_old_stack.py --old-python $(OLD_VENV)/bin/python

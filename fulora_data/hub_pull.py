@@ -134,7 +134,7 @@ def _download(
 # ---------------------------------------------------------------------- models
 def model_kind(folder: str | os.PathLike) -> str:
     """What a model folder holds: ``classifier``, ``adapter``, ``pipeline`` or ``unknown``."""
-    from fulora_data.adapter import DIFFUSERS_FILE, KOHYA_FILE
+    from fulora_data.adapter import DIFFUSERS_FILE, find_kohya_file
 
     folder = Path(folder)
     if (folder / "config.json").is_file() and (folder / "model.safetensors").is_file():
@@ -143,7 +143,7 @@ def model_kind(folder: str | os.PathLike) -> str:
                 return "classifier"
         except (OSError, ValueError):
             pass
-    if (folder / DIFFUSERS_FILE).is_file() or (folder / KOHYA_FILE).is_file():
+    if (folder / DIFFUSERS_FILE).is_file() or find_kohya_file(folder) is not None:
         return "adapter"
     if (folder / "model_index.json").is_file():
         return "pipeline"

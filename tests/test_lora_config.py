@@ -81,13 +81,13 @@ def test_smoke_preset_is_cpu_ready():
 @pytest.mark.parametrize(
     ("size", "bucket"),
     [
-        ((959, 661), (576, 448)),  # a Spanish scan at 512 px: at most 512**2 pixels, 64 px steps
-        ((661, 959), (448, 576)),
-        ((300, 200), (320, 192)),  # smaller than 512**2: not upscaled beyond rounding to a step
+        ((959, 661), (576, 384)),  # a Spanish scan at 512 px: kohya resizes to 576x397, centre-crops
+        ((661, 959), (384, 576)),
+        ((300, 200), (256, 192)),  # smaller than 512**2: never upscaled, floored to steps, cropped
         ((512, 512), (512, 512)),
     ],
 )
-def test_buckets_keep_the_aspect_ratio_within_a_step(size, bucket):
+def test_buckets_are_kohyas_no_upscale_buckets(size, bucket):
     from fulora_data.lora.data import bucket_for
 
     assert bucket_for(*size, 512, 64) == bucket
@@ -247,3 +247,17 @@ def test_a_second_run_into_a_used_folder_needs_resume(tmp_path):
     base = _fake_base(tmp_path / "base")
     (tmp_path / "out" / "checkpoint").mkdir(parents=True)
     _refused(_invoke(["--base", str(base), "--out", str(tmp_path / "out")]), "pass --resume")
+
+
+@pytest.mark.skipif(
+    not KOHYA.is_file(), reason="../shared/data/paper/kohya_lora_config_abdomen.json is absent"
+)
+def test_docs_table_maps_every_key_of_the_studys_kohya_config_and_a1111s_sampler_defaults():
+    docs = (Path(__file__).resolve().parents[1] / "docs" / "lora.md").read_text(encoding="utf-8")
+    table = docs.split("## kohya / A1111 setting -> fulora", 1)[1]
+    rows = [line for line in table.splitlines() if line.startswith("| `")]
+    covered = {key for row in rows for key in row.split("|")[1].replace("`", " ").split()}
+    missing = [key for key in json.loads(KOHYA.read_text()) if key not in covered]
+    assert not missing, missing
+    for setting in ("uni_pc_variant", "uni_pc_order", "uni_pc_skip_type", "uni_pc_lower_order_final", "s_churn"):
+        assert f"`{setting}`" in table, setting

@@ -8,6 +8,19 @@ from pathlib import Path
 import click
 
 
+def _check_name(ctx, param, value):
+    """Refuse a --name that cannot name the kohya file, as a bad option value (exit 2)."""
+    if value is None:
+        return None
+    from fulora_data.adapter import check_output_name
+    from fulora_data.errors import ConfigError
+
+    try:
+        return check_output_name(value, option="--name")
+    except ConfigError as err:
+        raise click.BadParameter(str(err).removeprefix("--name ")) from None
+
+
 @click.command("lora")
 @click.option(
     "--preset",
@@ -48,6 +61,14 @@ import click
 @click.option("--checkpoint-every", type=int, default=None, help="Checkpoint every N steps [500].")
 @click.option("--validation-every", type=int, default=None, help="Sample one image per plane every N steps.")
 @click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True)
+@click.option(
+    "--name",
+    "output_name",
+    default=None,
+    callback=_check_name,
+    help="The run's name (kohya's output_name): the kohya file is NAME.safetensors "
+    "[the --out folder's name].",
+)
 @click.option("--resume", is_flag=True, help="Continue the run in --out from its latest checkpoint.")
 @click.option(
     "--push-to-hub", default=None, metavar="ORG/NAME", help="Push the adapter to this Hub repository."

@@ -10,7 +10,7 @@ from __future__ import annotations
 from pathlib import Path
 from string import Template
 
-from fulora_data.adapter import KOHYA_FILE, AdapterInfo
+from fulora_data.adapter import AdapterInfo
 from fulora_data.errors import require
 from fulora_data.lora.config import SD15_LICENSE
 
@@ -88,7 +88,7 @@ def render_lora_card(info: AdapterInfo, has_grid: bool, samples: list[Path] | No
         "first_prompt": prompts[0] if prompts else "a photo of fetal abdomen",
         "diffusers_clip_skip": max(info.clip_skip - 1, 0),
         "clip_skip": info.clip_skip,
-        "kohya_file": KOHYA_FILE,
+        "kohya_file": f"{info.name or 'fulora_lora_kohya'}.safetensors",
         "prompts": "\n".join(f"- {plane}: `{prompt}`" for plane, prompt in info.prompts.items()),
         "rank": info.rank,
         "alpha": f"{info.alpha:g}",

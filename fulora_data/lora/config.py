@@ -89,6 +89,8 @@ class LoraConfig(RunConfig):
         validation_seed: Seed of those samples.
         cache_dir: Where built datasets and the latent cache go (default: the usual caches).
         cpu: Train on the CPU even if a GPU is present.
+        output_name: The run's name, ``--name`` (kohya's ``output_name``): the kohya file is
+            ``NAME.safetensors`` and A1111 lists the adapter under it; ``None``: the output folder's name.
     """
 
     base: str = SD15
@@ -120,6 +122,7 @@ class LoraConfig(RunConfig):
     validation_seed: int = 0
     cache_dir: str | None = None
     cpu: bool = False
+    output_name: str | None = None
 
     @property
     def lora_alpha(self) -> float:

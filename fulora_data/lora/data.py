@@ -1,10 +1,14 @@
 """The training data: the fulora dataset, aspect-ratio buckets, the latent cache and the prompt embeddings.
 
-Buckets keep every image whole. An image is scaled (never up, with ``bucket_no_upscale``) to about
-``resolution**2`` pixels, each side is rounded to a multiple of ``bucket_step`` and the longer side is
-shortened by steps until the bucket fits the pixel budget; the image is then resized to exactly that
-bucket. Where kohya crops the few pixels that do not fit, this stretches the image slightly instead, so
-the whole ultrasound fan is always seen. A batch holds images of one bucket.
+Buckets follow kohya sd-scripts' ``BucketManager`` with ``enable_bucket``, ``bucket_no_upscale`` and
+``random_crop`` off, the study's settings (``bucket_choice``). An image with more pixels than
+``resolution**2`` is resized, keeping its aspect, to about that many pixels with one side a multiple of
+``bucket_step`` (whichever of width or height, rounded so, keeps the aspect better) and the other side
+derived from the aspect; an image at or under the budget keeps its size, never enlarged. The bucket is then
+each side floored to a multiple of ``bucket_step`` and the resized image is centre-cropped to it: at most
+``bucket_step - 1`` pixels of a side are cut, shared between both edges. Without ``bucket_no_upscale`` the
+bucket is kohya's predefined resolution closest in aspect, the image scaled to cover it and centre-cropped.
+A batch holds images of one bucket.
 
 Latents are encoded once per image (each image has one bucket) and cached on disk under a key made of the
 base model's identity, the VAE dtype, the resolution and bucket settings and the image's own bytes, so a
@@ -18,6 +22,7 @@ from __future__ import annotations
 import hashlib
 import io
 import json
+import math
 import os
 import random
 from dataclasses import dataclass
@@ -28,42 +33,124 @@ from fulora_data.errors import ConfigError, DataError, require
 from fulora_data.io import atomic_write_bytes
 from fulora_data.lora.config import LoraConfig
 
-CACHE_VERSION = 2
+CACHE_VERSION = 3  # 3: kohya's buckets (resize keeping the aspect, centre crop), was a stretch
 
 
 @dataclass(frozen=True)
 class Example:
-    """One training image: its digest, bucket (width, height) and prompt."""
+    """One training image: its digest, bucket (width, height), prompt and the size it is resized to first.
+
+    ``resized`` is the (width, height) the image is scaled to before the centre crop to ``bucket``;
+    ``None`` means the image is already the bucket's size. ``size`` is the image's own (width, height).
+    """
 
     index: int
     digest: str
     bucket: tuple[int, int]
     prompt: str
+    resized: tuple[int, int] | None = None
+    size: tuple[int, int] | None = None
+
+
+#: kohya's defaults for the predefined buckets used without ``bucket_no_upscale`` (``--min_bucket_reso``,
+#: ``--max_bucket_reso``); with ``bucket_no_upscale`` (the study) kohya ignores them.
+MIN_BUCKET_RESO = 256
+MAX_BUCKET_RESO = 1024
+
+
+def _floor_to_step(value: float, step: int) -> int:
+    """kohya's ``round_to_steps``: round to an integer, then floor to a multiple of ``step``."""
+    number = int(value + 0.5)
+    return number - number % step
+
+
+def bucket_choice(
+    width: int, height: int, resolution: int, step: int, no_upscale: bool = True
+) -> tuple[tuple[int, int], tuple[int, int]]:
+    """kohya's bucket for an image, and the size the image is resized to before its centre crop.
+
+    Args:
+        width, height: The image's size.
+        resolution: Training resolution: the pixel budget is ``resolution**2``.
+        step: Bucket sides are multiples of this (kohya's ``bucket_reso_steps``).
+        no_upscale: kohya's ``bucket_no_upscale``: never enlarge an image (the study's setting).
+
+    Returns:
+        ``(bucket, resized)``: the bucket (width, height) and the resized (width, height), each side of
+        ``resized`` at least the bucket's.
+
+    Raises:
+        DataError: If the image is smaller than one step on a side (it would have no bucket).
+    """
+    aspect = width / height
+    if not no_upscale:
+        return _predefined_bucket(width, height, resolution, step)
+    budget = resolution * resolution
+    if width * height > budget:
+        # Shrink to the budget keeping the aspect; make one side a step multiple: the one whose rounding
+        # distorts the aspect less (kohya compares both), the other side follows the aspect.
+        ideal_width = math.sqrt(budget * aspect)
+        ideal_height = budget / ideal_width
+        by_width = _floor_to_step(ideal_width, step)
+        by_height = _floor_to_step(ideal_height, step)
+        width_error = abs(by_width / max(_floor_to_step(by_width / aspect, step), 1) - aspect)
+        height_error = abs(_floor_to_step(by_height * aspect, step) / max(by_height, 1) - aspect)
+        if width_error < height_error:
+            resized = (by_width, int(by_width / aspect + 0.5))
+        else:
+            resized = (int(by_height * aspect + 0.5), by_height)
+    else:
+        resized = (width, height)
+    bucket = (resized[0] - resized[0] % step, resized[1] - resized[1] % step)
+    if min(bucket) < step:
+        raise DataError(
+            f"an image of {width}x{height} pixels is smaller than one bucket step ({step} px) on a side"
+        )
+    return bucket, resized
+
+
+def _predefined_bucket(
+    width: int, height: int, resolution: int, step: int
+) -> tuple[tuple[int, int], tuple[int, int]]:
+    """kohya's bucket without ``bucket_no_upscale``: the predefined resolution closest in aspect."""
+    budget = resolution * resolution
+    resos = {(int(math.sqrt(budget) // step) * step,) * 2}
+    side = MIN_BUCKET_RESO
+    while side <= MAX_BUCKET_RESO:
+        other = min(MAX_BUCKET_RESO, int((budget // side) // step) * step)
+        if other >= MIN_BUCKET_RESO:
+            resos.update({(side, other), (other, side)})
+        side += step
+    aspect = width / height
+    if (width, height) in resos:
+        bucket = (width, height)
+    else:
+        bucket = min(sorted(resos), key=lambda r: abs(r[0] / r[1] - aspect))
+    # Scale so the image covers the bucket: match the side that would otherwise fall short.
+    scale = bucket[1] / height if aspect > bucket[0] / bucket[1] else bucket[0] / width
+    return bucket, (int(width * scale + 0.5), int(height * scale + 0.5))
 
 
 def bucket_for(
     width: int, height: int, resolution: int, step: int, no_upscale: bool = True
 ) -> tuple[int, int]:
-    """The bucket (width, height) of an image: about ``resolution**2`` pixels, sides multiples of ``step``.
+    """The bucket (width, height) of an image, as kohya chooses it (see ``bucket_choice``)."""
+    return bucket_choice(width, height, resolution, step, no_upscale)[0]
 
-    Args:
-        width, height: The image's size.
-        resolution: Training resolution.
-        step: Bucket sides are multiples of this (at least one step).
-        no_upscale: Never scale an image with fewer pixels than ``resolution**2`` up.
-    """
-    scale = (resolution * resolution / float(width * height)) ** 0.5
-    if no_upscale:
-        scale = min(scale, 1.0)
-    bucket_w = max(step, int(round(width * scale / step)) * step)
-    bucket_h = max(step, int(round(height * scale / step)) * step)
-    # Rounding both sides up can overshoot the pixel budget: shrink the longer side until it fits.
-    while bucket_w * bucket_h > resolution * resolution and max(bucket_w, bucket_h) > step:
-        if bucket_w >= bucket_h:
-            bucket_w -= step
-        else:
-            bucket_h -= step
-    return bucket_w, bucket_h
+
+def bucket_histogram(examples: list[Example]) -> dict[str, int]:
+    """How many images fall in each bucket, ``"WxH"`` -> count, largest bucket first."""
+    counts: dict[tuple[int, int], int] = {}
+    for example in examples:
+        counts[example.bucket] = counts.get(example.bucket, 0) + 1
+    ordered = sorted(counts.items(), key=lambda item: (-item[0][0] * item[0][1], item[0]))
+    return {f"{w}x{h}": n for (w, h), n in ordered}
+
+
+def mean_aspect_error(examples: list[Example]) -> float:
+    """kohya's ``mean_img_ar_error``: the mean |bucket aspect - image aspect| over the images."""
+    errors = [abs(e.bucket[0] / e.bucket[1] - e.size[0] / e.size[1]) for e in examples if e.size]
+    return sum(errors) / len(errors) if errors else 0.0
 
 
 def _published(config: LoraConfig) -> bool:
@@ -174,14 +261,24 @@ def prepare_examples(dataset, config: LoraConfig) -> tuple[list[Example], list[b
             raise DataError(f"training image {index} has no caption (text {text!r})")
         with Image.open(io.BytesIO(data)) as image:
             size = image.size
-        bucket = bucket_for(*size, config.resolution, config.bucket_step, config.bucket_no_upscale)
-        examples.append(Example(index, digest, bucket, text.strip()))
+        try:
+            bucket, resized = bucket_choice(
+                *size, config.resolution, config.bucket_step, config.bucket_no_upscale
+            )
+        except DataError as err:
+            raise DataError(f"training image {index}: {err}") from None
+        examples.append(Example(index, digest, bucket, text.strip(), resized, tuple(size)))
         blobs.append(data)
     return examples, blobs
 
 
-def pixels(data: bytes, bucket: tuple[int, int]):
-    """Decode an image, make it RGB, resize it to its bucket and scale it to [-1, 1] (a CHW tensor)."""
+def pixels(data: bytes, bucket: tuple[int, int], resized: tuple[int, int] | None = None):
+    """Decode an image, resize it to ``resized``, centre-crop it to its bucket, make it RGB and scale it to
+    [-1, 1] (a CHW tensor), as kohya's ``trim_and_resize_if_required`` with ``random_crop`` off.
+
+    Shrinking uses an area average (PIL's box filter; kohya uses OpenCV's ``INTER_AREA``), enlarging
+    (only without ``bucket_no_upscale``) Lanczos, as kohya does.
+    """
     import numpy as np
     from PIL import Image
 
@@ -190,7 +287,14 @@ def pixels(data: bytes, bucket: tuple[int, int]):
         # Grayscale scans are resized before they become RGB: a third of the memory and work, same pixels.
         if image.mode not in ("L", "RGB"):
             image = image.convert("RGB")
-        rgb = image.resize(bucket, Image.Resampling.BICUBIC).convert("RGB")
+        resized = tuple(resized or image.size)
+        if resized != image.size:
+            shrinking = resized[0] <= image.size[0] and resized[1] <= image.size[1]
+            method = Image.Resampling.BOX if shrinking else Image.Resampling.LANCZOS
+            image = image.resize(resized, method)
+        left = (resized[0] - bucket[0]) // 2
+        top = (resized[1] - bucket[1]) // 2
+        rgb = image.crop((left, top, left + bucket[0], top + bucket[1])).convert("RGB")
         array = np.asarray(rgb, dtype=np.float32)
     return torch.from_numpy(array).permute(2, 0, 1) / 127.5 - 1.0
 
@@ -265,7 +369,8 @@ def encode_latents(
         for bucket, indices in sorted(by_bucket.items()):
             for start in range(0, len(indices), batch_size):
                 chunk = indices[start : start + batch_size]
-                batch = torch.stack([pixels(blobs[i], bucket) for i in chunk]).to(device, dtype=dtype)
+                images = [pixels(blobs[i], bucket, examples[i].resized) for i in chunk]
+                batch = torch.stack(images).to(device, dtype=dtype)
                 dist = vae.encode(batch).latent_dist
                 for row, i in enumerate(chunk):
                     generator = torch.Generator(device="cpu").manual_seed(int(examples[i].digest[:15], 16))

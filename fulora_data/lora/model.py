@@ -3,6 +3,12 @@
 No LoRA layer is written by hand: peft's ``inject_adapter_in_model`` adds them (transformers 5 with
 peft 0.21 refuses ``text_encoder.add_adapter``, while peft's own injection works on both models), and
 every requested module is checked to have received one.
+
+As kohya's ``networks.lora`` (the study's ``LoRA_type: Standard``): the modules are kohya's (every linear
+and 1x1 convolution of the UNet's transformer blocks; q/k/v/out_proj, fc1 and fc2 of every CLIP layer, 12
+x 6 = 72 for SD 1.5, whatever the clip skip), the down projection starts kaiming-uniform (a = sqrt 5)
+and the up projection at zero (peft's ``init_lora_weights=True`` is exactly kohya's ``LoRAModule``
+init).
 """
 
 from __future__ import annotations
@@ -100,27 +106,31 @@ def unet_targets(unet, targets: str) -> list[str]:
 def text_encoder_targets(text_encoder, targets: str, clip_skip: int = 1) -> list[str]:
     """The CLIP text encoder's modules that get LoRA layers (attention, plus the MLP for ``study``).
 
-    With clip skip ``n`` the last ``n - 1`` layers never reach the UNet, so they get no LoRA layer: it
-    would never receive a gradient (and distributed training refuses parameters that get none).
+    Every layer gets them, as in kohya, whatever the clip skip: with clip skip ``n`` the last ``n - 1``
+    layers never reach the UNet, so their LoRA layers get no gradient and stay at their initial value (up
+    projection zero: no effect), but they are in the adapter file as in kohya's. ``clip_skip`` is accepted
+    for callers that pass it and changes nothing.
     """
     torch = require("torch", "train")
+    del clip_skip
     suffixes = _ATTENTION_CLIP + (_MLP_CLIP if targets == "study" else ())
-    used_layers = text_encoder.config.num_hidden_layers - (clip_skip - 1)
     names = []
     for name, module in text_encoder.named_modules():
         parts = name.split(".")
-        if not isinstance(module, torch.nn.Linear) or parts[-1] not in suffixes or "layers" not in parts:
-            continue
-        if int(parts[parts.index("layers") + 1]) < used_layers:
+        if isinstance(module, torch.nn.Linear) and parts[-1] in suffixes and "layers" in parts:
             names.append(name)
     return names
 
 
 def lora_config(rank: int, alpha: float, modules: list[str]):
-    """peft's ``LoraConfig`` for exact module names (Gaussian init of A, as diffusers' example)."""
+    """peft's ``LoraConfig`` for exact module names, initialised as kohya's ``LoRAModule``.
+
+    ``init_lora_weights=True``: the down projection (``lora_A``) kaiming-uniform with a = sqrt(5), the up
+    projection (``lora_B``) zeros, so a fresh adapter changes nothing.
+    """
     peft = require("peft", "train")
     return peft.LoraConfig(
-        r=rank, lora_alpha=alpha, init_lora_weights="gaussian", target_modules=modules, lora_dropout=0.0
+        r=rank, lora_alpha=alpha, init_lora_weights=True, target_modules=modules, lora_dropout=0.0
     )
 
 
@@ -128,7 +138,7 @@ def add_lora(model, rank: int, alpha: float, modules: list[str], what: str):
     """Inject LoRA layers into ``modules`` of ``model`` with peft and check that every one received one.
 
     Returns:
-        The peft ``LoraConfig`` used (diffusers stores it in the file's ``lora_adapter_metadata``).
+        The peft ``LoraConfig`` used.
 
     Raises:
         ConfigError: If no module matches, or a requested module received no LoRA layer.
@@ -152,12 +162,6 @@ def add_lora(model, rank: int, alpha: float, modules: list[str], what: str):
     return config
 
 
-def peft_metadata(config) -> dict[str, Any]:
-    """A peft ``LoraConfig`` as the JSON-ready dict diffusers writes in ``lora_adapter_metadata``."""
-    values = config.to_dict()
-    return {k: (sorted(v) if isinstance(v, set) else v) for k, v in values.items()}
-
-
 def lora_state_dict(model) -> dict[str, Any]:
     """The model's LoRA tensors in peft's layout (``…to_q.lora_A.weight``), detached, fp32, on the CPU."""
     peft = require("peft", "train")
@@ -169,10 +173,15 @@ def lora_state_dict(model) -> dict[str, Any]:
 def load_lora_state_dict(model, state: dict[str, Any], what: str) -> None:
     """Put LoRA tensors saved by ``lora_state_dict`` back into the model's LoRA layers, exactly.
 
+    Text-encoder keys may carry CLIP's standard ``text_model.`` prefix (the file layout) while the model
+    (transformers 5's ``CLIPTextModel``) has none, or the reverse: the prefix is matched to the model.
+
     Raises:
         DataError: If a tensor does not match the model's LoRA layers (another rank or target set).
     """
     peft = require("peft", "train")
+    has_prefix = hasattr(model, "text_model")
+    state = {_clip_key(key, has_prefix): value for key, value in state.items()}
     result = peft.set_peft_model_state_dict(model, state, adapter_name=ADAPTER_NAME)
     unexpected = list(getattr(result, "unexpected_keys", []) or [])
     missing = [k for k in getattr(result, "missing_keys", []) or [] if "lora_" in k]
@@ -182,8 +191,25 @@ def load_lora_state_dict(model, state: dict[str, Any], what: str) -> None:
         )
 
 
+def _clip_key(key: str, with_prefix: bool) -> str:
+    """A CLIP module key with or without ``text_model.``, as the model at hand names it."""
+    if not key.startswith(("encoder.", "text_model.")):
+        return key
+    bare = key.removeprefix("text_model.")
+    return f"text_model.{bare}" if with_prefix else bare
+
+
 def diffusers_tensors(unet_state: dict[str, Any], text_state: dict[str, Any] | None) -> dict[str, Any]:
-    """The adapter in diffusers' layout: ``unet.…`` and ``text_encoder.…`` keys (as ``save_lora_weights``)."""
+    """The adapter in diffusers' layout: ``unet.…`` and ``text_encoder.text_model.…`` keys.
+
+    Text-encoder keys take CLIP's standard module path (``text_model.encoder.layers.N…``, what
+    transformers 4 and every SD 1.5 tool name), also when transformers 5's CLIP has no ``text_model``.
+    """
     tensors = {f"unet.{k}": v for k, v in unet_state.items()}
-    tensors.update({f"text_encoder.{k}": v for k, v in (text_state or {}).items()})
+    tensors.update({f"text_encoder.{_clip_key(k, True)}": v for k, v in (text_state or {}).items()})
     return tensors
+
+
+def module_names(state: dict[str, Any]) -> list[str]:
+    """The module names of a peft LoRA state dict (``…to_q.lora_A.weight`` -> ``…to_q``), sorted."""
+    return sorted({key.rsplit(".lora_", 1)[0] for key in state if ".lora_" in key})

@@ -5,7 +5,7 @@ model; build the training set, its buckets and latent cache; add LoRA layers wit
 accelerate (one process or ``accelerate launch --num_processes N``); write the adapter in both formats with
 its card; push it. ``OUT`` ends up holding::
 
-    adapter/      pytorch_lora_weights.safetensors, fulora_lora_kohya.safetensors, samples.png, README.md
+    adapter/      pytorch_lora_weights.safetensors, NAME.safetensors (kohya), samples.png, README.md
     checkpoint/   the latest resumable state (``--resume`` continues from it)
     validation/   step-N/<plane>.png, one image per plane at each validation step
     logs/         TensorBoard logs (accelerate's tracker)
@@ -18,7 +18,6 @@ an uninterrupted one exactly.
 from __future__ import annotations
 
 import gc
-import json
 import math
 import os
 import sys
@@ -30,7 +29,14 @@ from pathlib import Path
 from typing import Any
 
 from fulora_data import __version__
-from fulora_data.adapter import DIFFUSERS_FILE, KOHYA_FILE, AdapterInfo, kohya_tensors, save_adapter_file
+from fulora_data.adapter import (
+    DIFFUSERS_FILE,
+    AdapterInfo,
+    check_output_name,
+    diffusers_metadata,
+    save_adapter_file,
+    save_kohya_file,
+)
 from fulora_data.checkpoint import (
     STATE_FILE,
     atomic_folder,
@@ -170,6 +176,11 @@ def train_lora(
     if push_to_hub is not None and push_to_hub.count("/") != 1:
         raise ConfigError(f"--push-to-hub takes a repository id like 'org/name'; got {push_to_hub!r}")
     check_writable(out)
+    # The kohya file is NAME.safetensors (kohya's output_name): --name, else the --out folder's name.
+    run_name = check_output_name(
+        config.output_name or out.resolve().name,
+        option="--name" if config.output_name else "--name (default: the --out folder's name)",
+    )
     resumed = check_resume(out, config, resume)
     from fulora_data.lora.data import check_dataset
 
@@ -196,11 +207,15 @@ def train_lora(
     # group (PartialState) is kept, so this is harmless under accelerate launch.
     accelerate.state.AcceleratorState._reset_state()
     accelerate.state.GradientState._reset_state()
+    # As in kohya every CLIP layer has LoRA layers; with clip skip the last ones get no gradient, which
+    # distributed training must be told about.
+    unused = config.train_text_encoder and config.clip_skip > 1
     accelerator = accelerate.Accelerator(
         mixed_precision=config.mixed_precision,
         cpu=config.cpu,
         log_with=tracker,
         project_dir=str(out / "logs"),
+        kwargs_handlers=[accelerate.utils.DistributedDataParallelKwargs(find_unused_parameters=unused)],
     )
     main = accelerator.is_main_process
     say = log if main else (lambda message: None)
@@ -496,6 +511,7 @@ def train_lora(
         "base_dtype": str(weight_dtype),
         "num_processes": accelerator.num_processes,
         "global_batch_size": config.batch_size * accelerator.num_processes,
+        "buckets": lora_data.bucket_histogram(examples),  # "WxH" -> images, as kohya's ss_bucket_info
         "timing": {
             "startup_s": startup_s,
             "cache_s": cache_s,
@@ -524,6 +540,7 @@ def train_lora(
             dataset=config.dataset_id,
             format="diffusers",
             fulora_version=__version__,
+            name=run_name,
             extra={
                 "dataset_version": dataset_version,
                 "dataset_repo": dataset_repo,
@@ -543,6 +560,11 @@ def train_lora(
                 "bucket_step": config.bucket_step,
                 "bucket_no_upscale": config.bucket_no_upscale,
                 "final_loss": summary["losses"]["last"],
+                # what kohya's ss_* metadata records as well
+                "max_steps": config.max_steps,
+                "steps_per_epoch": batches.steps_per_epoch,
+                "buckets": summary["buckets"],
+                "mean_img_ar_error": lora_data.mean_aspect_error(examples),
             },
         )
         write_adapter(out / "adapter", unet_state, text_state, info, unet_peft, text_peft, samples)
@@ -578,37 +600,15 @@ def write_adapter(
     samples: list[Path],
 ) -> Path:
     """Write the adapter folder whole: both safetensors files, the sample grid and the model card."""
-    import dataclasses
-
     from fulora_data.lora import model as lora_model
     from fulora_data.lora.card import render_lora_card, sample_grid
 
     tensors = lora_model.diffusers_tensors(unet_state, text_state)
-    peft_meta = {"unet": lora_model.peft_metadata(unet_peft)}
-    if text_peft is not None:
-        peft_meta["text_encoder"] = lora_model.peft_metadata(text_peft)
-    flat = {f"{part}.{k}": v for part, values in peft_meta.items() for k, v in values.items()}
     with atomic_folder(folder) as tmp:
         save_adapter_file(
-            tmp / DIFFUSERS_FILE,
-            tensors,
-            info,
-            extra_metadata={"lora_adapter_metadata": json.dumps(flat, indent=2, sort_keys=True)},
+            tmp / DIFFUSERS_FILE, tensors, info, extra_metadata=diffusers_metadata(info, tensors)
         )
-        kohya_info = dataclasses.replace(info, format="kohya")
-        save_adapter_file(
-            tmp / KOHYA_FILE,
-            kohya_tensors(tensors, info.alpha),
-            kohya_info,
-            extra_metadata={
-                "ss_network_module": "networks.lora",
-                "ss_network_dim": str(info.rank),
-                "ss_network_alpha": str(info.alpha),
-                "ss_base_model_version": "sd_v1",
-                "ss_clip_skip": str(info.clip_skip),
-                "ss_resolution": f"({info.resolution}, {info.resolution})",
-            },
-        )
+        save_kohya_file(tmp, tensors, info)
         grid = sample_grid(samples, tmp / "samples.png") if samples else None
         (tmp / "README.md").write_text(render_lora_card(info, grid is not None, samples), encoding="utf-8")
     return folder
