@@ -1,0 +1,114 @@
+"""``fulora study run`` on the smoke preset: every step, the records, the no-op rerun, exact staleness."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from click.testing import CliRunner
+
+from fulora_data.cli import main
+from fulora_data.demo import demo_changes
+from fulora_data.evaluation.reference import published_row
+from fulora_data.study.run import plan_study, run_study
+
+SMOKE_CHANGES = demo_changes(epochs=1, per_plane=2)  # as tests/study/conftest.py
+SMOKE_STEPS = [
+    "sources", "base", "lora-tiny", "generate-tiny", "datasets", "audit", "classifier/resnet18-ES",
+    "evaluate/resnet18-ES", "classifier/resnet18-HB", "evaluate/resnet18-HB", "report",
+]  # fmt: skip
+
+
+def test_the_smoke_study_runs_every_step_once_and_records_each(smoke_study):
+    folder, result, lines = smoke_study
+    assert result["ran"] == SMOKE_STEPS
+    assert [line.split(":")[0] for line in lines if line.startswith("[")] == [
+        f"[{i}/11] {name}" for i, name in enumerate(SMOKE_STEPS, 1)
+    ]
+    assert all(row["state"] == "done" for row in result["plan"]["steps"])
+    for name in SMOKE_STEPS:
+        record = result["records"][name]
+        assert record["identity"] and len(record["output_digest"]) == 64 and record["device"] == "cpu"
+        assert not (folder / ".state" / f"{name.replace('/', '__')}.started.json").exists()
+    # the evaluation's scores are the study protocol's on the African test split, with intervals
+    scores = json.loads((folder / "evaluate" / "resnet18-HB" / "scores.json").read_text())
+    assert scores["protocol"] == "paper" and scores["n"] == 48
+    for metric, value in scores["scores"].items():
+        low, high = scores["intervals"]["values"][metric]
+        assert low <= value <= high
+    # the generation read the adapter the LoRA step wrote: its input digest is the adapter folder's
+    adapter = result["records"]["generate-tiny"]["inputs"]["adapter"]
+    from fulora_data.study.graph import folder_digest
+
+    assert adapter == folder_digest(folder / "lora-tiny" / "adapter")
+
+
+def test_a_rerun_is_a_no_op_that_says_so(smoke_study):
+    folder, result, _ = smoke_study
+    lines: list[str] = []
+    again = run_study(folder, "smoke", changes=SMOKE_CHANGES, log=lines.append)
+    assert again["ran"] == [] and lines == ["nothing to do: all 11 steps of the 'smoke' study are done"]
+    assert again["records"] == result["records"]
+
+
+def _states(folder, changes):
+    plan = plan_study(folder, "smoke", changes)
+    return {row["name"]: row["state"] for row in plan["steps"]}
+
+
+def test_changing_the_classifier_epochs_makes_exactly_the_classifiers_and_what_reads_them_stale(smoke_study):
+    folder, _, _ = smoke_study
+    from fulora_data.study.presets import merge
+
+    states = _states(folder, merge(SMOKE_CHANGES, {"classifiers": {"config": {"epochs": 2}}}))
+    stale = {name for name, state in states.items() if state != "done"}
+    assert stale == {"classifier/resnet18-ES", "classifier/resnet18-HB", "evaluate/resnet18-ES",
+                     "evaluate/resnet18-HB", "report"}  # fmt: skip
+    assert all(states[name] == "stale" for name in stale)
+
+
+def test_changing_the_images_per_plane_makes_exactly_the_generation_and_its_readers_stale(smoke_study):
+    folder, _, _ = smoke_study
+    from fulora_data.study.presets import merge
+
+    changes = merge(SMOKE_CHANGES, {"generations": {"tiny": {"config": {"per_plane": 3}}}})
+    stale = {name for name, state in _states(folder, changes).items() if state != "done"}
+    # ES reads only the Spanish archive: it stays done; HB reads the synthetic set
+    assert stale == {"generate-tiny", "datasets", "classifier/resnet18-HB", "evaluate/resnet18-HB", "report"}
+
+
+def test_the_report_holds_the_published_table_beside_the_runs(smoke_study):
+    folder, _, _ = smoke_study
+    markdown = (folder / "report" / "report.md").read_text()
+    scores = json.loads((folder / "evaluate" / "resnet18-ES" / "scores.json").read_text())
+    paper = published_row("resnet18", "ES")
+    ours = round(100 * scores["scores"]["accuracy"], 2)
+    low, high = (round(100 * v, 2) for v in scores["intervals"]["values"]["accuracy"])
+    row = next(line for line in markdown.splitlines() if line.startswith("| resnet18 | ES |"))
+    assert row.split(" | ")[2] == f"{ours:.2f} [{low:.2f}, {high:.2f}] / {paper['accuracy']:.2f} / {ours - paper['accuracy']:+.2f}"
+    assert "| resnet18 | HB |" in markdown and "phantom data" in markdown
+    data = json.loads((folder / "report" / "report.json").read_text())
+    steps = [s["step"] for s in data["provenance"]["steps"]]
+    assert steps[:2] == ["sources", "base"] and "classifier/resnet18-HB" in steps
+    assert data["audit"]["exact_duplicate_pairs"] == json.loads((folder / "audit" / "audit.json").read_text())["audit"]["exact_duplicate_pairs"]
+
+
+def test_the_plan_of_a_finished_study_shows_measured_seconds(smoke_study):
+    folder, _, _ = smoke_study
+    result = CliRunner().invoke(main, ["study", "plan", "--preset", "smoke", "--out", str(folder), "--json"])
+    assert result.exit_code == 0, result.output
+    plan = json.loads(result.output)
+    assert plan["to_run"] == 11  # the CLI plan uses the preset's own sizes, not the test's: all stale
+    plan = plan_study(folder, "smoke", SMOKE_CHANGES)
+    assert plan["to_run"] == 0 and all(row["estimate"]["source"] == "measured" for row in plan["steps"])
+
+
+def test_a_second_run_on_the_same_folder_is_refused_while_one_runs(smoke_study, tmp_path):
+    from filelock import FileLock
+
+    from fulora_data.errors import ConfigError
+
+    folder, _, _ = smoke_study
+    lock = FileLock(str(folder / ".state" / "run.lock"))
+    with lock, pytest.raises(ConfigError, match="is being run by another 'fulora study run'"):
+        run_study(folder, "smoke", changes=SMOKE_CHANGES, log=lambda m: None)
