@@ -60,6 +60,13 @@ def run_base(ctx: Context, settings: dict) -> dict:
     return {"base": "tiny random-weight Stable Diffusion"}
 
 
+def _resumable(out: Path) -> bool:
+    """Whether a step's folder holds a checkpoint its trainer can continue (a kill left it there)."""
+    from fulora_data.checkpoint import find_checkpoint
+
+    return find_checkpoint(out / "checkpoint") is not None
+
+
 def _base(ctx: Context, settings: dict) -> str:
     return str(ctx.inputs["base"]) if "base" in ctx.inputs else settings["base"]
 
@@ -82,9 +89,7 @@ def run_lora(ctx: Context, settings: dict) -> dict:
     )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        result = train_lora(
-            config, ctx.out, resume=(ctx.out / "checkpoint").is_dir(), progress=False, log=lambda m: None
-        )
+        result = train_lora(config, ctx.out, resume=_resumable(ctx.out), progress=False, log=lambda m: None)
     losses = result["losses"]
     ctx.log(f"      adapter r{config.rank}: loss {losses['first']:.3f} -> {losses['last']:.3f} in {result['steps']} steps")
     return {"adapter": relative(result["adapter_dir"], ctx.study), "steps": result["steps"], "losses": losses,
@@ -187,7 +192,7 @@ def run_classifier(ctx: Context, settings: dict) -> dict:
         **{**values, "arch": settings["model"], "train_set": settings["train_set"],
            "source": str(ctx.inputs["spanish"]), "data_cache_dir": str(ctx.cache)},
     )  # fmt: skip
-    result = train(config, ctx.out, resume=(ctx.out / "checkpoint").is_dir(), progress=False, log=lambda m: None)
+    result = train(config, ctx.out, resume=_resumable(ctx.out), progress=False, log=lambda m: None)
     return {"model_dir": relative(result["model_dir"], ctx.study), "epochs": config.epochs}
 
 

@@ -112,3 +112,84 @@ def test_a_second_run_on_the_same_folder_is_refused_while_one_runs(smoke_study, 
     lock = FileLock(str(folder / ".state" / "run.lock"))
     with lock, pytest.raises(ConfigError, match="is being run by another 'fulora study run'"):
         run_study(folder, "smoke", changes=SMOKE_CHANGES, log=lambda m: None)
+
+
+def _copy_study(folder, tmp_path):
+    import shutil
+
+    copy = tmp_path / "study"
+    shutil.copytree(folder, copy, ignore=shutil.ignore_patterns("run.lock"))
+    return copy
+
+
+def test_only_the_report_reruns_when_only_its_note_changes(smoke_study, tmp_path):
+    from fulora_data.study.presets import merge
+
+    folder = _copy_study(smoke_study[0], tmp_path)
+    changes = merge(SMOKE_CHANGES, {"report": {"note": "a changed note"}})
+    result = run_study(folder, "smoke", changes=changes, log=lambda m: None)
+    assert result["ran"] == ["report"]
+    assert "> a changed note" in (folder / "report" / "report.md").read_text()
+
+
+@pytest.mark.parametrize("cluster", ["debug", "local"])
+def test_the_submitit_executor_runs_the_steps_left_as_jobs(smoke_study, tmp_path, cluster):
+    pytest.importorskip("submitit")
+    from fulora_data.study.presets import merge
+    from fulora_data.study.run import SubmititExecutor
+
+    folder = _copy_study(smoke_study[0], tmp_path)
+    changes = merge(SMOKE_CHANGES, {"report": {"note": f"through submitit's {cluster} executor"}})
+    executor = SubmititExecutor(folder=tmp_path / "jobs", cluster=cluster)
+    result = run_study(folder, "smoke", changes=changes, executor=executor, log=lambda m: None)
+    assert result["ran"] == ["report"] and result["plan"]["to_run"] == 0
+    assert f"> through submitit's {cluster} executor" in (folder / "report" / "report.md").read_text()
+    assert any((tmp_path / "jobs").iterdir())  # submitit's job files: it did run the step
+
+
+def test_a_worker_process_reports_a_failing_step_in_one_line(smoke_study, tmp_path):
+    import subprocess
+    import sys
+
+    folder = _copy_study(smoke_study[0], tmp_path)
+    done = subprocess.run([sys.executable, "-m", "fulora_data.study.worker", str(folder), "no-such-step"],
+                          capture_output=True, text=True, timeout=300)  # fmt: skip
+    assert done.returncode == 1 and done.stderr.strip().splitlines()[-1].endswith("has no step 'no-such-step'")
+
+
+@pytest.mark.slow
+def test_a_run_killed_in_the_middle_finishes_on_the_next_run_with_the_same_results(smoke_study, tmp_path):
+    """Kill ``fulora study run`` during the first classifier, then rerun with one worker process per
+    (pretend) GPU: the two classifiers and evaluations run in parallel and give the first run's scores."""
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    import yaml
+
+    from fulora_data.study.presets import merge
+    from fulora_data.study.run import LocalExecutor
+
+    preset = tmp_path / "smoke-test.yaml"
+    preset.write_text(yaml.safe_dump(merge({"from": "smoke", "name": "smoke"}, SMOKE_CHANGES)))
+    folder = tmp_path / "killed"
+    command = [sys.executable, "-c", "from fulora_data.cli import main; main()", "study", "run",
+               "--preset", str(preset), "--out", str(folder)]  # fmt: skip
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    marker = folder / ".state" / "classifier__resnet18-ES.started.json"
+    deadline = time.monotonic() + 900
+    while not marker.exists() and process.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert marker.exists(), "the run ended or stalled before the first classifier started"
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert not (folder / ".state" / "classifier__resnet18-ES.json").exists()
+    lines: list[str] = []
+    result = run_study(folder, str(preset), executor=LocalExecutor(devices=["0", "1"]), log=lines.append)
+    assert result["ran"][0] == "classifier/resnet18-ES" and result["plan"]["to_run"] == 0
+    assert any("started on device 1" in line for line in lines)  # two steps at once, one per device
+    for cell in ("resnet18-ES", "resnet18-HB"):
+        ours = json.loads((folder / "evaluate" / cell / "scores.json").read_text())
+        first = json.loads((smoke_study[0] / "evaluate" / cell / "scores.json").read_text())
+        assert ours["scores"] == first["scores"]
