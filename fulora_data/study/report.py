@@ -17,6 +17,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from fulora_data import __version__
 from fulora_data.io import atomic_write_text
 from fulora_data.study.graph import STATE_DIR
 
@@ -149,7 +150,16 @@ def gather(study: Path, settings: dict) -> dict[str, Any]:
     else:
         hub["base model"] = "tiny random-weight Stable Diffusion (local, no Hub commit)"
     devices = sorted({r.get("device", "?") for r in recs.values()})
+    kinds = [r.get("kind") for r in recs.values()]
+    seconds = sum(float(r.get("seconds") or 0) for r in recs.values())
+    summary = (
+        f"{len(recs)} steps done: {kinds.count('lora')} adapters, "
+        f"{sum(int((r.get('summary') or {}).get('images', 0)) for r in recs.values() if r.get('kind') == 'generate')} "
+        f"generated images, {kinds.count('classifier')} classifier runs, {kinds.count('evaluate')} zero-shot "
+        f"evaluations; {seconds / 60:.1f} min of step time on {', '.join(devices)}; fulora {__version__}."
+    )
     return {
+        "summary": summary,
         "preset": settings.get("preset"),
         "note": settings.get("note") or "",
         "table": results_table(study, cells),
@@ -195,7 +205,7 @@ def _table_markdown(rows: list[dict]) -> list[str]:
 
 
 def render_markdown(data: dict[str, Any]) -> str:
-    lines = [f"# FU-LoRA study: preset `{data['preset']}`", ""]
+    lines = [f"# FU-LoRA study: preset `{data['preset']}`", "", data["summary"], ""]
     if data["note"]:
         lines += [f"> {data['note']}", ""]
     lines += [
@@ -243,7 +253,7 @@ h1{font-size:22px;margin:0 0 8px} h2{font-size:17px;margin:28px 0 8px;border-bot
 table{border-collapse:collapse;font-size:13px;margin:8px 0} th,td{border:1px solid #d0d7de;padding:4px 8px}
 th{background:#f6f8fa} td.num{text-align:right;font-variant-numeric:tabular-nums}
 .pos{color:#1a7f37} .neg{color:#cf222e} .ci{color:#57606a;font-size:11px}
-img{max-width:100%;border:1px solid #d0d7de} code{font-size:12px} .small{color:#57606a;font-size:12px}
+img{max-width:100%;border:1px solid #d0d7de} img.sheet{width:720px;image-rendering:pixelated} code{font-size:12px} .small{color:#57606a;font-size:12px}
 """
 
 
@@ -256,6 +266,7 @@ def render_html(data: dict[str, Any], study: Path) -> str:
     parts = [f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>FU-LoRA study: {e(str(data['preset']))}"
              f"</title><style>{_CSS}</style></head><body>",
              f"<h1>FU-LoRA study: preset <code>{e(str(data['preset']))}</code></h1>"]  # fmt: skip
+    parts.append(f"<p class='small'>{e(data['summary'])}</p>")
     if data["note"]:
         parts.append(f"<p class='note'>{e(data['note'])}</p>")
     parts.append("<h2>Zero-shot results on the African test set: this run beside the published table</h2>")
@@ -289,7 +300,8 @@ def render_html(data: dict[str, Any], study: Path) -> str:
                          f"<td class='num'>{r['fid']:.2f}{fid_ci}</td><td class='num'>{r['kid']:.4f}{kid_ci}</td></tr>")  # fmt: skip
         parts.append("</table>")
     for title, path in data["images"].items():
-        parts.append(f"<h2>{e(title[0].upper() + title[1:])}</h2><img alt='{e(title)}' src='{_data_uri(study / path)}'>")
+        css = " class='sheet'" if title.startswith("contact sheet") else ""
+        parts.append(f"<h2>{e(title[0].upper() + title[1:])}</h2><img{css} alt='{e(title)}' src='{_data_uri(study / path)}'>")
     parts.append("<h2>Audit</h2>")
     if data["audit"]:
         parts.append("<ul>" + "".join(f"<li>{e(k.replace('_', ' '))}: {e(str(v))}</li>" for k, v in data["audit"].items()) + "</ul>")

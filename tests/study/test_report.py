@@ -44,3 +44,30 @@ def test_headless_chromium_renders_the_report_with_its_table_and_images(smoke_st
     # the note's yellow box is drawn near the top (the page's CSS was applied)
     top = image.crop((0, 0, 1280, 200))
     assert any(r > 240 and g > 240 and b < 220 for _, (r, g, b) in top.getcolors(maxcolors=1 << 20))
+
+
+@pytest.mark.slow
+def test_a_study_with_the_comparison_shows_fid_kid_per_plane_and_the_tsne_figure(smoke_study, tmp_path):
+    """The compare step (random Inception weights at 75 px: the features mean nothing) feeds the report."""
+    import shutil
+
+    from fulora_data.demo import demo_changes
+    from fulora_data.study.presets import merge
+    from fulora_data.study.run import run_study
+
+    folder = tmp_path / "study"
+    shutil.copytree(smoke_study[0], folder, ignore=shutil.ignore_patterns("run.lock"))
+    compare = {
+        "sets": [
+            {"set": "african/all:test", "source": "african", "label": "Africa"},
+            {"set": "synthetic/generated", "source": "synthetic", "label": "Synthesis"},
+            {"set": "spanish/es", "source": "spanish", "label": "Spain"},
+        ],
+        "per_plane": 2, "image_size": 75, "weights": "random", "bootstrap": 0, "seed": 1234, "download": False,
+    }  # fmt: skip
+    result = run_study(folder, "smoke", changes=merge(demo_changes(1, 2), {"compare": compare}), log=lambda m: None)
+    assert result["ran"] == ["compare", "report"]
+    markdown = (folder / "report" / "report.md").read_text()
+    assert "## FID and KID per plane" in markdown and "| Africa vs Synthesis |" not in markdown
+    assert "| Fetal brain | Africa vs Synthesis | 2 / 2 |" in markdown
+    assert "t-SNE" in markdown
