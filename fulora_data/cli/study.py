@@ -63,11 +63,23 @@ def plan_command(preset: str, sources: tuple[str, ...], out: Path | None, as_jso
     show_default=True,
     help="local: this machine (one process per GPU when several are visible); slurm: jobs through submitit.",
 )
-def run_command(preset: str, sources: tuple[str, ...], out: Path, executor: str) -> None:
+@click.option(
+    "--push-to",
+    default=None,
+    metavar="ORG",
+    help="Last, push every exported dataset, adapter and classifier to this Hub user or organisation "
+    "(token: HF_TOKEN or the login).",
+)
+def run_command(preset: str, sources: tuple[str, ...], out: Path, executor: str, push_to: str | None) -> None:
     """Run every step the plan says is not done, in order; a rerun continues where the last one stopped."""
     from fulora_data.study.run import SubmititExecutor, run_study
 
+    changes = source_changes(sources)
+    if push_to is not None:
+        if not push_to or "/" in push_to:
+            raise click.BadParameter(f"takes a Hub user or organisation; got {push_to!r}", param_hint="--push-to")
+        changes["publish"] = {"org": push_to}
     chosen = SubmititExecutor(cluster="slurm") if executor == "slurm" else None
-    result = run_study(out, preset, changes=source_changes(sources), executor=chosen, log=click.echo)
+    result = run_study(out, preset, changes=changes, executor=chosen, log=click.echo)
     if result["ran"]:
         click.echo(f"ran {len(result['ran'])} steps; report: {out / 'report' / 'report.html'}")

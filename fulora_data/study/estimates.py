@@ -32,6 +32,7 @@ FIGURES: dict[str, dict[str, tuple[float, float, str]]] = {
     "evaluate": {"cpu": (0.0, 2.0, MEASURED), "gpu": (0.0, 20.0, ESTIMATE)},
     "compare": {"cpu": (10.0, 0.0, ESTIMATE), "gpu": (40.0, 20.0, ESTIMATE)},
     "report": {"cpu": (0.0, 1.0, MEASURED), "gpu": (0.0, 5.0, ESTIMATE)},
+    "publish": {"cpu": (0.0, 30.0, ESTIMATE), "gpu": (0.0, 600.0, ESTIMATE)},
 }
 
 # One grid cell's training on one GPU (20 epochs over ~5,950 images, 224 px): from FLOP counts, see

@@ -26,6 +26,8 @@ Settings (every key of a step's part of the mapping is part of that step's ident
   hybrid_options: {...}}``: one ``classifier/MODEL-SET`` and one ``evaluate/MODEL-SET`` step per cell.
 - ``evaluation``: ``{data: african:test, protocol: paper, n_bootstrap, seed}``.
 - ``compare``: ``{sets: [{set, source, label}], per_plane, image_size, weights, bootstrap, seed}``.
+- ``publish``: ``{org, private, tag, prefix}`` (``--push-to ORG``): a last step pushing every exported
+  dataset, adapter and classifier through ``fulora_data.hub`` (token: ``HF_TOKEN`` or the login).
 - ``device``: ``cpu`` or ``gpu`` (which estimates the plan shows; ``cpu`` also forces CPU runs).
 """
 
@@ -332,6 +334,14 @@ def build_graph(settings: dict[str, Any]) -> Graph:
     report_settings = {**report, "preset": settings.get("name"), "cells": cells}
     steps.append(Step("report", "report", report_settings, report_inputs, runner("report", report_settings),
                       label="report.md and report.html"))  # fmt: skip
+    publish = settings.get("publish")
+    if publish:
+        if not isinstance(publish.get("org"), str) or not publish["org"] or "/" in publish["org"]:
+            raise ConfigError(f"publish.org (--push-to) must be a Hub user or organisation; got {publish.get('org')!r}")
+        inputs = {s.name: Output(s.name) for s in steps if s.kind in ("lora", "classifier", "datasets")}
+        inputs["report"] = Output("report")  # published last, once the report is written
+        steps.append(Step("publish", "publish", publish, inputs, runner("publish", publish),
+                          label=f"datasets, adapters and classifiers pushed to {publish['org']}"))  # fmt: skip
     return Graph(steps, settings)
 
 

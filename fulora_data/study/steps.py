@@ -279,6 +279,48 @@ def run_report(ctx: Context, settings: dict) -> dict:
     return {"files": [relative(p, ctx.study) for p in paths.values()]}
 
 
+def _repo_name(text: str) -> str:
+    """A Hub repository name from a step's name: letters, digits, ``-`` and ``.`` (``HB+DA`` -> ``HB-DA``)."""
+    return "".join(c if c.isalnum() or c in "-." else "-" for c in text).strip("-")
+
+
+def run_publish(ctx: Context, settings: dict) -> dict:
+    """``fulora data push`` / ``fulora model push``: every exported dataset, adapter and classifier, to ORG.
+
+    The token is ``HF_TOKEN`` or the login token, never a setting (settings are recorded). Each dataset is
+    tagged with its release version by ``push_dataset``; adapters and classifiers are tagged ``v1`` only if
+    ``tag`` is set. The commits go to ``publish/pushed.json`` (and the step's record).
+    """
+    from fulora_data.hub import push_dataset, push_model
+    from fulora_data.io import atomic_write_json
+
+    org = settings["org"]
+    pushed = []
+    exports = ctx.inputs.get("datasets")
+    if exports is not None and (exports / "hub").is_dir():
+        for folder in sorted(p for p in (exports / "hub").iterdir() if p.is_dir()):
+            result = push_dataset(folder, f"{org}/{_repo_name(settings.get('prefix', '') + folder.name)}",
+                                  private=settings.get("private", False))  # fmt: skip
+            pushed.append({"what": f"dataset {folder.name}", **result})
+    for key, folder in sorted(ctx.inputs.items()):
+        if key.startswith("lora-"):
+            name = settings.get("prefix", "") + "sd15-" + key
+            result = push_model(folder / "adapter", f"{org}/{_repo_name(name)}", private=settings.get("private", False),
+                                tag=settings.get("tag"))  # fmt: skip
+            pushed.append({"what": f"adapter {key}", **result})
+        elif key.startswith("classifier/"):
+            name = settings.get("prefix", "") + key.split("/", 1)[1]
+            result = push_model(folder / "model", f"{org}/{_repo_name(name)}", private=settings.get("private", False),
+                                tag=settings.get("tag"))  # fmt: skip
+            pushed.append({"what": f"classifier {key.split('/', 1)[1]}", **result})
+    for item in pushed:
+        ctx.log(f"      {item['what']}: {item['repo_id']}@{str(item['commit'])[:12]}")
+    ctx.out.mkdir(parents=True, exist_ok=True)
+    keep = ("what", "repo_id", "commit", "tag", "url", "pushed")
+    atomic_write_json(ctx.out / "pushed.json", [{k: item.get(k) for k in keep} for item in pushed])
+    return {"pushed": [{k: item.get(k) for k in ("what", "repo_id", "commit", "tag")} for item in pushed]}
+
+
 RUNNERS = {
     "sources": run_sources,
     "base": run_base,
@@ -290,6 +332,7 @@ RUNNERS = {
     "evaluate": run_evaluate,
     "compare": run_compare,
     "report": run_report,
+    "publish": run_publish,
 }
 
 

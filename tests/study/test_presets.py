@@ -106,3 +106,14 @@ def test_given_sources_that_exist_leave_no_reason_in_the_plan(tmp_path):
     plan = plan_study(tmp_path / "study", "study", {"sources": {"spanish": str(spanish), "african": str(african)}})
     assert all(row["why"] == "" for row in plan["steps"])
     assert counts(build_graph(load_settings("smoke")))["evaluations"] == 2
+
+
+def test_push_to_takes_an_organisation_and_adds_publish_as_the_last_step(tmp_path):
+    result = CliRunner().invoke(main, ["study", "run", "--preset", "smoke", "--out", str(tmp_path / "s"),
+                                       "--push-to", "org/name"])  # fmt: skip
+    assert result.exit_code == 2 and "takes a Hub user or organisation; got 'org/name'" in result.output
+    assert not (tmp_path / "s").exists()
+    graph = build_graph(load_settings("smoke", {"publish": {"org": "fulora"}}))
+    assert graph.order[-1] == "publish"
+    assert set(graph.steps["publish"].upstream()) == {"datasets", "lora-tiny", "classifier/resnet18-ES",
+                                                      "classifier/resnet18-HB", "report"}  # fmt: skip
