@@ -1,13 +1,14 @@
-"""The whole fulora pipeline on the embedded default data, in a few minutes on a laptop CPU.
+"""The whole fulora pipeline on the embedded default data: ``fulora study run --preset smoke``.
 
-No download is needed: the demo writes seeded, procedural stand-ins for the published archives (same file
-layouts, CSV dialects and quirks as the real ones, see ``fulora_data.samples``) and a tiny Stable Diffusion
-pipeline with random weights (``fulora_data.tiny_sd``), then closes the study's loop with the steps a user
-runs on the real data: fine-tune a LoRA adapter on the LoRA set (``fulora train lora``), generate a synthetic
-set with it and both samplers (``fulora generate``), build the Spanish,
-African, synthetic and hybrid sets from it, export them as Hub-ready folders with dataset cards, audit the
-African set for train/test leakage, train a small classifier on ES and on HB, and evaluate both zero-shot
-on the African test split under the study's protocol, side by side.
+No download is needed: the ``smoke`` study writes seeded, procedural stand-ins for the published archives
+(same file layouts, CSV dialects and quirks as the real ones, see ``fulora_data.samples``) and a tiny
+Stable Diffusion pipeline with random weights (``fulora_data.tiny_sd``), then closes the study's loop with
+the steps a user runs on the real data: fine-tune a LoRA adapter on the LoRA set (``fulora train lora``),
+generate a synthetic set with it and both samplers (``fulora generate``), build the Spanish, African,
+synthetic and hybrid sets from it, export them as Hub-ready folders with dataset cards, audit the African
+set for train/test leakage, train a small classifier on ES and on HB, evaluate both zero-shot on the
+African test split under the study's protocol and write the study's report. There is one code path: the
+demo is the study's graph (``fulora_data.study``) with the smoke preset, so a rerun does nothing and says so.
 
 The numbers it prints describe procedural phantoms and a random-weight generator, not ultrasound: they
 show the pipeline works, and mean nothing clinically or about the study's claims.
@@ -15,13 +16,18 @@ show the pipeline works, and mean nothing clinically or about the study's claims
 
 from __future__ import annotations
 
+import json
 import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from fulora_data import samples
-from fulora_data.prepare import info
+from fulora_data.study.presets import PHANTOM_NOTE
+from fulora_data.study.steps import AFRICAN_ARCHIVE, SPANISH_ARCHIVE
+
+__all__ = ["PHANTOM_NOTE", "demo_changes", "quiet_progress", "run_demo", "write_sources"]
+
+METRICS = ("accuracy", "recall", "precision", "f1", "auc")
 
 
 def _default_log(message: str) -> None:
@@ -30,64 +36,51 @@ def _default_log(message: str) -> None:
 
 def write_sources(folder: Path) -> dict[str, Path]:
     """Write (once) the procedural archives the demo runs on, and return their paths."""
+    from fulora_data import samples
+
     folder.mkdir(parents=True, exist_ok=True)
-    spanish = folder / "FETAL_PLANES_ZENODO.zip"
+    spanish = folder / SPANISH_ARCHIVE
     if not spanish.is_file():
         samples.write_spanish_source(folder, per_plane=24, test_per_plane=4, seed=0, archive=True)
-    african = folder / "Zenodo_dataset.tar.xz"
+    african = folder / AFRICAN_ARCHIVE
     if not african.is_file():
         samples.write_african_source(folder, patients_per_country=6, seed=1, archive=True)
     return {"spanish": spanish, "african": african}
 
 
-PHANTOM_NOTE = (
-    "phantom data: procedural images and a random-weight generator; these numbers show the pipeline runs "
-    "and mean nothing clinically"
-)
+def demo_changes(epochs: int = 4, per_plane: int = 4) -> dict[str, Any]:
+    """The smoke preset's settings changed by the demo's two knobs (classifier epochs, images per plane)."""
+    return {
+        "generations": {"tiny": {"config": {"per_plane": per_plane, "batch_size": per_plane}}},
+        "classifiers": {
+            "config": {"epochs": epochs},
+            # every synthetic image of both samplers goes into HB
+            "hybrid_options": {"synthetic_per_plane": 2 * per_plane},
+        },
+    }
 
 
-def generate_synthetic(
-    workdir: Path,
-    *,
-    base: str | os.PathLike | None = None,
-    adapter: str | None = None,
-    per_plane: int = 4,
-    log: Callable[[str], None] = _default_log,
-) -> dict[str, Any]:
-    """Generate the demo's synthetic set with the tiny pipeline and both of the study's samplers.
+def quiet_progress() -> None:
+    """Progress bars off for this process: ``fulora demo`` prints one line per step, which bars would bury."""
+    os.environ.setdefault("HF_DATASETS_DISABLE_PROGRESS_BARS", "1")
+    os.environ.setdefault("TQDM_DISABLE", "1")
+    try:
+        import datasets
 
-    Args:
-        workdir: The demo folder; the set goes to ``generated/``.
-        base: The base model folder (default: the tiny pipeline, written once to ``tiny-sd/``).
-        adapter: A LoRA adapter folder to sample with (``None``: the base alone).
-        per_plane: Images per plane and sampler.
-        log: Where progress lines go.
+        datasets.disable_progress_bars()
+    except ImportError:
+        pass
+    try:
+        from diffusers.utils import logging as diffusers_logging
 
-    Returns:
-        ``fulora_data.generation.run.generate``'s summary.
-    """
-    from fulora_data.generation.config import GenerateConfig
-    from fulora_data.generation.run import generate
-    from fulora_data.tiny_sd import save_tiny_pipeline
+        diffusers_logging.disable_progress_bar()
+        diffusers_logging.set_verbosity_error()
+        from transformers.utils import logging as transformers_logging
 
-    if base is None:
-        base = workdir / "tiny-sd"
-        if not (base / "model_index.json").is_file():
-            save_tiny_pipeline(base)
-    config = GenerateConfig(
-        base=str(base),
-        adapter=adapter,
-        per_plane=per_plane,
-        samplers=("euler", "unipc"),
-        width=32,
-        height=32,
-        steps=3,
-        batch_size=per_plane,
-        shard_size=40,
-        seed=0,
-        cpu=True,
-    )
-    return generate(config, workdir / "generated", log=lambda m: None, progress=False)
+        transformers_logging.set_verbosity_error()
+        transformers_logging.disable_progress_bar()
+    except ImportError:
+        pass
 
 
 def run_demo(
@@ -97,130 +90,27 @@ def run_demo(
     per_plane: int = 4,
     log: Callable[[str], None] = _default_log,
 ) -> dict[str, Any]:
-    """Run every fulora step on procedural stand-ins of the published data, closing the study's loop.
+    """Run the ``smoke`` study on procedural stand-ins of the published data and print the zero-shot rows.
 
     Args:
-        workdir: Folder for the sources, generator, caches, exports, checkpoints and reports (reused on a
-            rerun).
+        workdir: The study folder (``fulora study run --out``): sources, base model, adapter, generated
+            set, exports, checkpoints, evaluations and the report (a rerun does only what is not done).
         epochs: Training epochs of the small classifiers.
         per_plane: Synthetic images per plane and sampler.
         log: Where progress lines go.
 
     Returns:
-        A summary: the generation, dataset sizes, export folders, audit counts and the zero-shot metrics of
-        the ES and HB classifiers.
+        A summary: the adapter, the generation, dataset sizes, export folders, audit counts and the
+        zero-shot metrics of the ES and HB classifiers, and the steps that ran (empty on a rerun).
     """
-    from fulora_data.audit.run import audit_dataset
-    from fulora_data.classifier.config import TrainConfig
-    from fulora_data.classifier.train import train
-    from fulora_data.evaluation.run import evaluate_checkpoint
-    from fulora_data.export import export
-    from fulora_data.lora.train import train_tiny_lora
+    from fulora_data.study.run import run_study
 
     workdir = Path(workdir)
-    cache = workdir / "cache"
-    log(f"[1/8] writing procedural archives in the real layouts under {workdir / 'sources'}")
-    src = write_sources(workdir / "sources")
-
-    log(
-        "[2/8] fine-tuning a LoRA adapter of the tiny Stable Diffusion on spanish/lora-100 (fulora train lora)"
-    )
-    lora = train_tiny_lora(
-        workdir / "lora", source=src["spanish"], data_config="lora-100", cache_dir=cache, log=lambda m: None
-    )
-    losses = lora["losses"]
-    log(f"      adapter: {lora['adapter_dir']} (loss {losses['first']:.3f} -> {losses['last']:.3f})")
-    log("[3/8] generating synthetic planes with the adapter: 5 planes x euler, unipc (fulora generate)")
-    generation = generate_synthetic(
-        workdir,
-        base=workdir / "lora" / "base",
-        adapter=str(lora["adapter_dir"]),
-        per_plane=per_plane,
-        log=log,
-    )
-    src["generated"] = Path(generation["out"])
-    log(f"      {generation['images']} images with full provenance in {src['generated']}")
-
-    log("[4/8] building the datasets")
-    sets = {
-        ("spanish", "es"): {"source": src["spanish"]},
-        ("spanish", "lora-100"): {"source": src["spanish"]},
-        ("african", "all"): {"source": src["african"]},
-        ("synthetic", "generated"): {"source": src["generated"]},
-        ("hybrid", "es1150-generated"): {
-            "real_source": src["spanish"],
-            "real_config": "es",
-            "synthetic_source": src["generated"],
-        },
-    }
-    sizes = {}
-    for (name, config), options in sets.items():
-        summary = info(name, config, cache_dir=cache, **options)
-        sizes[f"{name}/{config}"] = summary["splits"]
-        log(f"      {name}/{config}: {', '.join(f'{k} {v}' for k, v in summary['splits'].items())}")
-
-    log(f"[5/8] exporting Hub-ready folders (Parquet + dataset card) under {workdir / 'hub'}")
-    exports = {}
-    for (name, config), options in sets.items():
-        out = workdir / "hub" / name
-        export(name, [config], out, cache_dir=cache, **options)
-        exports[f"{name}/{config}"] = str(out)
-    log(
-        "      each folder loads with datasets.load_dataset(FOLDER, CONFIG) and pushes with 'fulora data push'"
-    )
-
-    log("[6/8] auditing the African set for duplicates and train/test leakage")
-    audit = audit_dataset("african", "all", source=src["african"], cache_dir=cache)["audit"]
-    log(
-        f"      exact pairs {audit['exact_duplicate_pairs']}, near pairs {audit['near_duplicate_pairs']}, "
-        f"cross-split pairs {audit['cross_split_duplicate_pairs']}"
-    )
-
-    log(
-        f"[7/8] training a small ResNet18 on ES and on HB (the 'smoke' preset: 32 px, random init, {epochs} epochs)"
-    )
-    runs = {}
-    for train_set, extra in (
-        ("ES", {}),
-        (
-            "HB",
-            {
-                "synthetic_source": str(src["generated"]),
-                "dataset_options": {
-                    "synthetic_config": "generated",
-                    "real_config": "es",
-                    "synthetic_per_plane": 2 * per_plane,  # all of them (None would mean "not given")
-                },
-            },
-        ),
-    ):
-        config = TrainConfig.preset(
-            "smoke",
-            source=str(src["spanish"]),
-            data_cache_dir=str(cache),
-            epochs=epochs,
-            train_set=train_set,
-            **extra,
-        )
-        out = workdir / "classifier" / f"resnet18-{train_set}"
-        resume = (out / "checkpoint").is_dir()  # a rerun continues (or reuses) the earlier run
-        runs[train_set] = train(config, out, resume=resume, progress=False, log=lambda m: None)
-
-    log("[8/8] evaluating both zero-shot on african:test with the study's protocol")
-    zero_shot = {}
-    for train_set, run in runs.items():
-        result = evaluate_checkpoint(
-            run["model_dir"],
-            "african:test",
-            protocol="paper",
-            source=src["african"],
-            cache_dir=cache,
-            report_dir=workdir / "report" / train_set,
-        )
-        zero_shot[train_set] = {k: result[k] for k in ("accuracy", "recall", "precision", "f1", "auc")}
-    names = ("accuracy", "recall", "precision", "f1", "auc")
+    result = run_study(workdir, "smoke", changes=demo_changes(epochs, per_plane), log=log)
+    summary = demo_summary(workdir)
+    names = METRICS
     log("      train set " + " ".join(f"{n:>9}" for n in names))
-    for train_set, metrics in zero_shot.items():
+    for train_set, metrics in summary["zero_shot"].items():
         log(
             f"      {train_set:<9} "
             + " ".join(
@@ -229,14 +119,42 @@ def run_demo(
             )
         )
     log(f"      {PHANTOM_NOTE}")
-    log(f"      reports: {workdir / 'report'}")
+    log(f"      report: {workdir / 'report' / 'report.html'}")
+    summary["ran"] = result["ran"]
+    return summary
+
+
+def demo_summary(workdir: Path) -> dict[str, Any]:
+    """What the smoke study made, read back from its outputs and records."""
+    from fulora_data.study.graph import read_record
+
+    def summary_of(step: str) -> dict:
+        return (read_record(workdir, step) or {}).get("summary", {})
+
+    lora = summary_of("lora-tiny")
+    generation = summary_of("generate-tiny")
+    datasets = summary_of("datasets")
+    audit = json.loads((workdir / "audit" / "audit.json").read_text(encoding="utf-8"))["audit"]
+    zero_shot, model_dirs = {}, {}
+    for folder in sorted((workdir / "evaluate").iterdir(), key=lambda p: p.name):
+        scores = json.loads((folder / "scores.json").read_text(encoding="utf-8"))
+        zero_shot[scores["train_set"]] = scores["scores"]
+        model_dirs[scores["train_set"]] = str(workdir / summary_of(f"classifier/{folder.name}")["model_dir"])
+    order = {"ES": 0, "ES+DA": 1, "HB": 2, "HB+DA": 3}
+    zero_shot = dict(sorted(zero_shot.items(), key=lambda item: order.get(item[0], 9)))
     return {
-        "lora": {"adapter_dir": str(lora["adapter_dir"]), "losses": losses},
-        "generation": {k: generation[k] for k in ("out", "images", "counts", "card", "contact_sheet")},
-        "sizes": sizes,
-        "exports": exports,
+        "lora": {"adapter_dir": str(workdir / lora["adapter"]), "losses": lora["losses"]},
+        "generation": {
+            "out": str(workdir / "generate-tiny"),
+            "images": generation["images"],
+            "counts": generation["counts"],
+            "contact_sheet": str(workdir / generation["contact_sheet"]),
+            "card": str(workdir / generation["card"]),
+        },
+        "sizes": datasets["sizes"],
+        "exports": {k: str(workdir / v) for k, v in datasets["exports"].items()},
         "audit": audit,
         "zero_shot": zero_shot,
-        "model_dirs": {train_set: run["model_dir"] for train_set, run in runs.items()},
+        "model_dirs": model_dirs,
         "workdir": str(workdir),
     }

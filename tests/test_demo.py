@@ -1,4 +1,4 @@
-"""`fulora demo`: the study's loop on the embedded default data, end to end."""
+"""`fulora demo`: the smoke study (`fulora study run --preset smoke`) on the embedded default data, end to end."""
 
 from __future__ import annotations
 
@@ -39,7 +39,7 @@ def test_demo_closes_the_loop_and_its_outputs_load(tmp_path):
     assert summary["sizes"]["african/all"]["test"] > 0
     exported = datasets.load_dataset(summary["exports"]["spanish/lora-100"], "lora-100", split="train")
     assert len(exported) == 100 and exported.features["label"].names[0] == "Other"
-    assert (tmp_path / "demo" / "hub" / "synthetic" / "README.md").is_file()
+    assert (tmp_path / "demo" / "datasets" / "hub" / "synthetic" / "README.md").is_file()
     assert set(summary["audit"]) >= {"exact_duplicate_pairs", "cross_split_duplicate_pairs"}
     # The demo's figures are the library's on the same data, not just numbers in range.
     sources = tmp_path / "demo" / "sources"
@@ -59,10 +59,14 @@ def test_demo_closes_the_loop_and_its_outputs_load(tmp_path):
     assert lines[header + 1].split()[0] == "ES" and lines[header + 2].split()[0] == "HB"
     assert PHANTOM_NOTE in lines[header + 3] and "mean nothing clinically" in PHANTOM_NOTE
     for train_set in ("ES", "HB"):
-        assert (tmp_path / "demo" / "report" / train_set / "report.md").is_file()
-    assert lines[0].startswith("[1/8]") and any(line.startswith("[8/8]") for line in lines)
-    # A rerun reuses every step (adapter, generation, builds, classifiers) and gives the same figures.
-    again = run_demo(tmp_path / "demo", epochs=1, per_plane=2, log=lambda m: None)
+        assert (tmp_path / "demo" / "evaluate" / f"resnet18-{train_set}" / "report" / "report.md").is_file()
+    assert (tmp_path / "demo" / "report" / "report.html").is_file()
+    assert lines[0].startswith("[1/11] sources") and any(line.startswith("[11/11] report") for line in lines)
+    assert summary["ran"][0] == "sources" and len(summary["ran"]) == 11
+    # A rerun runs nothing, says so, and gives the same figures.
+    rerun: list[str] = []
+    again = run_demo(tmp_path / "demo", epochs=1, per_plane=2, log=rerun.append)
+    assert again["ran"] == [] and rerun[0] == "nothing to do: all 11 steps of the 'smoke' study are done"
     assert again["zero_shot"] == summary["zero_shot"] and again["sizes"] == summary["sizes"]
     assert again["lora"] == summary["lora"]
 

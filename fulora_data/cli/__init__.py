@@ -73,6 +73,7 @@ from fulora_data.cli.generate import generate  # noqa: E402
 from fulora_data.cli.hub import model, push_dataset  # noqa: E402
 from fulora_data.cli.lora import lora  # noqa: E402
 from fulora_data.cli.pull import pull_dataset, pull_model  # noqa: E402
+from fulora_data.cli.study import study  # noqa: E402
 from fulora_data.cli.train import train  # noqa: E402
 
 data.add_command(export_command)
@@ -85,6 +86,7 @@ main.add_command(doctor)
 main.add_command(evaluate)
 main.add_command(generate)
 main.add_command(model)
+main.add_command(study)
 main.add_command(train)
 train.add_command(lora)
 data.add_command(pull_dataset)

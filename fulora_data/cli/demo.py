@@ -13,10 +13,11 @@ import click
     type=click.Path(path_type=Path),
     default=Path(".fulora-demo"),
     show_default=True,
-    help="Folder for the procedural sources, caches, exports, checkpoint and report (reused on a rerun).",
+    help="The study folder: procedural sources, caches, exports, checkpoints and report (a rerun does only what is not done).",
 )
 def demo(workdir: Path) -> None:
-    """Run every step on seeded procedural stand-ins of the published archives (no download)."""
-    from fulora_data.demo import run_demo
+    """Run the smoke study (``fulora study run --preset smoke``) on seeded procedural stand-ins (no download)."""
+    from fulora_data.demo import quiet_progress, run_demo
 
+    quiet_progress()
     run_demo(workdir, log=click.echo)
