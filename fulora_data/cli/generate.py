@@ -23,7 +23,13 @@ import click
 )
 @click.option("--weight-name", default=None, help="The adapter file inside the folder or repository.")
 @click.option("--adapter-revision", default=None, help="Branch, tag or commit of a Hub adapter.")
-@click.option("--adapter-scale", type=float, default=None, help="LoRA scale.  [default: 1.0]")
+@click.option("--adapter-scale", type=float, default=None, help="LoRA scale, -10 to 10.  [default: 1.0]")
+@click.option(
+    "--allow-unmatched",
+    is_flag=True,
+    default=None,
+    help="Sample even if some adapter keys match no module of the base (refused otherwise, naming them).",
+)
 @click.option(
     "--planes", default=None, help="Comma-separated planes (e.g. brain,femur).  [default: all five]"
 )
@@ -31,11 +37,12 @@ import click
 @click.option(
     "--samplers",
     default=None,
-    help="Comma-separated samplers: euler, unipc, ddim, dpmpp-2m.  [default: euler,unipc]",
+    help="Comma-separated samplers: euler, unipc, ddim, dpmpp-2m (A1111's, with A1111's settings; "
+    "docs/generation.md).  [default: euler,unipc]",
 )
 @click.option("--steps", type=int, default=None, help="Inference steps.  [default: 20]")
 @click.option(
-    "--guidance", "guidance_scale", type=float, default=None, help="Guidance scale.  [default: 7.0]"
+    "--guidance", "guidance_scale", type=float, default=None, help="Guidance scale, 0 to 30.  [default: 7.0]"
 )
 @click.option("--negative-prompt", default=None, help="Negative prompt.  [default: none]")
 @click.option(
