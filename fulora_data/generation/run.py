@@ -383,6 +383,7 @@ def generate(
         check_against(config)
     out = Path(out)
     main = state.is_main_process
+    check_folder(out, settings)  # read-only: a foreign or other run's folder is refused before the lock is made
     with run_lock(out, enabled=main) as created:
         try:
             summary = _run(config, out, state, device, base, adapter, clip_skip, settings, log, progress)
