@@ -7,9 +7,8 @@ accelerate launch --num_processes N scripts/generate.py --base ... --out DIR   (
 from __future__ import annotations
 
 import json
-from pathlib import Path
-
 import math
+from pathlib import Path
 
 import click
 
@@ -30,7 +29,9 @@ class FiniteFloat(click.ParamType):
         except (TypeError, ValueError):
             self.fail(f"{value!r} is not a number", param, ctx)
         if not math.isfinite(number) or not self.low <= number <= self.high:
-            self.fail(f"must be a finite number from {self.low:g} to {self.high:g}, got {value!r}", param, ctx)
+            self.fail(
+                f"must be a finite number from {self.low:g} to {self.high:g}, got {value!r}", param, ctx
+            )
         return number
 
 
@@ -45,7 +46,12 @@ class FiniteFloat(click.ParamType):
 )
 @click.option("--weight-name", default=None, help="The adapter file inside the folder or repository.")
 @click.option("--adapter-revision", default=None, help="Branch, tag or commit of a Hub adapter.")
-@click.option("--adapter-scale", type=FiniteFloat(-MAX_ADAPTER_SCALE, MAX_ADAPTER_SCALE), default=None, help="LoRA scale, -10 to 10.  [default: 1.0]")
+@click.option(
+    "--adapter-scale",
+    type=FiniteFloat(-MAX_ADAPTER_SCALE, MAX_ADAPTER_SCALE),
+    default=None,
+    help="LoRA scale, -10 to 10.  [default: 1.0]",
+)
 @click.option(
     "--allow-unmatched",
     is_flag=True,
@@ -64,7 +70,11 @@ class FiniteFloat(click.ParamType):
 )
 @click.option("--steps", type=int, default=None, help="Inference steps.  [default: 20]")
 @click.option(
-    "--guidance", "guidance_scale", type=FiniteFloat(0, MAX_GUIDANCE), default=None, help="Guidance scale, 0 to 30.  [default: 7.0]"
+    "--guidance",
+    "guidance_scale",
+    type=FiniteFloat(0, MAX_GUIDANCE),
+    default=None,
+    help="Guidance scale, 0 to 30.  [default: 7.0]",
 )
 @click.option("--negative-prompt", default=None, help="Negative prompt.  [default: none]")
 @click.option(

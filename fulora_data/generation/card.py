@@ -194,7 +194,9 @@ def samplers_text(schedulers: dict[str, dict]) -> str:
     for name, record in schedulers.items():
         grid = ", ".join(record.get("grid", {})) or "none (num_inference_steps)"
         steps = ", ".join(f"{t:g}" for t in record.get("timesteps", []))
-        lines.append(f"| {name} | {record.get('a1111', '')} | {record.get('scheduler', '')} | {grid} | {steps} |")
+        lines.append(
+            f"| {name} | {record.get('a1111', '')} | {record.get('scheduler', '')} | {grid} | {steps} |"
+        )
     for name, record in schedulers.items():
         lines += [
             "",

@@ -294,7 +294,12 @@ _DIFFUSERS_KEY = re.compile(
 _KOHYA_COMPONENTS = {"unet": "unet", "te": "text_encoder", "te1": "text_encoder", "te2": "text_encoder_2"}
 _LEGACY_PROCESSOR = {  # diffusers' old attention-processor LoRA names -> the module they adapt
     "unet": {"to_q_lora": "to_q", "to_k_lora": "to_k", "to_v_lora": "to_v", "to_out_lora": "to_out.0"},
-    "text_encoder": {"to_q_lora": "q_proj", "to_k_lora": "k_proj", "to_v_lora": "v_proj", "to_out_lora": "out_proj"},
+    "text_encoder": {
+        "to_q_lora": "q_proj",
+        "to_k_lora": "k_proj",
+        "to_v_lora": "v_proj",
+        "to_out_lora": "out_proj",
+    },
 }
 SHOWN_KEYS = 5
 """How many unmatched keys an error names."""
@@ -371,7 +376,9 @@ def check_finite(adapter: ResolvedAdapter, tensors: dict[str, Any]) -> None:
     bad = sorted(
         key
         for key, value in tensors.items()
-        if isinstance(value, torch.Tensor) and value.is_floating_point() and not bool(torch.isfinite(value).all())
+        if isinstance(value, torch.Tensor)
+        and value.is_floating_point()
+        and not bool(torch.isfinite(value).all())
     )
     if bad:
         raise ConfigError(
@@ -398,7 +405,9 @@ def apply_adapter(pipe, adapter: ResolvedAdapter, config: GenerateConfig) -> Ada
     try:
         state = safetensors.load_file(str(adapter.file))
     except Exception as err:  # a damaged file: safetensors raises its own error types
-        raise ConfigError(f"adapter {adapter.name!r} could not be read ({str(err).splitlines()[0]})") from None
+        raise ConfigError(
+            f"adapter {adapter.name!r} could not be read ({str(err).splitlines()[0]})"
+        ) from None
     check_finite(adapter, state)
     try:
         pipe.load_lora_weights(
@@ -528,9 +537,13 @@ def read_base_scheduler(base: ResolvedBase) -> dict:
     try:
         value = json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError) as err:
-        raise SourceNotFoundError(f"base model {base.name!r}: scheduler/scheduler_config.json is unreadable ({err})") from None
+        raise SourceNotFoundError(
+            f"base model {base.name!r}: scheduler/scheduler_config.json is unreadable ({err})"
+        ) from None
     if not isinstance(value, dict):
-        raise SourceNotFoundError(f"base model {base.name!r}: scheduler/scheduler_config.json is not a JSON object")
+        raise SourceNotFoundError(
+            f"base model {base.name!r}: scheduler/scheduler_config.json is not a JSON object"
+        )
     return value
 
 

@@ -383,7 +383,9 @@ def generate(
         check_against(config)
     out = Path(out)
     main = state.is_main_process
-    check_folder(out, settings)  # read-only: a foreign or other run's folder is refused before the lock is made
+    check_folder(
+        out, settings
+    )  # read-only: a foreign or other run's folder is refused before the lock is made
     with run_lock(out, enabled=main) as created:
         try:
             summary = _run(config, out, state, device, base, adapter, clip_skip, settings, log, progress)
@@ -429,7 +431,11 @@ def _run(config, out, state, device, base, adapter, clip_skip, settings, log, pr
         if fit is not None:
             log(
                 f"adapter modules applied: {fit.unet} in the UNet, {fit.text_encoder} in the text encoder"
-                + (f"; {len(fit.unmatched_keys)} keys matched nothing (--allow-unmatched)" if fit.unmatched_keys else "")
+                + (
+                    f"; {len(fit.unmatched_keys)} keys matched nothing (--allow-unmatched)"
+                    if fit.unmatched_keys
+                    else ""
+                )
             )
     start = time.perf_counter()
     if mine:

@@ -187,7 +187,9 @@ def alphas_cumprod(schedule: dict[str, Any]):
     if schedule.get("trained_betas") is not None:
         betas = np.asarray(schedule["trained_betas"], dtype=np.float64)
     elif schedule["beta_schedule"] == "scaled_linear":
-        betas = np.linspace(schedule["beta_start"] ** 0.5, schedule["beta_end"] ** 0.5, n, dtype=np.float64) ** 2
+        betas = (
+            np.linspace(schedule["beta_start"] ** 0.5, schedule["beta_end"] ** 0.5, n, dtype=np.float64) ** 2
+        )
     else:
         betas = np.linspace(schedule["beta_start"], schedule["beta_end"], n, dtype=np.float64)
     return np.cumprod(1.0 - betas).astype(np.float32)

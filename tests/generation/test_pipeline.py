@@ -78,7 +78,9 @@ def test_an_adapter_with_an_unknown_key_is_refused_naming_it(tiny_world, tmp_pat
     result = CliRunner().invoke(main, ["generate", *reference_args(tiny_world, out, adapter=folder)])
     assert result.exit_code == 1 and "Traceback" not in result.output
     error = _error(result)
-    assert error.startswith(f"Error: adapter 'extra-key': 2 of its {len(extra)} keys match no module of base model")
+    assert error.startswith(
+        f"Error: adapter 'extra-key': 2 of its {len(extra)} keys match no module of base model"
+    )
     assert "(first: unet.down_blocks.0.attentions.0.bogus.lora_A.weight, " in error
     assert error.endswith("pass --allow-unmatched to sample without them")
     assert not out.exists()
@@ -95,7 +97,9 @@ def test_allow_unmatched_samples_and_records_what_was_left_out(tiny_world, tmp_p
     result = CliRunner().invoke(main, ["generate", *args, "--allow-unmatched"])
     assert result.exit_code == 0, result.output
     counts = json.loads((out / "fulora_generated.json").read_text())["info"]["adapter_modules"]
-    assert counts["unmatched_keys"] == 1 and counts["unmatched_first"] == ["unet.mid_block.nothing.lora_A.weight"]
+    assert counts["unmatched_keys"] == 1 and counts["unmatched_first"] == [
+        "unet.mid_block.nothing.lora_A.weight"
+    ]
     assert counts["unet"] == 48 and counts["text_encoder"] == 20
     assert "1 keys matched nothing" in (out / "README.md").read_text()
 
@@ -131,7 +135,9 @@ def test_an_adapter_for_a_deeper_text_encoder_is_refused_naming_the_layers_the_b
             for layer in range(5, 12):
                 deeper[key.replace("layers.4.", f"layers.{layer}.")] = value.clone()
     folder = _save(tmp_path / "sd15-like", deeper, type(info)(**{**info.to_dict(), "base_model": "sd15"}))
-    result = CliRunner().invoke(main, ["generate", *reference_args(tiny_world, tmp_path / "out", adapter=folder)])
+    result = CliRunner().invoke(
+        main, ["generate", *reference_args(tiny_world, tmp_path / "out", adapter=folder)]
+    )
     assert result.exit_code == 1 and "Traceback" not in result.output
     error = _error(result)
     assert f"{7 * 8} of its {len(deeper)} keys match no module" in error  # 7 layers x 4 linears x A, B

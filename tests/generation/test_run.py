@@ -73,9 +73,11 @@ def test_the_generated_writer_never_stores_a_non_standard_nan(tmp_path):
                               sampler="EulerDiscreteScheduler", steps=2, guidance_scale=float("nan"), seed=1,
                               width=8, height=8, base_model="b", base_model_revision="", adapter="",
                               adapter_revision="", lora_rank=0, generation_index=0)  # fmt: skip
-    with pytest.raises(DataError, match="holds a NaN or infinite number"):
-        with GeneratedWriter(tmp_path / "set") as writer:
-            writer.add(b"not read", record)
+    with (
+        pytest.raises(DataError, match="holds a NaN or infinite number"),
+        GeneratedWriter(tmp_path / "set") as writer,
+    ):
+        writer.add(b"not read", record)
     with pytest.raises(DataError, match="holds a number JSON cannot store"):
         GeneratedWriter(tmp_path / "other", info={"settings": {"guidance_scale": float("nan")}})
     for manifest in (tmp_path / "set").glob("fulora_generated.json"):
@@ -122,9 +124,13 @@ def test_a_run_that_fails_before_its_first_image_leaves_nothing_that_refuses_the
     out = tmp_path / "out"
     result = _run_out_of_memory(tiny_world, out, monkeypatch)
     assert result.exit_code == 1 and "Traceback" not in result.output
-    assert _error(result).startswith("Error: out of memory sampling 2 images of 16x16 on cpu: lower --batch-size")
+    assert _error(result).startswith(
+        "Error: out of memory sampling 2 images of 16x16 on cpu: lower --batch-size"
+    )
     assert not out.exists()  # this run made the folder and committed no image: it is gone
-    fixed = CliRunner().invoke(main, ["generate", *reference_args(tiny_world, out, batch_size=1, per_plane=1)])
+    fixed = CliRunner().invoke(
+        main, ["generate", *reference_args(tiny_world, out, batch_size=1, per_plane=1)]
+    )
     assert fixed.exit_code == 0, fixed.output
 
 
@@ -137,15 +143,21 @@ def test_a_failed_run_into_an_existing_empty_folder_keeps_the_folder_but_no_mani
     assert result.exit_code == 1
     assert out.is_dir() and not (out / "fulora_generated.json").exists()
     assert {p.name for p in out.iterdir()} <= {".fulora-generate.lock"}
-    fixed = CliRunner().invoke(main, ["generate", *reference_args(tiny_world, out, batch_size=1, per_plane=1)])
+    fixed = CliRunner().invoke(
+        main, ["generate", *reference_args(tiny_world, out, batch_size=1, per_plane=1)]
+    )
     assert fixed.exit_code == 0, fixed.output
 
 
-def test_a_manifest_with_no_image_from_an_older_failed_run_does_not_refuse_other_settings(tiny_world, tmp_path):
+def test_a_manifest_with_no_image_from_an_older_failed_run_does_not_refuse_other_settings(
+    tiny_world, tmp_path
+):
     from fulora_data.generated import GeneratedWriter
 
     out = tmp_path / "out"
-    GeneratedWriter(out, info={"settings": {"steps": 2000, "samplers": ["ddim"]}, "command": "fulora generate"})
+    GeneratedWriter(
+        out, info={"settings": {"steps": 2000, "samplers": ["ddim"]}, "command": "fulora generate"}
+    )
     assert json.loads((out / "fulora_generated.json").read_text())["num_images"] == 0
     result = CliRunner().invoke(main, ["generate", *reference_args(tiny_world, out, per_plane=1)])
     assert result.exit_code == 0, result.output
@@ -166,7 +178,9 @@ with run_lock(Path(sys.argv[1])):
 def test_a_second_run_into_a_held_folder_refuses_at_once_naming_the_holders_pid(tiny_world, tmp_path):
     out = tmp_path / "out"
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(Path.cwd()), os.environ.get("PYTHONPATH", "")])}
-    holder = subprocess.Popen([sys.executable, "-c", _HOLD, str(out)], stdout=subprocess.PIPE, text=True, env=env)
+    holder = subprocess.Popen(
+        [sys.executable, "-c", _HOLD, str(out)], stdout=subprocess.PIPE, text=True, env=env
+    )
     try:
         assert holder.stdout.readline().strip() == "held"
         result = CliRunner().invoke(main, ["generate", *reference_args(tiny_world, out)])

@@ -156,7 +156,9 @@ def test_a_sampler_a1111_lacks_is_one_sentence_and_nothing_is_written(tiny_world
     from generate_fixtures import reference_args
 
     out = tmp_path / "out"
-    result = CliRunner().invoke(main, ["generate", *reference_args(tiny_world, out, samplers="euler_a_karras")])
+    result = CliRunner().invoke(
+        main, ["generate", *reference_args(tiny_world, out, samplers="euler_a_karras")]
+    )
     assert result.exit_code == 1 and "Traceback" not in result.output
     error = [line for line in result.output.splitlines() if line.startswith("Error:")]
     assert error == [
@@ -170,11 +172,15 @@ def test_steps_beyond_the_bases_training_steps_are_refused_before_any_write(tiny
     from generate_fixtures import reference_args
 
     out = tmp_path / "out"
-    result = CliRunner().invoke(main, ["generate", *reference_args(tiny_world, out, samplers="ddim", steps=2000)])
+    result = CliRunner().invoke(
+        main, ["generate", *reference_args(tiny_world, out, samplers="ddim", steps=2000)]
+    )
     assert result.exit_code == 1 and "Traceback" not in result.output
     assert "--steps 2000 is more than the base model's 1000 training timesteps" in result.output
     assert not out.exists()
-    fixed = CliRunner().invoke(main, ["generate", *reference_args(tiny_world, out, samplers="ddim", per_plane=1)])
+    fixed = CliRunner().invoke(
+        main, ["generate", *reference_args(tiny_world, out, samplers="ddim", per_plane=1)]
+    )
     assert fixed.exit_code == 0, fixed.output
 
 
