@@ -155,12 +155,18 @@ def check_folder(folder: Path, settings: dict) -> None:
     for key, value in settings.items():
         if found.get(key) != value:
             raise ConfigError(
-                f"{folder} was generated with other settings: {key} is {found.get(key)!r} there but "
-                f"{value!r} now; refusing to mix them: use the same options, or a new folder"
+                f"{folder} was generated with other settings: {key} is {_short(found.get(key))} there but "
+                f"{_short(value)} now; refusing to mix them: use the same options, or a new folder"
             )
     for key in found:
         if key not in settings:
             raise ConfigError(f"{folder} was generated with setting {key!r} this fulora does not know")
+
+
+def _short(value: Any, limit: int = 120) -> str:
+    """A setting's repr for a message, cut at ``limit`` characters (a sampler record runs to kilobytes)."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 def _holds_no_image(folder: Path, manifest: dict | None = None) -> bool:
