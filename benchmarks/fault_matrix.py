@@ -728,6 +728,161 @@ FAULTS = [
 ]
 
 
+# ----------------------------------------------------------------------------- generation faults
+_GENERATE_WORLD: dict[str, Path] = {}
+
+
+def _generate_world() -> dict[str, Path]:
+    """A tiny base and a tiny adapter, made once per matrix run (outside every fault's workspace)."""
+    if not _GENERATE_WORLD:
+        import atexit
+
+        import peft
+        import torch
+
+        from fulora_data.adapter import DIFFUSERS_FILE, AdapterInfo, save_adapter_file
+        from fulora_data.tiny_sd import build_tiny_components, save_tiny_pipeline
+
+        root = Path(tempfile.mkdtemp(prefix="fulora-fault-generate-"))
+        atexit.register(shutil.rmtree, root, ignore_errors=True)
+        unet = build_tiny_components(0)["unet"]
+        unet.add_adapter(peft.LoraConfig(r=4, lora_alpha=4, target_modules=["to_q", "to_k", "to_v", "to_out.0"]))
+        generator = torch.Generator().manual_seed(0)
+        with torch.no_grad():
+            for name, param in unet.named_parameters():
+                if "lora_" in name:
+                    param.copy_(torch.randn(param.shape, generator=generator) * 0.3)
+        state = {f"unet.{k}": v.detach().clone() for k, v in peft.get_peft_model_state_dict(unet).items()}
+        info = AdapterInfo(base_model="tiny-sd", base_model_revision="", rank=4, alpha=4.0, targets="attention",
+                           text_encoder=False, clip_skip=1)  # fmt: skip
+        (root / "adapter").mkdir()
+        save_adapter_file(root / "adapter" / DIFFUSERS_FILE, state, info)
+        _GENERATE_WORLD.update(
+            base=save_tiny_pipeline(root / "tiny-sd"), adapter=root / "adapter", root=root, state=state, info=info
+        )
+    return _GENERATE_WORLD
+
+
+def generate_args(out: Path, **changes) -> list:
+    world = _generate_world()
+    options = {"base": world["base"], "adapter": world["adapter"], "planes": "brain", "samplers": "euler",
+               "per_plane": 2, "width": 16, "height": 16, "steps": 2, "batch_size": 1, "cpu": True, **changes}  # fmt: skip
+    args = []
+    for key, value in options.items():
+        if value is not None:
+            flag = "--" + key.replace("_", "-")
+            args += [flag] if value is True else [flag, value]
+    return ["generate", *args, "--out", out, "--no-progress"]
+
+
+def _images(out: Path) -> int:
+    from fulora_data.generated import read_manifest
+
+    manifest = read_manifest(out) if out.is_dir() else None
+    return manifest["num_images"] if manifest else 0
+
+
+def f_generate_number(option: str, value: str):
+    def run(ws):
+        out = ws / "out"
+        outcome = cli(*generate_args(out, **{option: value}))
+        note = "SILENT" if _images(out) else ""  # images made from a NaN or absurd number
+        rerun = cli(*generate_args(out)).exit == 0 and _images(out) == 2
+        return outcome, rerun, note
+
+    return run
+
+
+def f_generate_nan_adapter(ws):
+    from fulora_data.adapter import DIFFUSERS_FILE, save_adapter_file
+
+    world = _generate_world()
+    spoiled = {k: v.clone() for k, v in world["state"].items()}
+    spoiled[sorted(spoiled)[0]][0, 0] = float("nan")
+    (ws / "nan-adapter").mkdir()
+    save_adapter_file(ws / "nan-adapter" / DIFFUSERS_FILE, spoiled, world["info"])
+    out = ws / "out"
+    outcome = cli(*generate_args(out, adapter=ws / "nan-adapter"))
+    return outcome, cli(*generate_args(out)).exit == 0, "SILENT" if outcome.exit == 0 else ""
+
+
+def f_generate_unknown_key(ws):
+    import torch
+
+    from fulora_data.adapter import DIFFUSERS_FILE, save_adapter_file
+
+    world = _generate_world()
+    extra = {**world["state"], "unet.mid_block.nothing.lora_A.weight": torch.zeros(4, 64)}
+    (ws / "extra").mkdir()
+    save_adapter_file(ws / "extra" / DIFFUSERS_FILE, extra, world["info"])
+    out = ws / "out"
+    outcome = cli(*generate_args(out, adapter=ws / "extra"))
+    rerun = cli(*generate_args(out, adapter=ws / "extra", allow_unmatched=True)).exit == 0
+    return outcome, rerun, "SILENT" if outcome.exit == 0 else ""
+
+
+def f_generate_against(kind: str):
+    def run(ws):
+        source = spanish(ws)
+        out = ws / "out"
+        against = {
+            "bad source": {"against": "spanish/lora-100", "against_source": ws / "nope.tar.xz"},
+            "unknown config": {"against": "spanish/lora-7", "against_source": source},
+            "missing repo": {"against": "fulora/no-such-set/lora-100"},
+        }[kind]
+        env = {"HF_HUB_OFFLINE": "1", "HF_DATASETS_OFFLINE": "1"} if kind == "missing repo" else {}
+        outcome = cli(*generate_args(out, cache_dir=ws / "cache", **against), env=env)
+        late = _images(out) > 0  # refused only after making the images: the check came late
+        rerun = cli(*generate_args(out)).exit == 0
+        return outcome, rerun, "LATE" if late else ""
+
+    return run
+
+
+def f_generate_failed_then_fixed(kind: str):
+    def run(ws):
+        out = ws / "out"
+        bad = {"--steps 2000 ddim": {"steps": 2000, "samplers": "ddim"}, "--width 65536": {"width": 65536}}[kind]
+        outcome = cli(*generate_args(out, **bad))
+        fixed = cli(*generate_args(out, samplers="ddim"))
+        return outcome, fixed.exit == 0 and _images(out) == 2, ""
+
+    return run
+
+
+_RACE_GENERATE = "import sys\nfrom fulora_data.cli import main\nmain(['generate', *sys.argv[1:]], prog_name='fulora')"
+
+
+def f_race_generate(ws):
+    out = ws / "out"
+    argv = [str(a) for a in generate_args(out, per_plane=4)[1:]]
+    codes, lines = _together(_RACE_GENERATE, argv, argv)
+    refused = [line for code, line in zip(codes, lines, strict=True) if code]
+    intact = _images(out) == 4
+    if sorted(codes) == [0, 0]:  # they did not overlap: the second found the set complete
+        return Outcome(0, "both exit 0 (no overlap)", False), intact, "" if intact else "SILENT"
+    named = bool(refused) and "PID" in refused[0] and "Traceback" not in " ".join(lines)
+    message = refused[0] if refused else "both exit 0"
+    return Outcome(0 if 0 in codes and named else max(codes), message, "Traceback" in message), intact, ""
+
+
+GENERATION_FAULTS = [
+    Fault("generate --adapter-scale nan", f_generate_number("adapter_scale", "nan")),
+    Fault("generate --adapter-scale 1e30", f_generate_number("adapter_scale", "1e30")),
+    Fault("generate --guidance nan", f_generate_number("guidance", "nan")),
+    Fault("generate --guidance inf", f_generate_number("guidance", "inf")),
+    Fault("generate NaN adapter weights", f_generate_nan_adapter),
+    Fault("generate adapter with an unknown key", f_generate_unknown_key),
+    Fault("generate --against bad source", f_generate_against("bad source")),
+    Fault("generate --against unknown config", f_generate_against("unknown config")),
+    Fault("generate --against missing repo", f_generate_against("missing repo")),
+    Fault("generate --steps 2000 ddim, then fixed", f_generate_failed_then_fixed("--steps 2000 ddim")),
+    Fault("generate --width 65536, then fixed", f_generate_failed_then_fixed("--width 65536")),
+    Fault("two generates into one --out", f_race_generate, expect_success=True),
+]
+FAULTS += GENERATION_FAULTS
+
+
 def verdict(fault: Fault, outcome: Outcome, rerun: bool | None, note: str, left: list[str]) -> str:
     if outcome.traceback:
         return "TRACEBACK"
@@ -741,6 +896,7 @@ def verdict(fault: Fault, outcome: Outcome, rerun: bool | None, note: str, left:
         "half-moved config",
         "file not named",
         "extraction kept",
+        "LATE",
     ):
         return note.upper().replace(" ", "-")
     if not fault.expect_success and outcome.exit == 0:

@@ -187,6 +187,18 @@ def is_generated_folder(folder: str | os.PathLike) -> bool:
     return (Path(folder) / MANIFEST).is_file()
 
 
+def _manifest_text(manifest: dict[str, Any]) -> str:
+    """The manifest as standard JSON: a NaN or infinite number is refused, never written as ``NaN``.
+
+    Raises:
+        DataError: If the manifest holds a non-finite number.
+    """
+    try:
+        return json.dumps(manifest, indent=2, allow_nan=False)
+    except ValueError as err:
+        raise DataError(f"the {MANIFEST} to write holds a number JSON cannot store ({err})") from None
+
+
 class GeneratedWriter:
     """Write a generated folder shard by shard; resumes where a previous run stopped.
 
@@ -275,7 +287,7 @@ class GeneratedWriter:
                 atomic_write_text(metadata, "".join(line + "\n" for line in lines[:n]))
         elif n:
             raise DataError(f"{metadata} is missing but {MANIFEST} commits {n} images; the folder is damaged")
-        atomic_write_text(self.folder / MANIFEST, json.dumps(self._manifest, indent=2))
+        atomic_write_text(self.folder / MANIFEST, _manifest_text(self._manifest))
 
     # ------------------------------------------------------------------ writing
     def add(self, image: bytes | Any, record: GenerationRecord) -> None:
@@ -293,6 +305,12 @@ class GeneratedWriter:
                 f"image_id must hold only letters, digits, '-' and '_' (it is a WebDataset key), "
                 f"got {record.image_id!r}"
             )
+        try:
+            json.dumps(record.to_dict(), allow_nan=False)
+        except ValueError:
+            raise DataError(
+                f"image {record.image_id!r}: its record holds a NaN or infinite number, which JSON cannot store"
+            ) from None
         if record.image_id in self.done or any(r.image_id == record.image_id for _, r in self._pending):
             raise DataError(f"image {record.image_id!r} was already written to {self.folder}")
         if not isinstance(image, bytes):
@@ -328,7 +346,7 @@ class GeneratedWriter:
             os.fsync(handle.fileno())
         partial.replace(final)
         with open(self.folder / METADATA, "a", encoding="utf-8") as handle:
-            handle.writelines(json.dumps(row, sort_keys=True) + "\n" for row in rows)
+            handle.writelines(json.dumps(row, sort_keys=True, allow_nan=False) + "\n" for row in rows)
             handle.flush()
             os.fsync(handle.fileno())
         self._manifest["shards"].append(
@@ -340,7 +358,7 @@ class GeneratedWriter:
             }
         )
         self._manifest["num_images"] += len(rows)
-        atomic_write_text(self.folder / MANIFEST, json.dumps(self._manifest, indent=2))
+        atomic_write_text(self.folder / MANIFEST, _manifest_text(self._manifest))
         self.done.update(r["image_id"] for r in rows)
         self._pending = []
 
@@ -348,7 +366,7 @@ class GeneratedWriter:
         """Commit the last shard and, with ``complete``, mark the set finished. Returns the folder."""
         self._commit_shard()
         self._manifest["complete"] = complete
-        atomic_write_text(self.folder / MANIFEST, json.dumps(self._manifest, indent=2))
+        atomic_write_text(self.folder / MANIFEST, _manifest_text(self._manifest))
         return self.folder
 
     def __enter__(self) -> GeneratedWriter:

@@ -7,9 +7,32 @@ accelerate launch --num_processes N scripts/generate.py --base ... --out DIR   (
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import click
+
+from fulora_data.generation.config import MAX_ADAPTER_SCALE, MAX_GUIDANCE
+
+
+class FiniteFloat(click.ParamType):
+    """A float that is finite and within ``[low, high]`` (click's FloatRange lets NaN through)."""
+
+    name = "number"
+
+    def __init__(self, low: float, high: float):
+        self.low, self.high = low, high
+
+    def convert(self, value, param, ctx):
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            self.fail(f"{value!r} is not a number", param, ctx)
+        if not math.isfinite(number) or not self.low <= number <= self.high:
+            self.fail(
+                f"must be a finite number from {self.low:g} to {self.high:g}, got {value!r}", param, ctx
+            )
+        return number
 
 
 @click.command("generate")
@@ -23,7 +46,18 @@ import click
 )
 @click.option("--weight-name", default=None, help="The adapter file inside the folder or repository.")
 @click.option("--adapter-revision", default=None, help="Branch, tag or commit of a Hub adapter.")
-@click.option("--adapter-scale", type=float, default=None, help="LoRA scale.  [default: 1.0]")
+@click.option(
+    "--adapter-scale",
+    type=FiniteFloat(-MAX_ADAPTER_SCALE, MAX_ADAPTER_SCALE),
+    default=None,
+    help="LoRA scale, -10 to 10.  [default: 1.0]",
+)
+@click.option(
+    "--allow-unmatched",
+    is_flag=True,
+    default=None,
+    help="Sample even if some adapter keys match no module of the base (refused otherwise, naming them).",
+)
 @click.option(
     "--planes", default=None, help="Comma-separated planes (e.g. brain,femur).  [default: all five]"
 )
@@ -31,11 +65,16 @@ import click
 @click.option(
     "--samplers",
     default=None,
-    help="Comma-separated samplers: euler, unipc, ddim, dpmpp-2m.  [default: euler,unipc]",
+    help="Comma-separated samplers: euler, unipc, ddim, dpmpp-2m (A1111's, with A1111's settings; "
+    "docs/generation.md).  [default: euler,unipc]",
 )
 @click.option("--steps", type=int, default=None, help="Inference steps.  [default: 20]")
 @click.option(
-    "--guidance", "guidance_scale", type=float, default=None, help="Guidance scale.  [default: 7.0]"
+    "--guidance",
+    "guidance_scale",
+    type=FiniteFloat(0, MAX_GUIDANCE),
+    default=None,
+    help="Guidance scale, 0 to 30.  [default: 7.0]",
 )
 @click.option("--negative-prompt", default=None, help="Negative prompt.  [default: none]")
 @click.option(

@@ -5,6 +5,7 @@
 ``fulora_data.generated.GeneratedWriter`` with a full ``GenerationRecord``. Modules:
 
 ``config``   the run's options, the samplers, the seed rule and the plan (no torch)
+``samplers`` A1111's samplers as diffusers scheduler settings and time grids (numpy; ``docs/generation.md``)
 ``pipeline`` loading the base model and the adapter, and sampling one batch (torch, diffusers)
 ``run``      the resumable, distributed run: plan, per-process parts, merge, contact sheet, card, audit
 ``card``     the contact sheet and the generation card

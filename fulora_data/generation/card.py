@@ -66,6 +66,30 @@ def contact_sheet(
     return atomic_write_bytes(folder / name, buffer.getvalue())
 
 
+def check_against(config) -> None:
+    """Get the memorisation check's training set now, before any image is made.
+
+    A bad ``--against-source``, an unknown config or a missing repository then fails at once; the set
+    built or downloaded here is what the check after generation reads (from the cache).
+
+    Raises:
+        ConfigError, SourceNotFoundError, DataError: One sentence naming the option and the bad value.
+    """
+    from fulora_data.audit.run import parse_against
+
+    name, subset = parse_against(config.against)
+    if "/" in name:  # ORG/NAME[@REVISION]: a published training set
+        from fulora_data.hub_pull import load_repo_dataset
+
+        load_repo_dataset(name, subset)
+        return
+    from fulora_data.prepare import build, make_builder
+
+    builder = make_builder(name, subset, source=config.against_source, cache_dir=config.cache_dir)
+    builder.source_option = "--against-source"
+    build(builder)
+
+
 def memorisation_summary(config, folder: str | Path, log=None) -> dict[str, Any]:
     """Check the set against the adapter's training set with ``fulora data audit``'s memorisation search.
 
@@ -149,7 +173,49 @@ def _sim(values: Any, key: str) -> str:
     return f"{value:.3f}" if isinstance(value, int | float) else "n/a"
 
 
-def render_card(settings: dict, counts: dict[str, dict[str, int]], adapter, memo: dict[str, Any]) -> str:
+def samplers_text(schedulers: dict[str, dict]) -> str:
+    """The card's samplers section: A1111's sampler, the diffusers scheduler, its full config and time grid.
+
+    Enough to repeat the run in plain diffusers: ``Scheduler.from_config(config)`` and, where a grid is
+    given, ``pipe(..., sigmas=...)`` or ``pipe(..., timesteps=...)`` instead of ``num_inference_steps``.
+    """
+    if not schedulers:
+        return ""
+    lines = [
+        "### Samplers",
+        "",
+        "Each sampler is A1111's, with A1111's default settings (see fulora's `docs/generation.md`); to "
+        "repeat it in plain diffusers build `diffusers.<scheduler>.from_config(config)` and pass the grid "
+        "(`sigmas=` or `timesteps=`) to the pipeline where one is given, else `num_inference_steps`.",
+        "",
+        "| Sampler | A1111 | diffusers scheduler | Grid passed | Timesteps the UNet sees |",
+        "|---|---|---|---|---|",
+    ]
+    for name, record in schedulers.items():
+        grid = ", ".join(record.get("grid", {})) or "none (num_inference_steps)"
+        steps = ", ".join(f"{t:g}" for t in record.get("timesteps", []))
+        lines.append(
+            f"| {name} | {record.get('a1111', '')} | {record.get('scheduler', '')} | {grid} | {steps} |"
+        )
+    for name, record in schedulers.items():
+        lines += [
+            "",
+            f"`{name}`: `{record.get('scheduler', '')}` config, grid and sigmas:",
+            "",
+            "```json",
+            json.dumps({k: record.get(k) for k in ("config", "grid", "sigmas")}, indent=1),
+            "```",
+        ]
+    return "\n".join(lines)
+
+
+def render_card(
+    settings: dict,
+    counts: dict[str, dict[str, int]],
+    adapter,
+    memo: dict[str, Any],
+    adapter_modules: dict[str, Any] | None = None,
+) -> str:
     """Render the generation card from the run's settings, its counts and the memorisation summary."""
     from fulora_data.cards import template
 
@@ -178,8 +244,16 @@ def render_card(settings: dict, counts: dict[str, dict[str, int]], adapter, memo
     settings_rows = ["| Setting | Value |", "|---|---|"] + [
         f"| {key} | `{json.dumps(value) if not isinstance(value, str) else value}` |"
         for key, value in settings.items()
-        if key != "prompts"
+        if key not in ("prompts", "schedulers")
     ]
+    if adapter_modules:
+        settings_rows.append(
+            f"| adapter modules applied | UNet {adapter_modules['unet']}, text encoder "
+            f"{adapter_modules['text_encoder']} (of {adapter_modules['file_modules']} in the file; "
+            f"{adapter_modules['unmatched_keys']} keys matched nothing) |"
+        )
+    settings_rows.append("")
+    settings_rows.append(samplers_text(settings.get("schedulers", {})))
     base = settings["base_model"] + (
         f" at revision `{settings['base_model_revision']}`" if settings["base_model_revision"] else ""
     )
@@ -202,14 +276,15 @@ def write_card(
 ) -> Path:
     """Write the generation card beside the shards, counting the images from the folder's metadata."""
     folder = Path(folder)
-    _, images = read_generated(folder)
+    manifest, images = read_generated(folder)
     short = {cls: name for name, cls in _samplers().items()}
     counts: dict[str, dict[str, int]] = {}
     for image in images:
         sampler = short.get(image.record.sampler, image.record.sampler)
         counts.setdefault(image.record.plane, {}).setdefault(sampler, 0)
         counts[image.record.plane][sampler] += 1
-    return atomic_write_text(folder / name, render_card(settings, counts, adapter, memo))
+    modules = manifest.get("info", {}).get("adapter_modules")
+    return atomic_write_text(folder / name, render_card(settings, counts, adapter, memo, modules))
 
 
 def _samplers() -> dict[str, str]:

@@ -36,6 +36,12 @@ SEED_SCHEME = "fulora-generate/v1"
 
 DEFAULT_STEPS = 20
 DEFAULT_GUIDANCE = 7.0
+MAX_GUIDANCE = 30.0
+"""A1111's CFG scale slider stops at 30; beyond it images only saturate."""
+MAX_ADAPTER_SCALE = 10.0
+"""fulora's bound on ``--adapter-scale`` (A1111 has none): ten times the trained strength only saturates."""
+MAX_SIDE = 8192
+"""The largest ``--width``/``--height`` (A1111's slider stops at 2048; SD 1.5 was trained at 512)."""
 
 PRESETS: dict[str, dict[str, Any]] = {
     # The study (FU-LoRA) made 500 images per plane and sampler at 512 px with Euler and UniPC, from
@@ -124,6 +130,8 @@ class GenerateConfig(RunConfig):
         against: ``NAME/CONFIG`` of the adapter's training set for the memorisation check.
         against_source: Its source (archive or folder).
         cache_dir: Where the memorisation check caches built datasets.
+        allow_unmatched: Sample even when some of the adapter's keys match no module of the base
+            (otherwise refused, naming them).
     """
 
     base: str
@@ -151,6 +159,7 @@ class GenerateConfig(RunConfig):
     against: str | None = None
     against_source: str | None = None
     cache_dir: str | None = None
+    allow_unmatched: bool = False
     extra: dict[str, Any] = field(default_factory=dict)
 
     KIND = "generation"
@@ -187,7 +196,9 @@ class GenerateConfig(RunConfig):
         for value in self.samplers:
             name = str(value).strip().lower()
             if name not in SAMPLERS:
-                raise ConfigError(f"unknown sampler {value!r}; known samplers: {', '.join(SAMPLERS)}")
+                from fulora_data.generation.samplers import a1111_sampler
+
+                a1111_sampler(name)  # raises, naming the A1111 samplers fulora has
             if name in samplers:
                 raise field_error("samplers", f"names {name!r} twice")
             samplers.append(name)
@@ -203,8 +214,14 @@ class GenerateConfig(RunConfig):
                 raise field_error(
                     name, f"must be a positive multiple of 8 (the VAE's latent grid), got {value!r}"
                 )
-        if self.guidance_scale < 0:
-            raise field_error("guidance_scale", f"must be 0 or more, got {self.guidance_scale!r}")
+        for name, low, high in (
+            ("guidance_scale", 0.0, MAX_GUIDANCE),
+            ("adapter_scale", -MAX_ADAPTER_SCALE, MAX_ADAPTER_SCALE),
+        ):
+            _check_number(name, getattr(self, name), low, high)
+        for name in ("width", "height"):
+            if getattr(self, name) > MAX_SIDE:
+                raise field_error(name, f"must be at most {MAX_SIDE} pixels, got {getattr(self, name)!r}")
         if self.clip_skip is not None and (isinstance(self.clip_skip, bool) or self.clip_skip < 1):
             raise field_error(
                 "clip_skip",
@@ -229,6 +246,18 @@ class GenerateConfig(RunConfig):
         if self.adapter is None and (self.weight_name or self.adapter_revision):
             raise ConfigError("--weight-name and --adapter-revision need --adapter")
         return dataclasses.replace(self, planes=tuple(planes), samplers=tuple(samplers))
+
+
+def _check_number(name: str, value: Any, low: float, high: float) -> None:
+    """Refuse a field's number that is not finite or lies outside ``[low, high]``, quoting it."""
+    import math
+
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise field_error(name, f"must be a number, got {value!r}")
+    if not math.isfinite(value):
+        raise field_error(name, f"must be a finite number, got {value!r}")
+    if not low <= value <= high:
+        raise field_error(name, f"must be between {low:g} and {high:g}, got {value!r}")
 
 
 def plan(config: GenerateConfig) -> list[PlannedImage]:

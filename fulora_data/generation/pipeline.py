@@ -19,7 +19,7 @@ from typing import Any
 
 from fulora_data.adapter import AdapterInfo, adapter_file, file_sha256, read_adapter
 from fulora_data.errors import ConfigError, FuloraError, SourceNotFoundError, require
-from fulora_data.generation.config import SAMPLERS, GenerateConfig, PlannedImage, prompt
+from fulora_data.generation.config import GenerateConfig, PlannedImage, prompt
 
 ADAPTER_NAME = "fulora"
 _MISMATCH_RE = re.compile(
@@ -260,8 +260,8 @@ def load_pipeline(
             "diffusers folder or a Hub repository that is in the cache"
         ) from None
     check_clip_skip(pipe, clip_skip)
-    if adapter is not None:
-        apply_adapter(pipe, adapter, config)
+    fit = apply_adapter(pipe, adapter, config) if adapter is not None else None
+    pipe.__dict__["_fulora_adapter_fit"] = fit
     pipe = pipe.to(device)
     pipe.set_progress_bar_config(disable=True)
     if config.channels_last:
@@ -286,14 +286,129 @@ def check_clip_skip(pipe, clip_skip: int) -> None:
         )
 
 
-def apply_adapter(pipe, adapter: ResolvedAdapter, config: GenerateConfig) -> None:
-    """Load the adapter into the pipeline and fuse it at ``config.adapter_scale``.
+_KOHYA_KEY = re.compile(r"^lora_(unet|te1|te2|te)_([^.]+)\.")
+_DIFFUSERS_KEY = re.compile(
+    r"^(unet|text_encoder|text_encoder_2)\.(.+?)\."
+    r"(lora_A|lora_B|lora\.down|lora\.up|lora_down|lora_up|alpha|lora_magnitude_vector|dora_scale)(\.|$)"
+)
+_KOHYA_COMPONENTS = {"unet": "unet", "te": "text_encoder", "te1": "text_encoder", "te2": "text_encoder_2"}
+_LEGACY_PROCESSOR = {  # diffusers' old attention-processor LoRA names -> the module they adapt
+    "unet": {"to_q_lora": "to_q", "to_k_lora": "to_k", "to_v_lora": "to_v", "to_out_lora": "to_out.0"},
+    "text_encoder": {
+        "to_q_lora": "q_proj",
+        "to_k_lora": "k_proj",
+        "to_v_lora": "v_proj",
+        "to_out_lora": "out_proj",
+    },
+}
+SHOWN_KEYS = 5
+"""How many unmatched keys an error names."""
 
-    Fused, the LoRA costs nothing per step.
+
+@dataclass(frozen=True)
+class AdapterFit:
+    """Where an adapter's modules landed in the base.
+
+    Attributes:
+        unet: LoRA modules applied to the UNet.
+        text_encoder: LoRA modules applied to the text encoder.
+        file_modules: Modules the file holds (as diffusers names them after conversion).
+        unmatched_keys: The file's keys (as diffusers names them) that match no module of the base.
+    """
+
+    unet: int
+    text_encoder: int
+    file_modules: int
+    unmatched_keys: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "unet": self.unet,
+            "text_encoder": self.text_encoder,
+            "file_modules": self.file_modules,
+            "unmatched_keys": len(self.unmatched_keys),
+            "unmatched_first": list(self.unmatched_keys[:SHOWN_KEYS]),
+        }
+
+
+def _canonical(module: str) -> str:
+    """A module path in kohya's spelling (``_`` for ``.``), without the text encoder's ``text_model.``."""
+    return module.removeprefix("text_model.").replace(".", "_").removeprefix("text_model_")
+
+
+def _module_of(key: str) -> tuple[str, str] | None:
+    """``(component, canonical module)`` a LoRA file's key adapts (kohya or diffusers layout), else ``None``."""
+    match = _KOHYA_KEY.match(key)
+    if match:
+        return _KOHYA_COMPONENTS[match.group(1)], _canonical(match.group(2))
+    match = _DIFFUSERS_KEY.match(key)
+    if not match:
+        return None
+    component, module = match.group(1), match.group(2)
+    head, _, last = module.rpartition(".")
+    legacy = _LEGACY_PROCESSOR.get(component, {}).get(last)
+    if legacy:
+        module = f"{head.removesuffix('.processor')}.{legacy}"
+    return component, _canonical(module)
+
+
+def _landed(pipe) -> dict[str, set[str]]:
+    """The modules of each component that carry the adapter (``ADAPTER_NAME``)."""
+    landed: dict[str, set[str]] = {}
+    for component in ("unet", "text_encoder"):
+        model = getattr(pipe, component, None)
+        names = set()
+        for name, module in model.named_modules() if model is not None else ():
+            layers = getattr(module, "lora_A", None)
+            if hasattr(layers, "keys") and ADAPTER_NAME in layers:
+                names.add(_canonical(name))
+        landed[component] = names
+    return landed
+
+
+def check_finite(adapter: ResolvedAdapter, tensors: dict[str, Any]) -> None:
+    """Refuse an adapter holding NaN or infinite weights (they would make every image black).
 
     Raises:
-        ConfigError: If the adapter was made for another base model.
+        ConfigError: Naming how many tensors and the first.
     """
+    torch = require("torch", "train")
+    bad = sorted(
+        key
+        for key, value in tensors.items()
+        if isinstance(value, torch.Tensor)
+        and value.is_floating_point()
+        and not bool(torch.isfinite(value).all())
+    )
+    if bad:
+        raise ConfigError(
+            f"adapter {adapter.name!r} holds NaN or infinite values in {len(bad)} tensor"
+            f"{'s' if len(bad) > 1 else ''} (first: {bad[0]}); it cannot make images"
+        )
+
+
+def apply_adapter(pipe, adapter: ResolvedAdapter, config: GenerateConfig) -> AdapterFit:
+    """Load the adapter into the pipeline, check where it landed, and fuse it at ``config.adapter_scale``.
+
+    Every key of the file must reach a module of the UNet or the text encoder; keys that match nothing are
+    refused, naming how many and the first few, unless ``config.allow_unmatched``. Fused, the LoRA costs
+    nothing per step.
+
+    Returns:
+        Where the adapter's modules landed.
+
+    Raises:
+        ConfigError: If the adapter was made for another base model, holds non-finite weights, or has keys
+            that match no module.
+    """
+    safetensors = require("safetensors.torch", "train")
+    try:
+        state = safetensors.load_file(str(adapter.file))
+    except Exception as err:  # a damaged file: safetensors raises its own error types
+        raise ConfigError(
+            f"adapter {adapter.name!r} could not be read ({str(err).splitlines()[0]})"
+        ) from None
+    check_finite(adapter, state)
     try:
         pipe.load_lora_weights(
             str(adapter.file.parent), weight_name=adapter.file.name, adapter_name=ADAPTER_NAME
@@ -321,19 +436,133 @@ def apply_adapter(pipe, adapter: ResolvedAdapter, config: GenerateConfig) -> Non
             f"adapter {adapter.name!r} matches no layer of base model {config.base!r}'s UNet: it was made "
             f"for {adapter.info.base_model or 'another base model'!r}"
         )
+    landed = _landed(pipe)
+    modules: set[tuple[str, str]] = set()
+    unmatched = []
+    for key in sorted(state):
+        module = _module_of(key)
+        if module is not None:
+            modules.add(module)
+        if module is None or module[1] not in landed.get(module[0], set()):
+            unmatched.append(key)
+    fit = AdapterFit(len(landed["unet"]), len(landed["text_encoder"]), len(modules), tuple(unmatched))
+    if unmatched and not config.allow_unmatched:
+        pipe.unload_lora_weights()
+        raise ConfigError(
+            f"adapter {adapter.name!r}: {len(unmatched)} of its {len(state)} keys match no module of base model "
+            f"{config.base!r} (first: {', '.join(unmatched[:SHOWN_KEYS])}); it was made for "
+            f"{adapter.info.base_model or 'another base model'!r}: pass --allow-unmatched to sample without them"
+        )
     pipe.fuse_lora(components=sorted(adapted), lora_scale=config.adapter_scale, adapter_names=[ADAPTER_NAME])
     pipe.unload_lora_weights()
+    return fit
 
 
-def set_sampler(pipe, sampler: str) -> None:
-    """Swap the pipeline's scheduler for the named sampler, keeping the base's noise schedule."""
+def build_scheduler(sampler: str, base_config: dict):
+    """The sampler's diffusers scheduler with A1111's settings (``samplers.scheduler_settings``).
+
+    Raises:
+        ConfigError: For an unknown sampler or a noise schedule A1111's samplers do not cover.
+    """
+    import logging
+
     diffusers = require("diffusers", "train")
-    if sampler not in SAMPLERS:
-        raise ConfigError(f"unknown sampler {sampler!r}; known samplers: {', '.join(SAMPLERS)}")
+    from fulora_data.generation.samplers import a1111_sampler, scheduler_settings
+
+    spec = a1111_sampler(sampler)
+    settings = scheduler_settings(sampler, base_config)
+    cls = getattr(diffusers, spec.scheduler)
+    quiet = logging.getLogger("diffusers.configuration_utils")
+    level = quiet.level
+    quiet.setLevel(logging.ERROR)  # from_config would warn about nothing: every key is the class's
+    try:
+        return cls.from_config(settings)
+    finally:
+        quiet.setLevel(level)
+
+
+def _jsonable(value):
+    """A config value as standard JSON: non-finite floats as the strings ``"inf"``, ``"-inf"``, ``"nan"``."""
+    import math
+
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, list | tuple):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _jsonable(v) for k, v in value.items()}
+    return value
+
+
+def sampler_record(sampler: str, base_config: dict, steps: int) -> dict:
+    """Everything needed to repeat a sampler in plain diffusers: class, full config, grid, time steps.
+
+    Returns:
+        ``{"a1111": label, "scheduler": class name, "config": every option of the scheduler, "grid":
+        what the pipeline is given besides ``num_inference_steps`` (``{"sigmas": [...]}``,
+        ``{"timesteps": [...]}`` or ``{}``), "timesteps": the timesteps the UNet sees, "sigmas": the
+        scheduler's sigmas (``[]`` for DDIM, which has none)}``. Non-finite floats are strings.
+    """
+    from fulora_data.generation.samplers import a1111_sampler, grid
+
+    scheduler = build_scheduler(sampler, base_config)
+    given = grid(sampler, base_config, steps)
+    if given:
+        scheduler.set_timesteps(**given)
+    else:
+        scheduler.set_timesteps(steps)
+    sigmas = getattr(scheduler, "sigmas", None)
+    config = {k: v for k, v in dict(scheduler.config).items() if not k.startswith("_")}
+    return {
+        "a1111": a1111_sampler(sampler).label,
+        "scheduler": type(scheduler).__name__,
+        "config": _jsonable(config),
+        "grid": given,
+        "timesteps": [float(t) for t in scheduler.timesteps.tolist()],
+        "sigmas": [float(x) for x in sigmas.tolist()] if sigmas is not None else [],
+    }
+
+
+def read_base_scheduler(base: ResolvedBase) -> dict:
+    """The base's scheduler file (``scheduler/scheduler_config.json``), or ``{}`` (SD 1.x's schedule).
+
+    Raises:
+        SourceNotFoundError: If the file exists but is not a JSON object.
+    """
+    import json
+
+    path = Path(base.path) / "scheduler" / "scheduler_config.json"
+    if not path.is_file():
+        return {}
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as err:
+        raise SourceNotFoundError(
+            f"base model {base.name!r}: scheduler/scheduler_config.json is unreadable ({err})"
+        ) from None
+    if not isinstance(value, dict):
+        raise SourceNotFoundError(
+            f"base model {base.name!r}: scheduler/scheduler_config.json is not a JSON object"
+        )
+    return value
+
+
+def set_sampler(pipe, sampler: str, steps: int) -> dict:
+    """Swap the pipeline's scheduler for the named sampler with A1111's settings.
+
+    Only the noise schedule is taken from the base's scheduler (``samplers.NOISE_SCHEDULE``).
+
+    Returns:
+        What the pipeline call takes besides the scheduler: ``{"sigmas": ...}``, ``{"timesteps": ...}``,
+        or ``{"num_inference_steps": steps}``.
+    """
+    from fulora_data.generation.samplers import grid
+
     config = getattr(pipe, "_fulora_base_scheduler", None)
     if config is None:
         config = pipe._fulora_base_scheduler = dict(pipe.scheduler.config)
-    pipe.scheduler = getattr(diffusers, SAMPLERS[sampler]).from_config(config)
+    pipe.scheduler = build_scheduler(sampler, config)
+    return grid(sampler, config, steps) or {"num_inference_steps": steps}
 
 
 def initial_latents(images: list[PlannedImage], config: GenerateConfig, pipe):
@@ -358,7 +587,7 @@ def sample(pipe, images: list[PlannedImage], config: GenerateConfig, clip_skip: 
     samplers = {i.sampler for i in images}
     if len(samplers) != 1:
         raise ConfigError(f"a batch must use one sampler, got {sorted(samplers)}")
-    set_sampler(pipe, images[0].sampler)
+    timing = set_sampler(pipe, images[0].sampler, config.steps)
     latents = initial_latents(images, config, pipe).to(pipe.device, dtype=pipe.unet.dtype)
     with torch.inference_mode():
         embeds = cached_prompts(pipe, [prompt(i.plane) for i in images], clip_skip)
@@ -369,7 +598,7 @@ def sample(pipe, images: list[PlannedImage], config: GenerateConfig, clip_skip: 
             prompt_embeds=embeds,
             negative_prompt_embeds=negative,
             latents=latents,
-            num_inference_steps=config.steps,
+            **timing,
             guidance_scale=config.guidance_scale,
             height=config.height,
             width=config.width,

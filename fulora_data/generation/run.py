@@ -16,8 +16,10 @@ regenerating only whole batches, so every image keeps the pixels of an uninterru
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
+import os
 import re
 import shutil
 import tarfile
@@ -48,6 +50,9 @@ from fulora_data.generation.config import (
 )
 
 PARTS = ".parts"
+LOCK = ".fulora-generate.lock"
+HOLDER = ".fulora-generate.pid"
+"""The run's lock (``filelock``) and the file naming the process that holds it."""
 CONTACT_SHEET = "contact_sheet.png"
 CARD = "README.md"
 MEMORISATION = "memorisation.json"
@@ -55,13 +60,24 @@ _SAMPLER_NAMES = {cls: name for name, cls in SAMPLERS.items()}
 
 
 def run_settings(
-    config: GenerateConfig, base: tuple[str, str], adapter, clip_skip: int, device_type: str
+    config: GenerateConfig,
+    base: tuple[str, str],
+    adapter,
+    clip_skip: int,
+    device_type: str,
+    schedulers: dict | None = None,
 ) -> dict:
     """Every setting that decides which images a run makes and their pixels, in a fixed order.
 
     Batch size is one of them: batched and one-by-one sampling agree only up to float rounding.
+    ``schedulers`` holds each sampler's full diffusers scheduler config and time grid
+    (``pipeline.sampler_record``). The result is standard JSON (as the manifest stores it), so a resumed
+    run compares like with like.
+
+    Raises:
+        ConfigError: If a setting is not standard JSON (a NaN or infinite number).
     """
-    return {
+    settings = {
         "base_model": base[0],
         "base_model_revision": base[1],
         "adapter": adapter.name if adapter else "",
@@ -84,7 +100,12 @@ def run_settings(
         "shard_size": config.shard_size,
         "device_type": device_type,
         "mixed_precision": "no" if device_type == "cpu" else config.mixed_precision,
+        "schedulers": schedulers or {},
     }
+    try:
+        return json.loads(json.dumps(settings, allow_nan=False))
+    except ValueError as err:  # validated() refuses non-finite options first; this is the last guard
+        raise ConfigError(f"a generation setting is not a finite number ({err})") from None
 
 
 def check_folder(folder: Path, settings: dict) -> None:
@@ -108,7 +129,8 @@ def check_folder(folder: Path, settings: dict) -> None:
             p.name
             for p in (folder.iterdir() if folder.is_dir() else ())
             # A writer killed before its manifest was committed leaves only its own temporary files.
-            if p.name != PARTS and not p.name.startswith((f".{MANIFEST}.tmp-", f".{METADATA}.tmp-"))
+            if p.name not in (PARTS, LOCK, HOLDER)
+            and not p.name.startswith((f".{MANIFEST}.tmp-", f".{METADATA}.tmp-"))
         )
         if others:
             # The card, the contact sheet and memorisation.json would overwrite files of the same names.
@@ -116,6 +138,9 @@ def check_folder(folder: Path, settings: dict) -> None:
                 f"{folder} is not empty (it holds {others[0]!r}) and holds no {MANIFEST}: refusing to write "
                 "a generation over other files: write into an empty or new folder"
             )
+        return
+    if _holds_no_image(folder, manifest):
+        # A run that failed before its first image left only its own manifest: nothing to mix with.
         return
     found = manifest.get("info", {}).get("settings")
     if not isinstance(found, dict):
@@ -126,12 +151,96 @@ def check_folder(folder: Path, settings: dict) -> None:
     for key, value in settings.items():
         if found.get(key) != value:
             raise ConfigError(
-                f"{folder} was generated with other settings: {key} is {found.get(key)!r} there but "
-                f"{value!r} now; refusing to mix them: use the same options, or a new folder"
+                f"{folder} was generated with other settings: {key} is {_short(found.get(key))} there but "
+                f"{_short(value)} now; refusing to mix them: use the same options, or a new folder"
             )
     for key in found:
         if key not in settings:
             raise ConfigError(f"{folder} was generated with setting {key!r} this fulora does not know")
+
+
+def _short(value: Any, limit: int = 120) -> str:
+    """A setting's repr for a message, cut at ``limit`` characters (a sampler record runs to kilobytes)."""
+    text = repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _holds_no_image(folder: Path, manifest: dict | None = None) -> bool:
+    """Whether a generated folder (and its parts) commits no image at all."""
+    manifest = read_manifest(folder) if manifest is None else manifest
+    if manifest is not None and manifest.get("num_images", 0):
+        return False
+    parts = folder / PARTS
+    for part in sorted(parts.glob("rank-*")) if parts.is_dir() else []:
+        part_manifest = read_manifest(part)
+        if part_manifest is not None and part_manifest.get("num_images", 0):
+            return False
+    return True
+
+
+def _discard_empty_run(out: Path, created: bool) -> None:
+    """After a failed run that committed no image, remove what it wrote, so any command can start afresh.
+
+    Only fulora's own files go: the manifest and metadata of a set with no image, the parts folder, and,
+    when this run created ``out``, the folder itself if nothing else is in it.
+    """
+    if not out.is_dir() or not _holds_no_image(out):
+        return
+    with contextlib.suppress(OSError):
+        if (out / PARTS).is_dir():
+            shutil.rmtree(out / PARTS)
+        for name in (MANIFEST, METADATA):
+            if (out / name).is_file():
+                (out / name).unlink()
+        for path in out.iterdir():
+            if path.name.startswith((f".{MANIFEST}.tmp-", f".{METADATA}.tmp-")):
+                path.unlink()
+        if created and {p.name for p in out.iterdir()} <= {LOCK, HOLDER}:
+            for name in (HOLDER, LOCK):
+                (out / name).unlink(missing_ok=True)
+            out.rmdir()
+
+
+@contextlib.contextmanager
+def run_lock(out: Path, enabled: bool = True):
+    """Hold ``out`` for one run: a ``filelock`` in ``out/.fulora-generate.lock``, the holder's PID beside it.
+
+    A second run into the same folder refuses at once, naming the PID. Yields whether this run created
+    ``out`` (so a run that fails before its first image can remove it again).
+
+    Raises:
+        ConfigError: If another process holds the folder, or it cannot be created.
+    """
+    from filelock import FileLock, Timeout
+
+    from fulora_data.io import atomic_write_text
+
+    created = not out.exists()
+    if not enabled:
+        yield created
+        return
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(str(out / LOCK))
+        lock.acquire(timeout=0)
+    except Timeout:
+        try:
+            holder = (out / HOLDER).read_text(encoding="utf-8").strip() or "unknown"
+        except OSError:
+            holder = "unknown"
+        raise ConfigError(
+            f"{out} is being written by another `fulora generate` (PID {holder}); wait for it to finish, "
+            "or write into another folder"
+        ) from None
+    except OSError as err:
+        raise ConfigError(f"--out {out} cannot be written: {err.strerror or err}") from None
+    try:
+        atomic_write_text(out / HOLDER, f"{os.getpid()}\n")
+        yield created
+    finally:
+        with contextlib.suppress(OSError):
+            (out / HOLDER).unlink(missing_ok=True)
+        lock.release()
 
 
 class _Parts:
@@ -202,7 +311,7 @@ def prepare_run(config: GenerateConfig, device_type: str):
     Returns:
         ``(config, base, adapter, clip_skip, settings)``; ``base`` is a ``pipeline.ResolvedBase``.
     """
-    from fulora_data.generation.pipeline import resolve_adapter, resolve_base
+    from fulora_data.generation.pipeline import read_base_scheduler, resolve_adapter, resolve_base
 
     config = config.validated()
     adapter = (
@@ -217,8 +326,22 @@ def prepare_run(config: GenerateConfig, device_type: str):
     else:
         clip_skip = 1
     base = resolve_base(config.base, config.base_revision)
-    settings = run_settings(config, (base.name, base.revision), adapter, clip_skip, device_type)
+    schedulers = sampler_records(config, read_base_scheduler(base))
+    settings = run_settings(config, (base.name, base.revision), adapter, clip_skip, device_type, schedulers)
     return config, base, adapter, clip_skip, settings
+
+
+def sampler_records(config: GenerateConfig, base_scheduler: dict) -> dict[str, dict]:
+    """Each sampler's full scheduler config and time grid, after checking ``--steps`` against the base.
+
+    Raises:
+        ConfigError: If ``--steps`` exceeds the base's training timesteps.
+    """
+    from fulora_data.generation.pipeline import sampler_record
+    from fulora_data.generation.samplers import check_steps
+
+    check_steps(config.samplers, config.steps, base_scheduler)
+    return {name: sampler_record(name, base_scheduler, config.steps) for name in config.samplers}
 
 
 def generate(
@@ -250,11 +373,35 @@ def generate(
     """
     accelerate = require("accelerate", "train")
     state = accelerate.PartialState(cpu=config.cpu)
-    from fulora_data.generation.pipeline import load_pipeline, pick_device
+    from fulora_data.generation.pipeline import pick_device
 
     device = pick_device(config.cpu or state.device.type == "cpu")
+    # Everything that can be checked without writing is checked first: options, base, adapter, steps,
+    # and the memorisation source.
     config, base, adapter, clip_skip, settings = prepare_run(config, device.type)
+    if config.against is not None:
+        from fulora_data.generation.card import check_against
+
+        check_against(config)
     out = Path(out)
+    main = state.is_main_process
+    check_folder(
+        out, settings
+    )  # read-only: a foreign or other run's folder is refused before the lock is made
+    with run_lock(out, enabled=main) as created:
+        try:
+            summary = _run(config, out, state, device, base, adapter, clip_skip, settings, log, progress)
+        except BaseException:
+            if main:
+                _discard_empty_run(out, created)
+            raise
+    return summary
+
+
+def _run(config, out, state, device, base, adapter, clip_skip, settings, log, progress) -> dict[str, Any]:
+    """The body of ``generate`` once the folder is held: check it, load, sample, merge, finish."""
+    from fulora_data.generation.pipeline import load_pipeline
+
     rank, world, main = state.process_index, state.num_processes, state.is_main_process
     check_folder(out, settings)
     parts_root = out / PARTS
@@ -265,8 +412,11 @@ def generate(
     loading = time.perf_counter()
     pipe = load_pipeline(config, adapter, device, base, clip_skip)
     load_seconds = time.perf_counter() - loading
+    fit = pipe.__dict__.get("_fulora_adapter_fit")
     images = plan(config)
     info = {"settings": settings, "command": "fulora generate", "fulora_version": __version__}
+    if fit is not None:
+        info["adapter_modules"] = fit.to_dict()
     final = GeneratedWriter(out, shard_size=config.shard_size, info=info) if main else None
     state.wait_for_everyone()
     done = committed_ids(out) | set(_Parts(parts_root).rows)
@@ -280,6 +430,15 @@ def generate(
             f"{config.per_plane}) into {out}: {len(images) - len(done)} to make"
             + (f" on {world} processes" if world > 1 else "")
         )
+        if fit is not None:
+            log(
+                f"adapter modules applied: {fit.unet} in the UNet, {fit.text_encoder} in the text encoder"
+                + (
+                    f"; {len(fit.unmatched_keys)} keys matched nothing (--allow-unmatched)"
+                    if fit.unmatched_keys
+                    else ""
+                )
+            )
     start = time.perf_counter()
     if mine:
         _generate_part(config, pipe, adapter, clip_skip, settings, mine, done, parts_root / f"rank-{rank}",
@@ -300,6 +459,7 @@ def generate(
                 if elapsed > 0 and len(images) > len(done)
                 else None,
                 "settings": settings,
+                "adapter_modules": fit.to_dict() if fit is not None else None,
             }
         )
         summary.update(_finish(config, out, settings, adapter, log))
@@ -328,6 +488,13 @@ def _generate_part(config, pipe, adapter, clip_skip, settings, mine, done, folde
         raise DataError(
             f"writing {folder} failed ({err}); the shards committed so far are kept: run the same command "
             "again to resume"
+        ) from None
+    except RuntimeError as err:  # torch.OutOfMemoryError is a RuntimeError; so is a CPU allocation failure
+        if "out of memory" not in str(err).lower() and type(err).__name__ != "OutOfMemoryError":
+            raise
+        raise DataError(
+            f"out of memory sampling {config.batch_size} images of {config.width}x{config.height} on "
+            f"{pipe.device}: lower --batch-size, --width or --height (the images committed so far are kept)"
         ) from None
 
 
@@ -484,6 +651,8 @@ def regenerate_image(
         shard_size=settings["shard_size"],
         mixed_precision=settings["mixed_precision"],
         cpu=settings["device_type"] == "cpu",
+        # The set was made with the keys that matched nothing left out: the same adapter does that again.
+        allow_unmatched=bool((manifest.get("info", {}).get("adapter_modules") or {}).get("unmatched_keys")),
     )
     target = device or ("cpu" if config.cpu else None)
     _, _, _, _, now = prepare_run(config, str(target or settings["device_type"]).split(":")[0])
