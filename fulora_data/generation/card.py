@@ -75,17 +75,17 @@ def check_against(config) -> None:
     Raises:
         ConfigError, SourceNotFoundError, DataError: One sentence naming the option and the bad value.
     """
-    from fulora_data.audit.run import parse_against
+    from fulora_data.dataset_ref import DatasetRef
 
-    name, subset = parse_against(config.against)
-    if "/" in name:  # ORG/NAME[@REVISION]: a published training set
+    ref = DatasetRef.parse(config.against, option="against", split="none")
+    if ref.on_hub:  # ORG/NAME[@REVISION]: a published training set
         from fulora_data.hub_pull import load_repo_dataset
 
-        load_repo_dataset(name, subset)
+        load_repo_dataset(ref.repo, ref.config)
         return
     from fulora_data.prepare import build, make_builder
 
-    builder = make_builder(name, subset, source=config.against_source, cache_dir=config.cache_dir)
+    builder = make_builder(ref.name, ref.config, source=config.against_source, cache_dir=config.cache_dir)
     builder.source_option = "--against-source"
     build(builder)
 
