@@ -20,7 +20,13 @@ import numpy as np
 from tqdm.auto import tqdm
 
 from fulora_data.compare import metrics
-from fulora_data.compare.features import FeatureCache, default_feature_cache, extract, open_network
+from fulora_data.compare.features import (
+    FeatureCache,
+    default_feature_cache,
+    extract,
+    open_fid_network,
+    open_network,
+)
 from fulora_data.compare.figures import MIN_POINTS, embed, perplexity_for
 from fulora_data.compare.report import check_report_folder, write_report
 from fulora_data.compare.sets import (
@@ -89,6 +95,7 @@ def compare_sets(
     seed: int = STUDY_SEED,
     image_size: int = 224,
     weights: str | os.PathLike | None = None,
+    fid_weights: str | os.PathLike | None = None,
     download: bool = True,
     cache_dir: str | os.PathLike | None = None,
     feature_cache: str | os.PathLike | None = None,
@@ -111,7 +118,11 @@ def compare_sets(
         per_plane: Images drawn per plane and set (the study's 35); ``None`` takes every image.
         seed: The draw's ``random_state`` (the study's 1234); also seeds t-SNE and the bootstrap.
         image_size: Side of the square network input (the study's 224; at least 75).
-        weights: A torchvision ``inception_v3`` state dict file (default: torchvision's ImageNet weights).
+        weights: A torchvision ``inception_v3`` state dict file (default: torchvision's ImageNet weights),
+            the network of the t-SNE figure.
+        fid_weights: The FID Inception's weights (pytorch-fid's ``pt_inception-2015-12-05-6726825d.pth``):
+            FID and KID are computed on its pool features, comparable with published FIDs. Without it
+            they are computed on torchvision's network and the report says they are not comparable.
         download: Whether torchvision's weights may be downloaded when not cached.
         cache_dir: Where built datasets are cached (features go to its ``fulora-features`` folder).
         feature_cache: Where features are cached (overrides the folder under ``cache_dir``).
@@ -137,16 +148,23 @@ def compare_sets(
     if report is not None:
         check_report_folder(report)
     network = open_network(weights, image_size=image_size, device=device, download=download)
+    fid_network = open_fid_network(fid_weights, device=network.device) if fid_weights is not None else None
     cache_root = Path(feature_cache) if feature_cache is not None else default_feature_cache(cache_dir)
     cache = FeatureCache.open(cache_root, network)
+    fid_cache = FeatureCache.open(cache_root, fid_network) if fid_network is not None else None
     warnings: list[str] = []
 
     def warn(message: str) -> None:
         warnings.append(message)
         log(f"warning: {message}")
 
-    for ignored in cache.ignored:
-        warn(f"feature cache {cache.folder}: ignored {ignored}")
+    for ignored in cache.ignored + (fid_cache.ignored if fid_cache is not None else []):
+        warn(f"feature cache {cache_root}: ignored {ignored}")
+    if fid_network is None:
+        warn(
+            "FID and KID are computed on torchvision's ImageNet Inception-V3, not on the FID Inception: "
+            "they cannot be compared with published FIDs (give --fid-weights FILE for comparable ones)"
+        )
 
     loaded = []
     for spec, source, label, colour in zip(specs, sources, labels, colours(specs), strict=True):
@@ -176,6 +194,15 @@ def compare_sets(
             seconds += time.perf_counter() - started
             bar.update(len(positions) - bar.n)  # the cached images
         computed, cached = computed + result.computed, cached + result.cached
+        fid_pool = result.pool
+        if fid_network is not None:
+            with tqdm(total=len(positions), desc=f"FID Inception features of {entry.label}", unit="img") as bar:
+                started = time.perf_counter()
+                fid_result = extract(images, fid_network, fid_cache, batch_size=batch_size, progress=bar.update)
+                seconds += time.perf_counter() - started
+                bar.update(len(positions) - bar.n)
+            computed, cached = computed + fid_result.computed, cached + fid_result.cached
+            fid_pool = fid_result.pool
         features[entry.label] = {}
         start = 0
         for plane in planes:
@@ -184,6 +211,7 @@ def compare_sets(
                 features[entry.label][plane] = {
                     "pool": result.pool[start : start + count],
                     "logits": result.logits[start : start + count],
+                    "fid_pool": fid_pool[start : start + count],
                 }
             start += count
 
@@ -215,7 +243,7 @@ def compare_sets(
             parts = [(p, features[entry.label][p]) for p in kept if p in features[entry.label]]
             if parts:
                 pooled[entry.label] = {
-                    key: np.concatenate([f[key] for _, f in parts]) for key in ("pool", "logits")
+                    key: np.concatenate([f[key] for _, f in parts]) for key in ("pool", "logits", "fid_pool")
                 }
                 plane_of_point[entry.label] = [p for p, f in parts for _ in range(len(f["pool"]))]
         panels[OVERALL] = _panel(pooled, plane_of_point, tsne_features, bootstrap, seed, warn, OVERALL)
@@ -248,6 +276,8 @@ def compare_sets(
             "seed": seed,
             "draw": "pandas groupby('Plane').sample(n=per_plane, random_state=seed) semantics",
             "network": network.description,
+            # The network of every FID and KID (the FID Inception with --fid-weights, else torchvision's).
+            "fid_network": (fid_network or network).description,
             "tsne_features": tsne_features,
             "bootstrap": bootstrap,
             "interval": metrics.INTERVAL,
@@ -283,7 +313,9 @@ def _panel(
     labels = list(by_set)
     panel: dict[str, Any] = {"images": {label: len(by_set[label]["pool"]) for label in labels}, "pairs": []}
     for a, b in combinations(labels, 2):
-        pair = metrics.compare_features(by_set[a]["pool"], by_set[b]["pool"], bootstrap=bootstrap, seed=seed)
+        pair = metrics.compare_features(
+            by_set[a]["fid_pool"], by_set[b]["fid_pool"], bootstrap=bootstrap, seed=seed
+        )
         panel["pairs"].append({"a": a, "b": b, **pair})
     total = sum(panel["images"].values())
     if total >= MIN_POINTS:
