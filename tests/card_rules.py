@@ -15,7 +15,14 @@ from pathlib import Path
 
 # huggingface_hub's DatasetCardData docstring (repocard_data.py) and the Hub's dataset card spec,
 # https://github.com/huggingface/hub-docs/blob/main/datasetcard.md (fields and their example values).
-ANNOTATIONS_CREATORS = {"found", "crowdsourced", "expert-generated", "machine-generated", "no-annotation", "other"}
+ANNOTATIONS_CREATORS = {
+    "found",
+    "crowdsourced",
+    "expert-generated",
+    "machine-generated",
+    "no-annotation",
+    "other",
+}
 SIZE_CATEGORIES = {
     "n<1K", "1K<n<10K", "10K<n<100K", "100K<n<1M", "1M<n<10M", "10M<n<100M", "100M<n<1B", "1B<n<10B",
     "10B<n<100B", "100B<n<1T", "n>1T", "other",
@@ -24,17 +31,37 @@ SIZE_CATEGORIES = {
 SOURCE_DATASETS = re.compile(r"original|extended(\|[\w./-]+)?")
 # The Hub's task taxonomy (huggingface.js packages/tasks/src/pipelines.ts): the tasks fulora's cards use,
 # and the sub-task ids listed under image-classification there.
-TASK_CATEGORIES = {"image-classification", "text-to-image", "image-to-image", "unconditional-image-generation"}
+TASK_CATEGORIES = {
+    "image-classification",
+    "text-to-image",
+    "image-to-image",
+    "unconditional-image-generation",
+}
 TASK_IDS = {"multi-class-image-classification", "multi-label-image-classification"}
 # The Hub's license identifiers (https://huggingface.co/docs/hub/repositories-licenses): those fulora uses.
-LICENSES = {"cc-by-4.0", "cc-by-nc-4.0", "cc-by-sa-4.0", "cc-by-nc-sa-4.0", "mit", "creativeml-openrail-m", "other"}
+LICENSES = {
+    "cc-by-4.0",
+    "cc-by-nc-4.0",
+    "cc-by-sa-4.0",
+    "cc-by-nc-sa-4.0",
+    "mit",
+    "creativeml-openrail-m",
+    "other",
+}
 # Model libraries the Hub recognises (huggingface.js packages/tasks/src/model-libraries.ts); "pytorch" and
 # "torchvision" are not among them, so a plain torchvision model names none.
 LIBRARIES = {"diffusers", "transformers", "timm", "peft", "sentence-transformers", "open_clip"}
 # Model card keys beyond ModelCardData's arguments that the Hub documents
 # (https://huggingface.co/docs/hub/model-cards#model-card-metadata, model-cards-components (widget,
 # <Gallery />), and diffusers' LoRA cards: instance_prompt, base_model_relation).
-MODEL_EXTRA_KEYS = {"model-index", "widget", "instance_prompt", "base_model_relation", "inference", "thumbnail"}
+MODEL_EXTRA_KEYS = {
+    "model-index",
+    "widget",
+    "instance_prompt",
+    "base_model_relation",
+    "inference",
+    "thumbnail",
+}
 BASE_MODEL_RELATIONS = {"adapter", "merge", "quantized", "finetune"}
 # Dataset card keys beyond DatasetCardData's arguments (datasets' own: configs, dataset_info; the Hub: tags).
 DATASET_EXTRA_KEYS = {"configs", "dataset_info", "tags"}

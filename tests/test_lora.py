@@ -252,7 +252,7 @@ def test_cli_resume_of_a_finished_run_pushes_to_the_hub(run, workspace, hub_serv
     assert any(name.startswith("samples/") for name in files)  # the widget's per-plane images
     from huggingface_hub import hf_hub_download
 
-    pushed = open(hf_hub_download("fulora/tiny-lora", "README.md")).read()
+    pushed = Path(hf_hub_download("fulora/tiny-lora", "README.md")).read_text()
     assert 'pipe.load_lora_weights("fulora/tiny-lora")' in pushed and "REPO_OR_FOLDER" not in pushed
 
 

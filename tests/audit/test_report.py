@@ -10,7 +10,13 @@ from fulora_data.audit.report import PAIRS_PER_PAGE, bar_chart, pair_pages
 
 
 def _ref(k: int) -> dict:
-    return {"split": "train", "index": k, "image_id": f"img{k:03d}", "label": "Fetal brain", "patient_id": str(k)}
+    return {
+        "split": "train",
+        "index": k,
+        "image_id": f"img{k:03d}",
+        "label": "Fetal brain",
+        "patient_id": str(k),
+    }
 
 
 def test_many_pairs_are_pages_of_readable_size_not_one_strip(tmp_path):

@@ -9,6 +9,7 @@ from __future__ import annotations
 import contextlib
 import io
 import json
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -110,17 +111,30 @@ def test_the_cards_torchvision_snippet_runs_as_written_from_the_hub(hub_server, 
     source = write_spanish_source(tmp_path / "es", per_plane=4, test_per_plane=1, seed=1)
     out = tmp_path / "run"
     args = ["train", "classifier", "--arch", "resnet18", "--train-set", "ES", "--source", str(source)]
-    args += ["--cache-dir", str(tmp_path / "cache"), "--weights", "none", "--image-size", "32", "--epochs", "1"]
+    args += [
+        "--cache-dir",
+        str(tmp_path / "cache"),
+        "--weights",
+        "none",
+        "--image-size",
+        "32",
+        "--epochs",
+        "1",
+    ]
     args += ["--batch-size", "8", "--num-workers", "0", "--validation-size", "4", "--out", str(out)]
     run = CliRunner().invoke(main, args)
     assert run.exit_code == 0, run.output
     assert '"REPO_OR_FOLDER"' in (out / "model" / "README.md").read_text()  # not pushed yet
     push_model(out / "model", "fulora/tiny-classifier", token=hub_server.token)
-    card = open(hf_hub_download("fulora/tiny-classifier", "README.md")).read()
+    card = Path(hf_hub_download("fulora/tiny-classifier", "README.md")).read_text()
     from card_rules import check_model_card
 
     check_model_card(card)
-    code = card.split("With plain torchvision and safetensors", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
+    code = (
+        card.split("With plain torchvision and safetensors", 1)[1]
+        .split("```python\n", 1)[1]
+        .split("```", 1)[0]
+    )
     assert 'snapshot_download("fulora/tiny-classifier")' in code and "fulora_data" not in code
     scope: dict = {}
     printed = io.StringIO()
@@ -133,6 +147,8 @@ def test_the_cards_torchvision_snippet_runs_as_written_from_the_hub(hub_server, 
     buffer = io.BytesIO()
     Image.new("L", (320, 240)).save(buffer, format="PNG")
     features = datasets.Features({"image": datasets.Image(), "label": datasets.ClassLabel(names=LABELS)})
-    one = datasets.Dataset.from_dict({"image": [{"bytes": buffer.getvalue()}], "label": [0]}, features=features)
+    one = datasets.Dataset.from_dict(
+        {"image": [{"bytes": buffer.getvalue()}], "label": [0]}, features=features
+    )
     expected = predict(out, one)["probabilities"][0]
     np.testing.assert_allclose(scope["probabilities"].numpy(), expected, atol=1e-5)

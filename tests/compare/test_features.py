@@ -43,7 +43,9 @@ def fid_weights(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def weights(tmp_path_factory) -> Path:
-    return random_inception_weights(tmp_path_factory.mktemp("tv") / "inception_random.pth", calibrate_size=SIZE)
+    return random_inception_weights(
+        tmp_path_factory.mktemp("tv") / "inception_random.pth", calibrate_size=SIZE
+    )
 
 
 def _images(n: int, seed: int, size=(96, 72), shift: int = 0) -> list[bytes]:
@@ -82,7 +84,9 @@ def test_fid_features_equal_pytorch_fids_inceptionv3_on_the_same_weights(fid_wei
 
 
 def test_fid_weights_that_are_absent_or_of_another_network_are_refused(tmp_path, weights):
-    with pytest.raises(SourceNotFoundError, match="--fid-weights .*missing.pth.* is not a file.*pt_inception"):
+    with pytest.raises(
+        SourceNotFoundError, match="--fid-weights .*missing.pth.* is not a file.*pt_inception"
+    ):
         open_fid_network(tmp_path / "missing.pth")
     with pytest.raises(ConfigError, match="is not the FID Inception's state dict"):
         open_fid_network(weights)  # torchvision's layout: 1000 classes, aux head, other blocks
@@ -148,7 +152,9 @@ def test_compare_computes_fid_on_the_fid_inception_and_names_it_beside_every_fig
     result = compare_sets(specs, sources, fid_weights=fid_weights, report=tmp_path / "report", **common)
     settings = result["settings"]
     sha = file_sha256(fid_weights)
-    assert settings["fid_network"]["network"] == FID_NETWORK and settings["fid_network"]["weights_sha256"] == sha
+    assert (
+        settings["fid_network"]["network"] == FID_NETWORK and settings["fid_network"]["weights_sha256"] == sha
+    )
     assert settings["network"]["network"] == "inception_v3"  # the t-SNE keeps torchvision's network
     plain = compare_sets(specs, sources, **common)
     assert plain["settings"]["fid_network"]["network"] == "inception_v3"
@@ -178,7 +184,10 @@ def test_cli_fid_weights_prints_the_network_and_refuses_a_wrong_file(sets, weigh
     run = CliRunner().invoke(main, [*args, "--fid-weights", str(fid_weights)])
     assert run.exit_code == 0, run.output
     sha = file_sha256(fid_weights)[:16]
-    assert f"FID and KID on FID Inception (2015 TF graph, pytorch-fid) ({fid_weights.name}, sha256 {sha})" in run.stdout
+    assert (
+        f"FID and KID on FID Inception (2015 TF graph, pytorch-fid) ({fid_weights.name}, sha256 {sha})"
+        in run.stdout
+    )
     assert "features: 0 computed, 24 cached" in run.stdout  # both networks' features, from the cache
     run = CliRunner().invoke(main, [*args, "--fid-weights", str(weights)])
     assert run.exit_code != 0 and "--fid-weights" in run.output and "Traceback" not in run.output

@@ -17,7 +17,9 @@ PREDS = [1, 0, 2, 0, 3, 3, 0, 4, 1, 2, 4, 4]
 def test_roc_curves_are_the_standard_protocols_one_vs_rest_auc(tmp_path):
     pytest.importorskip("matplotlib")
     probabilities = np.random.default_rng(0).dirichlet(np.ones(5), size=len(REFS))
-    result = score(REFS, PREDS, label_names=PLANES, probabilities=probabilities, protocol="standard", n_bootstrap=0)
+    result = score(
+        REFS, PREDS, label_names=PLANES, probabilities=probabilities, protocol="standard", n_bootstrap=0
+    )
     result["roc"] = roc_curves(REFS, probabilities, PLANES)
     # Other (label 0) has no test image: no curve; every other class's area is the protocol's per-class AUC.
     assert set(result["roc"]) == set(PLANES[1:5])
