@@ -53,3 +53,24 @@ def test_contact_sheet_has_large_labelled_thumbnails(tmp_path):
     assert gray[first_row_bottom + 2 : first_row_bottom + 20, 160:].min() < 128
     # The plane labels column is drawn, left of the thumbnails.
     assert gray[40:first_row_bottom, :150].min() < 128
+
+
+def test_generation_card_yaml_is_what_the_hub_documents(tmp_path):
+    from card_rules import check_dataset_card
+
+    from fulora_data.generation.card import render_card
+
+    settings = {
+        "planes": PLANES,
+        "samplers": list(SAMPLERS),
+        "per_plane": 2,
+        "prompts": {plane: f"a photo of {plane.lower()}" for plane in PLANES},
+        "base_model": "stable-diffusion-v1-5/stable-diffusion-v1-5",
+        "base_model_revision": "0" * 40,
+        "adapter_scale": 1.0,
+    }
+    counts = {plane: {"euler": 2, "unipc": 2} for plane in PLANES}
+    card = render_card(settings, counts, None, {"checked": False, "note": "skipped"})
+    raw = check_dataset_card(card)
+    assert raw["annotations_creators"] == ["machine-generated"]  # the label is the prompt's plane
+    assert "| Fetal brain | `a photo of fetal brain` | 2 | 2 |" in card
