@@ -105,7 +105,7 @@ def training_data(config: dict) -> tuple[list[str] | None, str]:
     options = train.get("dataset_options") or {}
     if options:
         shown = ", ".join(
-            f"`{key}={value}`" if not isinstance(value, dict) else f"`{key}=`{_source_text(value)}"
+            f"`{key}={value}`" if not isinstance(value, dict) else f"`{key}` = {_source_text(value)}"
             for key, value in sorted(options.items())
         )
         parts.append(f"options {shown}")

@@ -152,3 +152,11 @@ def test_the_cards_torchvision_snippet_runs_as_written_from_the_hub(hub_server, 
     )
     expected = predict(out, one)["probabilities"][0]
     np.testing.assert_allclose(scope["probabilities"].numpy(), expected, atol=1e-5)
+
+
+def test_a_file_option_is_named_by_file_and_checksum():
+    options = {"labels": {"file": "synthetic_train_5000.csv", "sha256": "cd" * 32}}
+    config = _config()
+    config["train_config"] = {**config["train_config"], "dataset_options": options}
+    line = next(row for row in render_model_card(config).splitlines() if row.startswith("| Data |"))
+    assert f"`labels` = `synthetic_train_5000.csv` (sha256 `{'cd' * 8}`)" in line
