@@ -118,6 +118,17 @@ SYNTHETIC_WARNING = (
     "content, and must not be used for clinical purposes or presented as real ultrasound.\n"
 )
 TAGS = ["medical", "ultrasound", "fetal-ultrasound", "image-classification", "fulora"]
+# Who made the labels (DatasetCardData's annotations_creators vocabulary): an expert clinician for the real
+# sets, the generator (the prompt's plane) for synthetic images.
+ANNOTATIONS = {
+    "spanish": ["expert-generated"],
+    "african": ["expert-generated"],
+    "synthetic": ["machine-generated"],
+    "hybrid": ["expert-generated", "machine-generated"],
+}
+# The real sets and the synthetic images are published here as their sources made them ("original"); the
+# hybrid assembles rows of two other datasets ("extended").
+SOURCE_DATASETS = {"spanish": ["original"], "african": ["original"], "synthetic": ["original"], "hybrid": ["extended"]}
 
 
 def template(name: str) -> str:
@@ -322,8 +333,9 @@ def _source_lines(provenance: dict, indent: str = "") -> list[str]:
     if source:
         # A card is public: name the file or URL, never the publisher's local path.
         location = source.get("location") or ""
-        where = location if source.get("kind") == "download" else source.get("archive") or Path(location).name
-        lines.append(f"{indent}- source: {source.get('kind')} `{where}`")
+        where = location if source.get("kind") == "download" else source.get("archive")
+        # An extracted folder's name is the publisher's own: the card says only that it was a folder.
+        lines.append(f"{indent}- source: {source.get('kind')}" + (f" `{where}`" if where else ""))
         if "md5" in source:
             lines.append(
                 f"{indent}  - md5 `{source['md5']}`, sha256 `{source['sha256']}`, {source['num_bytes']} bytes"
@@ -432,6 +444,9 @@ def _metadata(
         "license": cls.LICENSE,
         "pretty_name": PRETTY_NAMES.get(name, name),
         "task_categories": ["image-classification"] + (["text-to-image"] if prompts else []),
+        "task_ids": ["multi-class-image-classification"],
+        "annotations_creators": ANNOTATIONS.get(name, ["other"]),
+        "source_datasets": SOURCE_DATASETS.get(name, ["original"]),
         "tags": TAGS + (["synthetic", "stable-diffusion", "lora"] if synthetic else []),
     }
     for key, value in ours.items():

@@ -28,6 +28,9 @@ logger = logging.getLogger(__name__)
 
 MANIFEST = "fulora_export.json"
 CARD = "README.md"
+PLACEHOLDER = "REPO_OR_FOLDER"
+"""What a model card's code snippet says where the repository id goes until the model is pushed:
+``push_model`` replaces the quoted placeholder with the repo id it pushes to, in the folder's card."""
 _REPO_ID = re.compile(r"[A-Za-z0-9][\w.-]*/[A-Za-z0-9][\w.-]*")
 _TAG = re.compile(r"[A-Za-z0-9][\w.-]*")
 
@@ -178,6 +181,9 @@ def push_model(
 ) -> dict:
     """Push a model folder (a LoRA adapter or a classifier) to a Hub model repository, optionally tagged.
 
+    The card's snippets name the repository: where they say ``"REPO_OR_FOLDER"`` (``PLACEHOLDER``), the
+    folder's ``README.md`` is rewritten with ``repo_id`` before the upload (nothing else in it changes).
+
     Args:
         folder: A folder with a ``README.md`` model card and at least one ``.safetensors`` file.
         repo_id: The model repository, e.g. ``"fulora/sd15-lora-r128"``.
@@ -203,7 +209,20 @@ def push_model(
     if not any(folder.rglob("*.safetensors")):
         raise DataError(f"model folder {str(folder)!r} has no .safetensors weights")
     message = commit_message or f"Upload {folder.name} with fulora" + (f" ({tag})" if tag else "")
+    _name_repo_in_card(folder / CARD, repo_id)
     return _push(folder, repo_id, "model", token, private, tag, endpoint, message, None)
+
+
+def _name_repo_in_card(card: Path, repo_id: str) -> None:
+    """Put the repo id where the card's snippets say ``"REPO_OR_FOLDER"`` (a well-formed id only)."""
+    if not (isinstance(repo_id, str) and _REPO_ID.fullmatch(repo_id)):
+        return  # _push refuses it with the reason
+    text = card.read_text(encoding="utf-8")
+    quoted = f'"{PLACEHOLDER}"'
+    if quoted in text:
+        from fulora_data.io import atomic_write_text
+
+        atomic_write_text(card, text.replace(quoted, f'"{repo_id}"'))
 
 
 def _push(folder: Path, repo_id, repo_type, token, private, tag, endpoint, message, delete_patterns) -> dict:

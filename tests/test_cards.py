@@ -99,7 +99,8 @@ def test_cards_name_sources_by_file_and_checksum_never_by_local_path(tmp_path):
     _, _, synthetic = _card(tmp_path, "synthetic", "release", zip_path, labels=labels, verify_checksum=False)
     for text in (card.text, synthetic.text):
         assert str(secret) not in text and "private-home" not in text
-    assert "`FETAL_PLANES_DB`" in card.text
+    # An extracted folder's name is the publisher's: the card says it was a folder, not what it is called.
+    assert "- source: folder\n" in card.text and "`FETAL_PLANES_DB`" not in card.text
     assert hashlib.sha256(listing.read_bytes()).hexdigest() in card.text
     assert hashlib.sha256(labels.read_bytes()).hexdigest() in synthetic.text
 
@@ -120,3 +121,22 @@ def test_image_statistics_read_png_headers_as_pil_does():
         fast = _png_header(data)
         assert fast is None or fast == _pil_header(data), mode
         assert (fast is None) == (mode in ("1", "I;16")), mode  # other bit depths go through PIL
+
+
+def test_every_dataset_card_field_is_one_the_hub_documents(tmp_path):
+    """task_ids, annotations_creators and source_datasets are set per dataset, each from the Hub's vocabulary."""
+    from card_rules import check_dataset_card
+
+    spanish = samples.write_spanish_source(tmp_path / "src", per_plane=2, test_per_plane=1)
+    zip_path, labels = samples.write_synthetic_release(tmp_path / "syn", per_plane=2, layout="flat")
+    cards = {
+        "spanish": _card(tmp_path, "spanish", "es", spanish)[2],
+        "synthetic": _card(tmp_path, "synthetic", "release", zip_path, labels=labels, verify_checksum=False)[2],
+    }
+    expected = {"spanish": ["expert-generated"], "synthetic": ["machine-generated"]}
+    for name, card in cards.items():
+        raw = check_dataset_card(str(card))
+        assert raw["task_ids"] == ["multi-class-image-classification"]
+        assert raw["annotations_creators"] == expected[name]
+        assert raw["source_datasets"] == ["original"]
+    assert f"`{spanish.name}`" not in cards["spanish"].text  # the source folder's own name stays local

@@ -189,16 +189,20 @@ def test_classifier_card_metadata_is_typed_and_every_number_is_the_runs(hub_serv
     card = ModelCard(render_model_card(_classifier_config(), parameters=11_179_077))
     assert isinstance(card.data, ModelCardData)
     card.validate(repo_type="model")
-    assert card.data.base_model == "timm/resnet18.tv_in1k" and card.data.datasets == ["fulora/hybrid"]
+    # Built locally: no Hub dataset is claimed, and the body says so.
+    assert card.data.base_model == "timm/resnet18.tv_in1k" and card.data.datasets is None
+    assert card.data.library_name is None  # "pytorch" is no library the Hub knows
     assert card.data.eval_results is None and "model-index:" not in str(card)
     assert "1,150" not in card.text and "5,000" not in card.text  # never typed: the run's own numbers
     assert "437 images (400 for training, 37 held out" in card.text and "11,179,077 parameters" in card.text
-    assert "`fulora/hybrid` on the Hub" in card.text
+    assert "built locally by fulora (not a Hub dataset): `hybrid` config `es1150-syn5000`" in card.text
     for arch, weights in (("resnet18", "none"), ("vit_b_16", "imagenet"), ("resnet18", "file")):
         other = ModelCard(render_model_card(_classifier_config(arch=arch, weights=weights)))
         assert other.data.base_model is None  # random, a local file, or no Hub copy of torchvision's weights
-    es = ModelCard(render_model_card(_classifier_config(dataset={"name": "spanish", "config": "es"})))
-    assert es.data.datasets == ["fulora/spanish"]
+    read = {"name": "spanish", "repo": "me/spanish", "revision": "v1.0.0", "commit": "a" * 40, "config": "es"}
+    es = ModelCard(render_model_card(_classifier_config(dataset=read)))
+    assert es.data.datasets == ["me/spanish"]
+    assert "the published dataset `me/spanish` at revision `v1.0.0` (commit `aaaaaaaaaaaa`), config `es`" in es.text
 
 
 def test_zero_shot_results_reach_the_model_index(tmp_path):
@@ -217,7 +221,15 @@ def test_zero_shot_results_reach_the_model_index(tmp_path):
     by_scope = {(r.dataset_config, r.metric_type): r for r in card.data.eval_results}
     assert by_scope[("all", "accuracy")].metric_value == 0.625
     assert by_scope[("Ghana", "accuracy")].metric_value == 0.4 and ("Ghana", "roc_auc") not in by_scope
-    assert by_scope[("all", "roc_auc")].dataset_type == "fulora/african"
+    assert by_scope[("all", "roc_auc")].dataset_type == "african"  # built locally: no Hub repo claimed
+    assert by_scope[("all", "roc_auc")].dataset_revision == "1.0.0"  # the builder's version
+    assert by_scope[("all", "f1")].metric_args == {
+        "protocol": "paper",
+        "average": "macro",
+        "labels": "classes present in the references",
+        "zero_division": 0,
+    }
+    assert by_scope[("Ghana", "accuracy")].dataset_args == {"country": "Ghana"}
     assert by_scope[("all", "accuracy")].dataset_split == "test"
     assert "model-index:" in (folder / "README.md").read_text()
     assert (

@@ -154,7 +154,8 @@ def test_train_records_the_repo_revision_and_config_and_resume_checks_them(repo,
     assert config["train_config"]["hub_data"] == f"{repo}@v1.0.0"
     card = ModelCard((out / "model" / "README.md").read_text())
     assert card.data.datasets == [repo]
-    assert f"`{repo}@v1.0.0`, commit `{commit[:12]}`" in card.text and "`spanish`" not in card.text
+    assert f"the published dataset `{repo}` at revision `v1.0.0` (commit `{commit[:12]}`), config `all`" in card.text
+    assert "`spanish`" not in card.text and "built locally" not in card.text
 
     # A resumed run on other data (another revision, or the locally built set) is refused.
     for other in (["--data", f"{repo}@main"], []):

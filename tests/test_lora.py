@@ -138,9 +138,18 @@ def test_card_has_hub_metadata_hyperparameters_and_citation(run):
     head = card.split("---")[1]
     # A local base (the folder "base") is named in the body, never as a Hub base_model it is not.
     assert "base_model:" not in head and "library_name: diffusers" in head
-    assert "| Base model | `base`" in card and "- fulora/spanish\n" in head
-    for tag in ("lora", "text-to-image", "stable-diffusion", "medical", "ultrasound"):
+    assert "| Base model | `base`" in card
+    # The data was built locally: no Hub dataset is claimed; the body says so, with the data's digest.
+    assert "datasets:" not in head and "fulora/spanish" not in card
+    assert "built locally by fulora (builder version" in card and "training-data digest `" in card
+    for tag in ("lora", "text-to-image", "stable-diffusion", "diffusers", "template:sd-lora", "medical"):
         assert f"- {tag}\n" in head
+    from card_rules import check_model_card
+
+    raw = check_model_card(card, run["adapter"])  # every widget image is in the folder
+    prompts = [entry["text"] for entry in raw["widget"]]
+    assert len(prompts) == len(set(prompts)) >= 2 and raw["instance_prompt"] == ", ".join(prompts)
+    assert all(entry["output"]["url"].startswith("samples/") for entry in raw["widget"])
     assert "license: creativeml-openrail-m" in head
     assert "Not for clinical use" in card and "wang2024fulora" in card and "samples.png" in card
     assert "| LoRA rank / alpha | 4 / 4 |" in card and "clip_skip=1" in card
@@ -247,6 +256,11 @@ def test_cli_resume_of_a_finished_run_pushes_to_the_hub(run, workspace, hub_serv
     assert summary["steps"] == 4 and summary["hub"]["pushed"]
     files = HfApi(endpoint=hub_server.url, token=hub_server.token).list_repo_files("fulora/tiny-lora")
     assert {DIFFUSERS_FILE, KOHYA_FILE, "README.md", "samples.png"} <= set(files)
+    assert any(name.startswith("samples/") for name in files)  # the widget's per-plane images
+    from huggingface_hub import hf_hub_download
+
+    pushed = Path(hf_hub_download("fulora/tiny-lora", "README.md")).read_text()
+    assert 'pipe.load_lora_weights("fulora/tiny-lora")' in pushed and "REPO_OR_FOLDER" not in pushed
 
 
 def test_kohya_file_like_the_studys_loads_every_key_including_the_text_encoder(workspace, tmp_path):
@@ -390,7 +404,9 @@ def test_the_cards_use_snippet_runs_as_written(run, workspace):
     code = card.split("## Use", 1)[1].split("```python\n", 1)[1].split("```", 1)[0]
     assert 'from_pretrained("base")' in code  # the base folder's name, never its local path
     code = code.replace('from_pretrained("base")', f"from_pretrained({str(workspace['base'])!r})")
-    code = code.replace('"REPO_OR_FOLDER"', repr(str(run["adapter"])))
+    # Before a push the card says "REPO_OR_FOLDER"; a push (an earlier test) writes the repo id there.
+    for where in ('"REPO_OR_FOLDER"', '"fulora/tiny-lora"'):
+        code = code.replace(where, repr(str(run["adapter"])))
     code = code.replace(
         "pipe(prompt_embeds=prompt_embeds)",
         "pipe(prompt_embeds=prompt_embeds, num_inference_steps=1, height=32, width=32)",

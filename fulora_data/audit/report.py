@@ -1,4 +1,4 @@
-"""The audit's report for people: Markdown with figures and side-by-side image pairs, drawn with Pillow.
+"""The audit's report for people: Markdown with figures (matplotlib) and pages of image pairs (Pillow).
 
 Everything is written into a temporary folder beside the target and moved in only when complete, so an
 interrupted run never leaves a half-written report.
@@ -17,6 +17,8 @@ from PIL import Image, ImageDraw, ImageFont
 from fulora_data.io import write_report_folder
 from fulora_data.pixels import decode_gray
 
+#: Later pages of the pair pictures (``exact_pairs-2.png``, ...): an earlier report's extra pages are stale.
+PAGED_PAIRS = ("exact_pairs-*.png", "near_pairs-*.png", "memorised_pairs-*.png")
 REPORT_FILES = (
     "report.md",
     "audit.json",
@@ -29,10 +31,14 @@ REPORT_FILES = (
 """Every file a report may hold: a new report removes those of an earlier one that it does not write."""
 
 MAX_PAIRS_SHOWN = 40
-"""Pairs drawn in each PNG and listed in each Markdown table; the JSON holds all of them."""
+"""Pairs drawn (over pages of ``PAIRS_PER_PAGE``) and listed in each Markdown table; the JSON holds all."""
 
-_TILE = 160
-_CAPTION = 28
+PAIRS_PER_PAGE = 12
+PAIR_COLUMNS = 3
+"""A page of pairs is ``PAIR_COLUMNS`` pairs across: ``exact_pairs.png``, then ``exact_pairs-2.png`` ..."""
+
+_TILE = 200
+_CAPTION = 40
 _COLOURS = [(31, 119, 180), (255, 127, 14), (44, 160, 44), (214, 39, 40), (148, 103, 189), (140, 86, 75)]
 
 
@@ -53,8 +59,9 @@ class _Images:
 
 
 def _tile(image: Image.Image) -> Image.Image:
-    image = image.copy()
-    image.thumbnail((_TILE, _TILE))
+    # Fit the tile both ways: small images (64 px samples) are enlarged to be seen, large ones reduced.
+    scale = _TILE / max(image.width, image.height)
+    image = image.resize((max(1, round(image.width * scale)), max(1, round(image.height * scale))))
     tile = Image.new("L", (_TILE, _TILE), 255)
     tile.paste(image, ((_TILE - image.width) // 2, (_TILE - image.height) // 2))
     return tile
@@ -64,62 +71,90 @@ def _caption(ref: dict) -> str:
     return f"{ref['split']} {ref['image_id']}\n{ref['label'] or '-'} / patient {ref['patient_id'] or '-'}"
 
 
-def pair_grid(rows: list[tuple[Image.Image, dict, Image.Image, dict, str]]) -> Image.Image:
-    """Draw pairs side by side, one pair per row, each image with its split, id, label and patient.
+def pair_grid(
+    rows: list[tuple[Image.Image, dict, Image.Image, dict, str]], columns: int = 1, first: int = 1
+) -> Image.Image:
+    """Draw pairs side by side, ``columns`` pairs across, each image with its split, id, label and patient.
 
     Args:
         rows: ``(left image, left ref, right image, right ref, note)`` per pair.
+        columns: Pairs per line of the picture.
+        first: The number of the first pair (pairs are numbered as in the report's table).
 
     Returns:
         An RGB image.
     """
-    font = ImageFont.load_default()
-    width, row_height = 2 * _TILE + 3 * 8 + 150, _TILE + _CAPTION + 8
-    grid = Image.new("RGB", (width, max(1, len(rows)) * row_height), "white")
+    font = ImageFont.load_default(size=12)
+    note_font = ImageFont.load_default(size=13)
+    cell_w, row_height = 2 * _TILE + 3 * 8, _TILE + _CAPTION + 8 + 34
+    lines = max(1, -(-len(rows) // columns))
+    grid = Image.new("RGB", (min(columns, max(1, len(rows))) * (cell_w + 16), lines * row_height), "white")
     draw = ImageDraw.Draw(grid)
     for k, (left, left_ref, right, right_ref, note) in enumerate(rows):
-        top = k * row_height
+        top, origin = (k // columns) * row_height, (k % columns) * (cell_w + 16)
+        draw.text((origin + 8, top + 6), f"{first + k}. {note.replace(chr(10), '; ')}", fill="black", font=note_font)
         for column, (image, ref) in enumerate(((left, left_ref), (right, right_ref))):
-            x = 8 + column * (_TILE + 8)
-            grid.paste(_tile(image).convert("RGB"), (x, top + 4))
-            draw.multiline_text((x, top + _TILE + 5), _caption(ref), fill="black", font=font, spacing=1)
-        draw.multiline_text((2 * _TILE + 24, top + 8), note, fill="black", font=font, spacing=2)
+            x = origin + 8 + column * (_TILE + 8)
+            grid.paste(_tile(image).convert("RGB"), (x, top + 26))
+            draw.multiline_text((x, top + 26 + _TILE + 3), _caption(ref), fill="black", font=font, spacing=2)
+        if k % columns:
+            draw.line([(origin, top + 4), (origin, top + row_height - 6)], fill=(200, 200, 200))
     return grid
 
 
-def bar_chart(title: str, groups: dict[str, dict[str, int]]) -> Image.Image:
-    """Draw grouped bars: one group per category, one bar per series (e.g. classes x splits).
+def pair_pages(rows: list, stem: str, work: Path) -> list[str]:
+    """Save pairs as pages of ``PAIRS_PER_PAGE`` (``stem.png``, ``stem-2.png`` ...); return the file names.
+
+    The numbers on the pictures continue from page to page and match the report's table.
+    """
+    names = []
+    for start in range(0, len(rows), PAIRS_PER_PAGE):
+        page = pair_grid(rows[start : start + PAIRS_PER_PAGE], columns=PAIR_COLUMNS, first=start + 1)
+        name = f"{stem}.png" if not start else f"{stem}-{start // PAIRS_PER_PAGE + 1}.png"
+        page.save(work / name)
+        names.append(name)
+    return names
+
+
+def bar_chart(title: str, groups: dict[str, dict[str, int]], path: Path) -> Path:
+    """Draw grouped bars with matplotlib: one group per category, one bar per series (e.g. classes x splits).
+
+    Each bar carries its count; the value axis has matplotlib's ticks.
 
     Args:
         title: The chart's title.
         groups: ``{series: {category: value}}``.
+        path: The PNG to write.
     """
-    font = ImageFont.load_default()
+    from fulora_data.errors import require
+
+    require("matplotlib", "audit")
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+    from matplotlib.ticker import MaxNLocator
+
     categories = list(dict.fromkeys(c for values in groups.values() for c in values))
     series = list(groups)
-    top_value = max([v for values in groups.values() for v in values.values()] + [1])
-    bar, gap, plot_h, left, bottom = 14, 18, 220, 50, 60
-    width = left + max(1, len(categories)) * (len(series) * bar + gap) + 140
-    chart = Image.new("RGB", (width, plot_h + bottom + 40), "white")
-    draw = ImageDraw.Draw(chart)
-    draw.text((left, 8), title, fill="black", font=font)
-    base = 30 + plot_h
-    draw.line([(left, 30), (left, base), (width - 140, base)], fill="black")
-    draw.text((4, 30), str(top_value), fill="black", font=font)
-    draw.text((4, base - 10), "0", fill="black", font=font)
-    for c, category in enumerate(categories):
-        x0 = left + gap // 2 + c * (len(series) * bar + gap)
-        for s, name in enumerate(series):
-            value = groups[name].get(category, 0)
-            height = round(plot_h * value / top_value)
-            x = x0 + s * bar
-            draw.rectangle([x, base - height, x + bar - 2, base], fill=_COLOURS[s % len(_COLOURS)])
-        draw.text((x0, base + 4), category.replace(" ", "\n"), fill="black", font=font)
+    figure = Figure(figsize=(max(6.0, 1.2 * len(categories) + 2), 4.2), dpi=100)
+    FigureCanvasAgg(figure)
+    ax = figure.add_subplot()
+    width = 0.8 / max(1, len(series))
     for s, name in enumerate(series):
-        y = 40 + s * 16
-        draw.rectangle([width - 130, y, width - 120, y + 10], fill=_COLOURS[s % len(_COLOURS)])
-        draw.text((width - 114, y - 1), name, fill="black", font=font)
-    return chart
+        xs = [c + (s - (len(series) - 1) / 2) * width for c in range(len(categories))]
+        values = [groups[name].get(category, 0) for category in categories]
+        colour = "#{:02x}{:02x}{:02x}".format(*_COLOURS[s % len(_COLOURS)])
+        bars = ax.bar(xs, values, width=width * 0.95, label=name, color=colour)
+        ax.bar_label(bars, fontsize="x-small", padding=1)
+    ax.set_xticks(range(len(categories)), categories, rotation=20, ha="right")
+    ax.set_ylabel("images")
+    ax.yaxis.set_major_locator(MaxNLocator(integer=True))  # counts: no 0.2-image ticks
+    ax.set_title(title)
+    ax.margins(y=0.12)
+    ax.spines[["top", "right"]].set_visible(False)
+    ax.legend(title="split", fontsize="small", frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    figure.tight_layout()
+    figure.savefig(path, format="png")
+    return path
 
 
 def histogram(title: str, values: list[float], threshold: float, *, bins: int = 40) -> Image.Image:
@@ -218,7 +253,7 @@ def write_report(
         ConfigError: If ``directory`` is a file.
     """
     return write_report_folder(
-        directory, lambda work: _write(work, result, splits, training, title), owned=REPORT_FILES
+        directory, lambda work: _write(work, result, splits, training, title), owned=(*REPORT_FILES, *PAGED_PAIRS)
     )
 
 
@@ -311,8 +346,10 @@ def _write(work: Path, result: dict, splits, training, title: str) -> None:
             f"| {split} | {info['images']} | {info['patients']} | {modes} | {len(info['sizes'])} distinct | "
             f"{info['smallest'] or '-'} | {info['largest'] or '-'} |"
         )
-    bar_chart("Images per class and split", {s: i["label_counts"] for s, i in audit["splits"].items()}).save(
-        work / "class_counts.png"
+    bar_chart(
+        "Images per class and split",
+        {s: i["label_counts"] for s, i in audit["splits"].items()},
+        work / "class_counts.png",
     )
     lines += ["", "![Images per class and split](class_counts.png)", ""]
     for split, info in audit["splits"].items():
@@ -328,13 +365,13 @@ def _write(work: Path, result: dict, splits, training, title: str) -> None:
         if not pairs:
             lines.append("None found.")
             continue
-        name = f"{kind}_pairs.png"
         rows = [
             (images.get(p["a"]), p["a"], images.get(p["b"]), p["b"], _note(p))
             for p in pairs[:MAX_PAIRS_SHOWN]
         ]
-        pair_grid(rows).save(work / name)
-        lines += _pairs_table(pairs, "a", "b") + ["", f"![{heading}]({name})"]
+        pages = pair_pages(rows, f"{kind}_pairs", work)
+        lines += _pairs_table(pairs, "a", "b") + [""]
+        lines += [f"![{heading}, page {n} of {len(pages)}]({name})" for n, name in enumerate(pages, 1)]
     memo = result.get("memorisation")
     if memo is not None:
         lines += [
@@ -366,9 +403,12 @@ def _write(work: Path, result: dict, splits, training, title: str) -> None:
                 )
                 for p in memo["pairs"][:MAX_PAIRS_SHOWN]
             ]
-            pair_grid(rows).save(work / "memorised_pairs.png")
-            lines += _pairs_table(memo["pairs"], "synthetic", "training")
-            lines += ["", "![Flagged synthetic (left) and training (right) pairs](memorised_pairs.png)"]
+            pages = pair_pages(rows, "memorised_pairs", work)
+            lines += _pairs_table(memo["pairs"], "synthetic", "training") + [""]
+            lines += [
+                f"![Flagged synthetic (left) and training (right) pairs, page {n} of {len(pages)}]({name})"
+                for n, name in enumerate(pages, 1)
+            ]
         elif not memo["pairs"]:
             lines.append("No synthetic image was flagged.")
     (work / "report.md").write_text("\n".join(lines) + "\n")

@@ -10,6 +10,7 @@ import os
 from pathlib import Path
 
 from fulora_data.errors import DataError
+from fulora_data.hub import PLACEHOLDER
 from fulora_data.io import atomic_write_text
 
 TEMPLATE = "classifier_card.md"  # in cards/, read with fulora_data.cards.template()
@@ -33,6 +34,22 @@ _METRICS = (
     ("f1", "F1"),
     ("auc", "AUC"),
 )
+# How each metric was computed, per protocol (``fulora_data.evaluation.metrics``' docstring): the
+# ``model-index`` entries' ``args``, in scikit-learn's argument names where there is one.
+_METRIC_ARGS = {
+    "paper": {
+        "precision": {"average": "macro", "labels": "classes present in the references", "zero_division": 0},
+        "recall": {"average": "macro", "labels": "classes present in the references", "zero_division": 0},
+        "f1": {"average": "macro", "labels": "classes present in the references", "zero_division": 0},
+        "auc": {"multi_class": "ovr", "average": "macro", "scores": "hard predictions (the study's)"},
+    },
+    "standard": {
+        "precision": {"average": "macro", "labels": "all the model's classes", "zero_division": 0},
+        "recall": {"average": "macro", "labels": "all the model's classes", "zero_division": 0},
+        "f1": {"average": "macro", "labels": "all the model's classes", "zero_division": 0},
+        "auc": {"multi_class": "ovr", "average": "macro", "scores": "predicted probabilities"},
+    },
+}
 
 
 def _number(value, digits: int = 4) -> str:
@@ -54,6 +71,54 @@ def _history_table(history: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def _source_text(value) -> str:
+    """A source as a public card may name it: a file by name and sha256, never a local folder's name."""
+    if isinstance(value, dict) and "file" in value:
+        return f"`{value['file']}` (sha256 `{value.get('sha256', '')[:16]}`)"
+    if value is None:
+        return "downloaded from its published location"
+    return "a local folder"
+
+
+def training_data(config: dict) -> tuple[list[str] | None, str]:
+    """What a classifier was trained on, from what the run read: the card's ``datasets`` and its data line.
+
+    A run that read a published dataset (``--data ORG/NAME``) names that repo, revision and commit; a run
+    that built its data locally says so, with the builder, config, options, sources (file name and sha256)
+    and the built data's fingerprint, and claims no Hub dataset.
+
+    Returns:
+        ``(datasets, text)``: the Hub datasets for the metadata (None for a local build) and the Markdown.
+    """
+    dataset = config.get("dataset", {})
+    train = config.get("train_config", {})
+    if dataset.get("repo"):
+        repo = dataset["repo"]
+        where = f"`{repo}`" + (f" at revision `{dataset['revision']}`" if dataset.get("revision") else "")
+        if dataset.get("commit"):
+            where += f" (commit `{dataset['commit'][:12]}`)"
+        if dataset.get("config"):
+            where += f", config `{dataset['config']}`"
+        return [repo], f"the published dataset {where}"
+    name, config_name = dataset.get("name", "unknown"), dataset.get("config", "unknown")
+    parts = [f"built locally by fulora (not a Hub dataset): `{name}` config `{config_name}`"]
+    options = train.get("dataset_options") or {}
+    if options:
+        shown = ", ".join(
+            f"`{key}={value}`" if not isinstance(value, dict) else f"`{key}` = {_source_text(value)}"
+            for key, value in sorted(options.items())
+        )
+        parts.append(f"options {shown}")
+    if name == "hybrid":
+        parts.append(f"real source {_source_text(train.get('source'))}")
+        parts.append(f"synthetic source {_source_text(train.get('synthetic_source'))}")
+    elif "source" in train:
+        parts.append(f"source {_source_text(train.get('source'))}")
+    if dataset.get("fingerprint"):
+        parts.append(f"built data fingerprint `{dataset['fingerprint']}`")
+    return None, "; ".join(parts)
+
+
 _POLICY_TEXT = {
     "patient": ", whole patients",
     "study": ", random images as in the study",
@@ -67,19 +132,22 @@ def render_model_card(
     history: list[dict] | None = None,
     parameters: int | None = None,
     results: list[dict] | None = None,
+    repo_id: str | None = None,
 ) -> str:
     """Render the card of a classifier from its saved ``config.json`` content.
 
     The metadata is a ``ModelCardData`` (``ModelCard.from_template``): ``base_model`` only where the
-    initial weights are a Hub repository, ``datasets`` the fulora dataset repo it was trained on
-    (the ``--data`` repo it read, else ``fulora_data.hub_pull.dataset_repo_id``), and a ``model-index`` with the zero-shot results when the
-    model was evaluated (``results``, see :func:`record_results`).
+    initial weights are a Hub repository, ``datasets`` only the Hub dataset the run read (``--data``; a
+    locally built set is described in the body, see :func:`training_data`), and a ``model-index`` with the
+    zero-shot results when the model was evaluated (``results``, see :func:`record_results`).
 
     Args:
         config: The classifier's config (as written by ``fulora_data.classifier.train``).
         history: Per-epoch training rows, shown as a table.
         parameters: The model's parameter count, if known.
         results: Recorded evaluations (the content of ``eval_results.json``).
+        repo_id: The Hub repository the snippet downloads from (default: ``fulora_data.hub.PLACEHOLDER``,
+            which ``push_model`` replaces with the repo it pushes to).
 
     Returns:
         The card's Markdown, starting with its YAML metadata.
@@ -90,7 +158,6 @@ def render_model_card(
     from huggingface_hub import ModelCard, ModelCardData
 
     from fulora_data.cards import template
-    from fulora_data.hub_pull import dataset_repo_id
 
     train = config["train_config"]
     weights = config.get("weights", "none")
@@ -101,21 +168,18 @@ def render_model_card(
     }.get(weights, weights)
     dataset = config.get("dataset", {})
     best = config.get("best", {})
-    # A run trained with --data records the repo it read; else the repo its dataset is published to.
-    repo = dataset.get("repo") or (dataset_repo_id(dataset["name"]) if dataset.get("name") else None)
-    where = f"`{repo}@{dataset['revision']}`" if dataset.get("revision") else f"`{repo}`"
-    if dataset.get("commit"):
-        where += f", commit `{dataset['commit'][:12]}`,"
+    hub_datasets, data_text = training_data(config)
     title = config.get("title", config["arch"])
     model_name = f"{config['arch']}-{config['train_set']}".lower().replace("+", "-")
     data = ModelCardData(
-        library_name="pytorch",
+        # No library_name: the Hub's list of libraries (huggingface.js model-libraries.ts) has none for
+        # plain torchvision + safetensors weights; "pytorch" is not on it. The card's snippet loads them.
         pipeline_tag="image-classification",
         license="mit",
         base_model=BASE_MODELS.get(config["arch"]) if weights == "imagenet" else None,
-        datasets=[repo] if repo else None,
+        datasets=hub_datasets,
         metrics=["accuracy"],
-        tags=["fulora", "fetal-ultrasound", "image-classification", config["arch"]],
+        tags=["fulora", "fetal-ultrasound", "image-classification", "torchvision", "safetensors", config["arch"]],
         model_name=model_name,
         eval_results=eval_results(results or []) or None,
     )
@@ -129,9 +193,10 @@ def render_model_card(
         "image_size": config["image_size"],
         "train_set": config["train_set"],
         "train_set_description": TRAIN_SET_DESCRIPTIONS.get(config["train_set"], config["train_set"]),
-        "dataset_name": dataset.get("name", "unknown"),
-        "dataset_config": dataset.get("config", "unknown"),
-        "dataset_repo": where if repo else "not published",
+        "training_data": data_text,
+        "repo_id": repo_id or PLACEHOLDER,
+        # ViT-B/16 is built for its input size; the CNNs take any size.
+        "get_model_extra": f", image_size={config['image_size']}" if config["arch"] == "vit_b_16" else "",
         "num_images": dataset.get("num_images", "n/a"),
         "train_images": config.get("images", {}).get("train", "n/a"),
         "validation_images": config.get("images", {}).get("validation", "n/a"),
@@ -168,12 +233,14 @@ def eval_results(results: list[dict]) -> list:
 
     entries = []
     for recorded in results:
-        scopes = [(recorded.get("dataset_config"), recorded["metrics"])]
-        scopes += sorted(recorded.get("per_country", {}).items())
-        for config, metrics in scopes:
+        protocol = recorded["protocol"]
+        scopes = [(recorded.get("dataset_config"), recorded["metrics"], None)]
+        scopes += [(config, m, config) for config, m in sorted(recorded.get("per_country", {}).items())]
+        for config, metrics, country in scopes:
             for key, label in _METRICS:
                 if metrics.get(key) is None:
                     continue
+                args = {"protocol": protocol, **_METRIC_ARGS.get(protocol, {}).get(key, {})}
                 entries.append(
                     EvalResult(
                         task_type="image-classification",
@@ -183,12 +250,20 @@ def eval_results(results: list[dict]) -> list:
                         dataset_config=config,
                         dataset_split=recorded["split"],
                         dataset_revision=recorded.get("revision"),
+                        dataset_args={"country": country} if country else None,
                         metric_type=key if key != "auc" else "roc_auc",
-                        metric_name=f"{label} ({recorded['protocol']} protocol)",
+                        metric_name=f"{label} ({protocol} protocol)",
                         metric_value=round(float(metrics[key]), 6),
+                        metric_args=args,
                     )
                 )
     return entries
+
+
+def _with_interval(value, interval) -> str:
+    if value is None or not interval:
+        return _number(value)
+    return f"{_number(value)} [{_number(interval[0])}, {_number(interval[1])}]"
 
 
 def _with_results_section(text: str, results: list[dict]) -> str:
@@ -197,13 +272,22 @@ def _with_results_section(text: str, results: list[dict]) -> str:
         return text
     rows = ["| Data | Protocol | Images | " + " | ".join(label for _, label in _METRICS) + " |"]
     rows.append("|---|---|---:|" + "---:|" * len(_METRICS))
+    notes = []
     for recorded in results:
-        scopes = [(recorded["data"], recorded["metrics"])] + [
-            (f"{recorded['data']} {country}", metrics)
+        scopes = [(recorded["data"], recorded["metrics"], recorded.get("ci"))] + [
+            (f"{recorded['data']} {country}", metrics, None)
             for country, metrics in sorted(recorded["per_country"].items())
         ]
-        for where, metrics in scopes:
-            cells = [_number(metrics.get(key)) for key, _ in _METRICS]
+        if recorded.get("ci"):
+            ci = recorded["ci"]
+            notes.append(
+                f"`{recorded['data']}` ({recorded['protocol']}): {int(round(ci.get('level', 0.95) * 100))}% "
+                f"{ci.get('method', 'percentile bootstrap')} intervals in brackets, {ci.get('n_bootstrap')} "
+                f"resamples by {ci.get('unit', 'image')}, seed {ci.get('seed')}."
+            )
+        for where, metrics, ci in scopes:
+            intervals = (ci or {}).get("intervals") or {}
+            cells = [_with_interval(metrics.get(key), intervals.get(key)) for key, _ in _METRICS]
             rows.append(
                 f"| `{where}` | {recorded['protocol']} | {metrics.get('n', 'n/a')} | "
                 + " | ".join(cells)
@@ -211,36 +295,49 @@ def _with_results_section(text: str, results: list[dict]) -> str:
             )
     section = (
         f"{RESULTS_BEGIN}\n## Zero-shot results\n\nComputed by `fulora evaluate` on data the model never saw "
-        "(also in the card's `model-index`):\n\n" + "\n".join(rows) + f"\n{RESULTS_END}"
+        "(also in the card's `model-index`, with how each metric was computed in its `args`):\n\n"
+        + "\n".join(rows)
+        + ("\n\n" + "\n".join(f"- {note}" for note in notes) if notes else "")
+        + f"\n{RESULTS_END}"
     )
     return text[:start] + section + text[end + len(RESULTS_END) :]
 
 
 def result_record(result: dict) -> dict:
-    """What ``eval_results.json`` keeps of an ``evaluate_checkpoint`` result (numbers, data, protocol)."""
+    """What ``eval_results.json`` keeps of an ``evaluate_checkpoint`` result (numbers, data, protocol).
+
+    Data read from the Hub is named by its repo and the revision asked for; data built locally by its
+    builder name (``dataset_type``: no Hub repo is claimed) and the builder's version as its revision.
+    """
     from fulora_data.dataset_ref import DatasetRef
-    from fulora_data.hub_pull import dataset_repo_id
 
     spec = result["data"]
     ref = DatasetRef.parse(spec, option="--data", split="required")
-    name, config, split, revision = ref.dataset, ref.config, ref.split, ref.revision
-    if ref.on_hub:
-        repo = ref.name
+    name, config, split = ref.dataset, ref.config, ref.split
+    hub = ref.on_hub
+    if hub:
+        dataset_type, revision = ref.name, ref.revision
     else:
         from fulora_data.builders import get_builder_class
 
-        config = config or get_builder_class(name).DEFAULT_CONFIG_NAME
-        repo = dataset_repo_id(name)
+        builder = get_builder_class(name)
+        config = config or builder.DEFAULT_CONFIG_NAME
+        versions = {c.name: str(c.version) for c in builder.BUILDER_CONFIGS}
+        dataset_type, revision = name, versions.get(config)
     keep = ("n", *(key for key, _ in _METRICS))
+    ci = result.get("ci")
     return {
         "data": spec,
-        "dataset_type": repo,
-        "dataset_name": name,
+        "dataset_type": dataset_type,
+        "dataset_name": name if hub else f"{name} (built locally by fulora)",
         "dataset_config": config,
         "split": split,
         "revision": revision,
         "protocol": result["protocol"],
         "metrics": {key: result.get(key) for key in keep},
+        "ci": {key: ci[key] for key in ("level", "method", "unit", "n_bootstrap", "seed", "intervals") if key in ci}
+        if ci
+        else None,
         "per_country": {
             c: {key: m.get(key) for key in keep} for c, m in (result.get("per_country") or {}).items()
         },

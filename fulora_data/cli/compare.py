@@ -42,6 +42,13 @@ from fulora_data.cli.options import cache_option
     default=None,
     help="A torchvision inception_v3 state dict file (default: torchvision's ImageNet weights).",
 )
+@click.option(
+    "--fid-weights",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="pytorch-fid's FID Inception weights (pt_inception-2015-12-05-6726825d.pth), read offline: FID and "
+    "KID on the network of published FIDs (default: on the t-SNE network, not comparable).",
+)
 @click.option("--no-download", is_flag=True, help="Never download the Inception weights.")
 @cache_option
 @click.option(
@@ -77,6 +84,7 @@ def compare_command(
     seed,
     image_size,
     weights,
+    fid_weights,
     no_download,
     cache_dir,
     feature_cache,
@@ -103,6 +111,7 @@ def compare_command(
         seed=seed,
         image_size=image_size,
         weights=weights,
+        fid_weights=fid_weights,
         download=not no_download,
         cache_dir=cache_dir,
         feature_cache=feature_cache,
@@ -119,6 +128,12 @@ def compare_command(
     for entry in result["sets"]:
         drawn = ", ".join(f"{p} {n}" for p, n in entry["drawn_per_plane"].items())
         click.echo(f"{entry['label']} ({entry['spec']}): {entry['images']} images; drawn {drawn}")
+    from fulora_data.compare.report import network_label
+
+    fid_network = result["settings"]["fid_network"]
+    comparable = "" if fid_network["comparable_with_published_fid"] else " (not comparable with published FIDs)"
+    click.echo(f"FID and KID on {network_label(fid_network)}{comparable}")
+    click.echo(f"t-SNE on {network_label(result['settings']['network'])}")
     for name, panel in result["planes"].items():
         click.echo(f"{name}:")
         for pair in panel["pairs"]:

@@ -29,7 +29,11 @@ class CompareConfig(RunConfig):
         per_plane: Images drawn per plane and set (the study's 35); ``None`` takes every image.
         seed: The draw's ``random_state`` (the study's 1234); also seeds t-SNE and the bootstrap.
         image_size: Side of the square network input (the study's 224; at least 75).
-        weights: A torchvision ``inception_v3`` state dict file (default: torchvision's ImageNet weights).
+        weights: A torchvision ``inception_v3`` state dict file (default: torchvision's ImageNet weights),
+            the network of the t-SNE figure.
+        fid_weights: The FID Inception's weights (pytorch-fid's ``pt_inception-2015-12-05-6726825d.pth``):
+            FID and KID are computed on its pool features, comparable with published FIDs. Without it
+            they are computed on torchvision's network and the report says they are not comparable.
         download: Whether torchvision's weights may be downloaded when not cached.
         cache_dir: Where built datasets are cached (features go to its ``fulora-features`` folder).
         feature_cache: Where features are cached (overrides the folder under ``cache_dir``).
@@ -50,6 +54,7 @@ class CompareConfig(RunConfig):
     seed: int = STUDY_SEED
     image_size: int = 224
     weights: str | os.PathLike | None = None
+    fid_weights: str | os.PathLike | None = None
     download: bool = True
     cache_dir: str | os.PathLike | None = None
     feature_cache: str | os.PathLike | None = None

@@ -1,16 +1,23 @@
 """Inception-V3 features of images, computed once per image and cached by pixel digest and network.
 
-The network is torchvision's ``inception_v3`` with its ImageNet weights (``IMAGENET1K_V1``, the file
-``inception_v3_google-0cc3c7bd.pth``), in eval mode, with ``transform_input=True`` as torchvision builds
-it for those weights. One forward pass gives two features per image:
+Two networks, each with its own weights file, preprocessing and cache folder:
 
-- ``pool``: the 2048 values of the global average pool (before dropout and the classifier), the space of
-  FID and KID (as in pytorch-fid, clean-fid and torch-fidelity, which use these pool features);
-- ``logits``: the 1000 ImageNet outputs, what the study's t-SNE embedded ("Inception-V3 outputs").
+- **torchvision's** ``inception_v3`` with its ImageNet weights (``IMAGENET1K_V1``, the file
+  ``inception_v3_google-0cc3c7bd.pth``), in eval mode, with ``transform_input=True`` as torchvision builds
+  it for those weights. Its ``logits`` (the 1000 ImageNet outputs) are what the study's t-SNE embedded
+  ("Inception-V3 outputs"). Preprocessing is the study's transform: the grayscale image as three equal
+  channels, resized to ``image_size`` x ``image_size`` (224; bilinear, antialiased), scaled to [0, 1] and
+  normalised with the ImageNet mean and standard deviation. This is not the network of published FIDs:
+  its pool features give FIDs that cannot be compared with any paper's.
+- **The FID Inception** (``open_fid_network``): the 2015 TensorFlow Inception graph that FID was defined
+  on, as pytorch-fid ports it (its ``FIDInceptionA/C/E`` blocks on torchvision's ``Inception3`` with 1008
+  classes; the weights file ``pt_inception-2015-12-05-6726825d.pth``, which torchmetrics and clean-fid's
+  legacy mode also use). Preprocessing is pytorch-fid's: the image as three equal channels in [0, 1],
+  resized to 299 x 299 (bilinear, ``align_corners=False``, no antialiasing), scaled to [-1, 1]. Its pool
+  features give FIDs comparable with published ones (at equal image counts).
 
-Preprocessing is the study's transform: the grayscale image as three equal channels, resized to
-``image_size`` x ``image_size`` (224; bilinear, antialiased), scaled to [0, 1] and normalised with the
-ImageNet mean and standard deviation.
+One forward pass gives two features per image: ``pool``, the 2048 values of the global average pool
+(before dropout and the classifier), the space of FID and KID; and ``logits``, the classifier's outputs.
 
 The cache holds one folder per network, named by the network, the SHA-256 of its weights file, the input
 size and the preprocessing version; features of one network are never read for another (a file whose
@@ -46,6 +53,15 @@ POOL_DIM = 2048
 LOGITS_DIM = 1000
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
+
+FID_NETWORK = "fid_inception_v3"
+FID_WEIGHTS_FILE = "pt_inception-2015-12-05-6726825d.pth"
+FID_WEIGHTS_URL = (
+    "https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/pt_inception-2015-12-05-6726825d.pth"
+)
+FID_IMAGE_SIZE = 299
+FID_CLASSES = 1008  # the 2015 graph's classifier: 1000 ImageNet classes and 8 unused outputs
+FID_PREPROCESSING = "gray-to-3ch, [0, 1], resize 299x299 bilinear align_corners=False, 2x-1 (pytorch-fid)"
 
 
 def default_feature_cache(cache_dir: str | os.PathLike | None = None) -> Path:
@@ -102,56 +118,97 @@ def resolve_weights(weights: str | os.PathLike | None = None, *, download: bool 
     return cached
 
 
-def load_inception(path: Path, device: str = "cpu"):
-    """Build torchvision's ``inception_v3`` in eval mode with the weights in ``path``.
-
-    Raises:
-        ConfigError: If the file is not a torchvision ``inception_v3`` state dict with its aux head.
-    """
+def _load_state(path: Path, model, option: str, what: str, how: str):
+    """Load the state dict in ``path`` into ``model`` after checking every key and shape."""
     torch = require("torch", "eval")
-    models = require("torchvision.models", "eval")
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as err:
-        raise ConfigError(f"--weights {str(path)!r} is not a PyTorch state dict file ({err})") from None
+        raise ConfigError(f"{option} {str(path)!r} is not a PyTorch state dict file ({err})") from None
     if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
         raise ConfigError(
-            f"--weights {str(path)!r} holds a {type(state).__name__}, not a state dict of tensors; "
-            "save torchvision.models.inception_v3(...).state_dict()"
+            f"{option} {str(path)!r} holds a {type(state).__name__}, not a state dict of tensors; {how}"
         )
-    model = models.inception_v3(weights=None, aux_logits=True, init_weights=False, transform_input=True)
     expected = model.state_dict()
     missing = sorted(set(expected) - set(state))
     unexpected = sorted(set(state) - set(expected))
     wrong = sorted(k for k in set(expected) & set(state) if tuple(expected[k].shape) != tuple(state[k].shape))
     if missing or unexpected or wrong:
         parts = []
-        for what, keys in (("missing", missing), ("unexpected", unexpected), ("of another shape", wrong)):
+        for kind, keys in (("missing", missing), ("unexpected", unexpected), ("of another shape", wrong)):
             if keys:
-                parts.append(f"{len(keys)} keys {what} (e.g. {keys[0]!r})")
-        raise ConfigError(
-            f"--weights {str(path)!r} is not a torchvision inception_v3 state dict with its aux head: "
-            + ", ".join(parts)
-        )
+                parts.append(f"{len(keys)} keys {kind} (e.g. {keys[0]!r})")
+        raise ConfigError(f"{option} {str(path)!r} is not {what}: " + ", ".join(parts))
     model.load_state_dict(state)
+    return model
+
+
+def _torchvision_inception():
+    models = require("torchvision.models", "eval")
+    return models.inception_v3(weights=None, aux_logits=True, init_weights=False, transform_input=True)
+
+
+def load_inception(path: Path, device: str = "cpu"):
+    """Build torchvision's ``inception_v3`` in eval mode with the weights in ``path``.
+
+    Raises:
+        ConfigError: If the file is not a torchvision ``inception_v3`` state dict with its aux head.
+    """
+    model = _load_state(
+        path,
+        _torchvision_inception(),
+        "--weights",
+        "a torchvision inception_v3 state dict with its aux head",
+        "save torchvision.models.inception_v3(...).state_dict()",
+    )
     return model.eval().to(device)
 
 
-def random_inception_weights(path: str | os.PathLike, *, seed: int = 0, calibrate_size: int = 96) -> Path:
-    """Save a randomly initialised ``inception_v3`` state dict (aux head included) for tests and benchmarks.
+def fid_inception():
+    """The FID Inception's architecture, untrained: pytorch-fid's blocks on torchvision's ``Inception3``.
 
-    Its features mean nothing about images; they only exercise the pipeline where the ImageNet file cannot
-    be had. A freshly initialised network's activations vanish (PyTorch's default initialisation) or blow
-    up (torchvision's) over its 94 batch-norm layers, so every batch norm is given the mean and variance of
-    its input on ``seed``-ed noise images first, which keeps the pool features of order one.
+    The 2015 TensorFlow graph differs from torchvision's Inception-V3 in its classifier (1008 outputs),
+    in average pools that leave padding out of the mean, and in a max pool in the last block's pool
+    branch; pytorch-fid's ``FIDInception*`` classes reproduce those blocks.
 
-    Returns:
-        ``path``.
+    Raises:
+        MissingExtraError: If pytorch-fid is not installed (``pip install 'fulora[eval]'``).
     """
-    torch = require("torch", "eval")
+    blocks = require("pytorch_fid.inception", "eval")
     models = require("torchvision.models", "eval")
-    torch.manual_seed(seed)
-    model = models.inception_v3(weights=None, aux_logits=True, init_weights=False, transform_input=True)
+    model = models.inception_v3(
+        weights=None, num_classes=FID_CLASSES, aux_logits=False, init_weights=False, transform_input=False
+    )
+    model.Mixed_5b = blocks.FIDInceptionA(192, pool_features=32)
+    model.Mixed_5c = blocks.FIDInceptionA(256, pool_features=64)
+    model.Mixed_5d = blocks.FIDInceptionA(288, pool_features=64)
+    model.Mixed_6b = blocks.FIDInceptionC(768, channels_7x7=128)
+    model.Mixed_6c = blocks.FIDInceptionC(768, channels_7x7=160)
+    model.Mixed_6d = blocks.FIDInceptionC(768, channels_7x7=160)
+    model.Mixed_6e = blocks.FIDInceptionC(768, channels_7x7=192)
+    model.Mixed_7b = blocks.FIDInceptionE_1(1280)
+    model.Mixed_7c = blocks.FIDInceptionE_2(2048)
+    return model
+
+
+def load_fid_inception(path: Path, device: str = "cpu"):
+    """Build the FID Inception in eval mode with the weights in ``path`` (pytorch-fid's key layout).
+
+    Raises:
+        ConfigError: If the file is not a state dict of the FID Inception.
+    """
+    model = _load_state(
+        path,
+        fid_inception(),
+        "--fid-weights",
+        f"the FID Inception's state dict (pytorch-fid's {FID_WEIGHTS_FILE})",
+        f"download {FID_WEIGHTS_URL}",
+    )
+    return model.eval().to(device)
+
+
+def _calibrated(model, seed: int, calibrate_size: int, path: str | os.PathLike) -> Path:
+    torch = require("torch", "eval")
     norms = [m for m in model.modules() if isinstance(m, torch.nn.BatchNorm2d)]
     for norm in norms:
         norm.reset_running_stats()
@@ -168,6 +225,39 @@ def random_inception_weights(path: str | os.PathLike, *, seed: int = 0, calibrat
     buffer = io.BytesIO()
     torch.save(model.state_dict(), buffer)
     return atomic_write_bytes(path, buffer.getvalue())
+
+
+def random_inception_weights(path: str | os.PathLike, *, seed: int = 0, calibrate_size: int = 96) -> Path:
+    """Save a randomly initialised ``inception_v3`` state dict (aux head included) for tests and benchmarks.
+
+    Its features mean nothing about images; they only exercise the pipeline where the ImageNet file cannot
+    be had. A freshly initialised network's activations vanish (PyTorch's default initialisation) or blow
+    up (torchvision's) over its 94 batch-norm layers, so every batch norm is given the mean and variance of
+    its input on ``seed``-ed noise images first, which keeps the pool features of order one.
+
+    Returns:
+        ``path``.
+    """
+    torch = require("torch", "eval")
+    torch.manual_seed(seed)
+    return _calibrated(_torchvision_inception(), seed, calibrate_size, path)
+
+
+def random_fid_inception_weights(
+    path: str | os.PathLike, *, seed: int = 0, calibrate_size: int = FID_IMAGE_SIZE
+) -> Path:
+    """Save a randomly initialised FID Inception state dict in pytorch-fid's key layout, for tests.
+
+    The keys and shapes are those of ``pt_inception-2015-12-05-6726825d.pth``; the values are random
+    (batch norms calibrated as in ``random_inception_weights``), so no download is needed and the FIDs
+    mean nothing.
+
+    Returns:
+        ``path``.
+    """
+    torch = require("torch", "eval")
+    torch.manual_seed(seed)
+    return _calibrated(fid_inception(), seed, calibrate_size, path)
 
 
 @dataclass
@@ -209,6 +299,45 @@ def open_network(
         "preprocessing": PREPROCESSING,
         "cache_format": CACHE_FORMAT,
         "key": key,
+        "title": "torchvision Inception-V3 (ImageNet)",
+        "comparable_with_published_fid": False,
+    }
+    return Network(model, key, description, device)
+
+
+def open_fid_network(weights: str | os.PathLike, *, device: str | None = None) -> Network:
+    """Check and load the FID Inception from its weights file (offline: no download is tried).
+
+    Args:
+        weights: pytorch-fid's ``pt_inception-2015-12-05-6726825d.pth`` (or a file of the same layout).
+        device: ``"cpu"``, ``"cuda"`` ... (default: CUDA when available).
+
+    Raises:
+        SourceNotFoundError: If ``weights`` is not a file (the message says where to get it).
+        ConfigError: If it is not the FID Inception's state dict.
+        MissingExtraError: If pytorch-fid is not installed.
+    """
+    path = Path(weights).expanduser()
+    if not path.is_file():
+        raise SourceNotFoundError(
+            f"--fid-weights {str(weights)!r} is not a file; download {FID_WEIGHTS_URL} on a machine with "
+            "internet and pass its path"
+        )
+    if device is None:
+        device = "cuda" if require("torch", "eval").cuda.is_available() else "cpu"
+    model = load_fid_inception(path, device)
+    sha = file_sha256(path)
+    key = f"{FID_NETWORK}-{sha[:16]}-{FID_IMAGE_SIZE}px-v{CACHE_FORMAT}"
+    description = {
+        "network": FID_NETWORK,
+        "weights_file": path.name,
+        "weights_sha256": sha,
+        "image_size": FID_IMAGE_SIZE,
+        "preprocessing": FID_PREPROCESSING,
+        "cache_format": CACHE_FORMAT,
+        "key": key,
+        "title": "FID Inception (2015 TF graph, pytorch-fid)",
+        "comparable_with_published_fid": True,
     }
     return Network(model, key, description, device)
 
@@ -282,10 +411,20 @@ class FeatureCache:
         return path
 
 
-def _preprocess(images: list, image_size: int):
+def _preprocess(images: list, image_size: int, network: str = NETWORK):
     torch = require("torch", "eval")
     functional = require("torchvision.transforms.functional", "eval")
     batch = []
+    if network == FID_NETWORK:
+        # pytorch-fid's InceptionV3.forward: [0, 1] -> 299 x 299 bilinear (align_corners=False) -> [-1, 1],
+        # one image at a time so images of any size batch together (pytorch-fid resizes inside the model).
+        for gray in images:
+            tensor = functional.pil_to_tensor(gray.convert("RGB")).float()[None] / 255.0
+            tensor = torch.nn.functional.interpolate(
+                tensor, size=(FID_IMAGE_SIZE, FID_IMAGE_SIZE), mode="bilinear", align_corners=False
+            )
+            batch.append(2 * tensor[0] - 1)
+        return torch.stack(batch)
     for gray in images:
         tensor = functional.pil_to_tensor(gray.convert("RGB"))
         tensor = functional.resize(tensor, [image_size, image_size], antialias=True)
@@ -301,7 +440,9 @@ def forward(network: Network, images: list) -> tuple[np.ndarray, np.ndarray]:
     handle = network.model.avgpool.register_forward_hook(lambda _m, _i, out: pooled.append(out))
     try:
         with torch.inference_mode():
-            batch = _preprocess(images, network.description["image_size"]).to(network.device)
+            batch = _preprocess(
+                images, network.description["image_size"], network.description["network"]
+            ).to(network.device)
             logits = network.model(batch)
     finally:
         handle.remove()

@@ -27,10 +27,25 @@ def _interval(values: list[float] | None) -> str:
     return "-" if not values else f"[{values[0]:.4g}, {values[1]:.4g}]"
 
 
+def network_label(network: dict[str, Any]) -> str:
+    """``title (weights file, sha256 first 16 hex)``: the network beside a figure."""
+    return f"{network['title']} ({network['weights_file']}, sha256 {network['weights_sha256'][:16]})"
+
+
+def _fid_network(result: dict[str, Any]) -> dict[str, Any]:
+    # Results written before the FID Inception existed computed FID on the t-SNE network.
+    settings = result["settings"]
+    network = dict(settings.get("fid_network") or settings["network"])
+    network.setdefault("title", "torchvision Inception-V3 (ImageNet)")
+    return network
+
+
 def _metric_table(result: dict[str, Any]) -> list[str]:
+    network = _fid_network(result)
+    used = f"{network['network']} `{network['weights_sha256'][:12]}`"
     lines = [
-        "| plane | pair | images | FID | FID interval | KID | KID interval |",
-        "|---|---|---|---|---|---|---|",
+        "| plane | pair | images | FID | FID interval | KID | KID interval | network (weights sha256) |",
+        "|---|---|---|---|---|---|---|---|",
     ]
     for name, panel in result["planes"].items():
         for pair in panel["pairs"]:
@@ -38,9 +53,29 @@ def _metric_table(result: dict[str, Any]) -> list[str]:
             lines.append(
                 f"| {name} | {pair['a']} vs {pair['b']} | {pair['images'][0]} / {pair['images'][1]}{flag} | "
                 f"{_number(pair['fid'])} | {_interval(pair['fid_interval'])} | "
-                f"{_number(pair['kid'])} | {_interval(pair['kid_interval'])} |"
+                f"{_number(pair['kid'])} | {_interval(pair['kid_interval'])} | {used} |"
             )
     return lines
+
+
+def _tsne_network(result: dict[str, Any]) -> dict[str, Any]:
+    network = dict(result["settings"]["network"])
+    network.setdefault("title", "torchvision Inception-V3 (ImageNet)")
+    return network
+
+
+def _fid_note(result: dict[str, Any]) -> str:
+    network = _fid_network(result)
+    if network.get("comparable_with_published_fid"):
+        return (
+            f"FID and KID on the FID Inception's 2048 pool features: {network_label(network)}, the network of "
+            "published FIDs (pytorch-fid, torchmetrics, clean-fid's legacy mode), at 299 px."
+        )
+    return (
+        f"FID and KID on the 2048 pool features of {network_label(network)}: **not** the FID Inception, so "
+        "these numbers cannot be compared with published FIDs (`fulora data compare --fid-weights FILE` "
+        "computes them on pytorch-fid's pt_inception-2015-12-05 weights)."
+    )
 
 
 def card_section(result: dict[str, Any], folder: str = "compare") -> str:
@@ -54,15 +89,20 @@ def card_section(result: dict[str, Any], folder: str = "compare") -> str:
         "## How close is it to real images?",
         "",
         f"`fulora data compare` of {', '.join(s['label'] for s in result['sets'])}: per plane, "
-        f"{settings['per_plane'] or 'all'} images per set (seed {settings['seed']}), Inception-V3 at "
-        f"{settings['network']['image_size']} px. Full report: [{folder}/report.md]({folder}/report.md). "
+        f"{settings['per_plane'] or 'all'} images per set (seed {settings['seed']}). {_fid_note(result)} "
+        f"Full report: [{folder}/report.md]({folder}/report.md). "
         f"FID below {settings['fid_min_images']} images per set is flagged (few): it is dominated by "
         "small-sample bias, so compare it only with FIDs drawn the same way.",
         "",
         *_metric_table(result),
     ]
     if any(p.get("tsne") for p in result["planes"].values()):
-        lines += ["", f"![t-SNE of Inception-V3 features per plane]({folder}/{GRID})"]
+        lines += [
+            "",
+            f"![t-SNE of Inception-V3 features per plane]({folder}/{GRID})",
+            "",
+            f"t-SNE of the {settings['tsne_features']} of {network_label(_tsne_network(result))}.",
+        ]
     return "\n".join(lines)
 
 
@@ -76,11 +116,10 @@ def markdown(result: dict[str, Any]) -> str:
         f"# How close are {', '.join(labels[:-1])} and {labels[-1]}?",
         "",
         f"Per plane, {per_plane} images per set drawn with pandas' `groupby('Plane').sample` semantics "
-        f"(random_state {settings['seed']}); Inception-V3 ({network['weights_file']}, sha256 "
-        f"`{network['weights_sha256'][:16]}`) at {network['image_size']} px; t-SNE of the "
-        f"{settings['tsne_features']} features, each axis scaled to [0, 1]; FID and KID on the 2048 pool "
-        f"features with {int(settings['interval'] * 100)}% percentile bootstrap intervals "
-        f"({settings['bootstrap']} replicates).",
+        f"(random_state {settings['seed']}); t-SNE of the {settings['tsne_features']} of "
+        f"{network_label(_tsne_network(result))} at {network['image_size']} px (the study's network), each "
+        f"axis scaled to [0, 1]. {_fid_note(result)} Intervals are {int(settings['interval'] * 100)}% "
+        f"percentile bootstrap intervals ({settings['bootstrap']} replicates).",
         "",
         "## Sets",
         "",
@@ -110,11 +149,12 @@ def markdown(result: dict[str, Any]) -> str:
         lines += ["## Warnings", ""] + [f"- {w}" for w in result["warnings"]] + [""]
     lines += ["## FID and KID", "", *_metric_table(result)]
     lines += ["", "## t-SNE", ""]
+    tsne_caption = f"t-SNE of the {settings['tsne_features']} of {network_label(_tsne_network(result))}."
     if any(p.get("tsne") for p in result["planes"].values()):
-        lines += [f"![t-SNE of every plane]({GRID})", ""]
+        lines += [f"![t-SNE of every plane]({GRID})", "", tsne_caption, ""]
     for name, panel in result["planes"].items():
         if panel.get("tsne"):
-            lines += [f"### {name}", "", f"![t-SNE: {name}]({figure_name(name)})", ""]
+            lines += [f"### {name}", "", f"![t-SNE: {name}]({figure_name(name)})", "", tsne_caption, ""]
     timing = result["features"]
     rate = timing["images_per_second"]
     lines += [

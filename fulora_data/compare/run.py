@@ -21,7 +21,13 @@ from tqdm.auto import tqdm
 
 from fulora_data.compare import metrics
 from fulora_data.compare.config import CompareConfig
-from fulora_data.compare.features import FeatureCache, default_feature_cache, extract, open_network
+from fulora_data.compare.features import (
+    FeatureCache,
+    default_feature_cache,
+    extract,
+    open_fid_network,
+    open_network,
+)
 from fulora_data.compare.figures import MIN_POINTS, embed, perplexity_for
 from fulora_data.compare.report import write_report
 from fulora_data.compare.sets import (
@@ -78,20 +84,33 @@ def compare_sets(
         else default_feature_cache(config.cache_dir)
     )
     cache = FeatureCache.open(cache_root, network)
+    fid_network = (
+        open_fid_network(config.fid_weights, device=network.device)
+        if config.fid_weights is not None
+        else None
+    )
+    fid_cache = FeatureCache.open(cache_root, fid_network) if fid_network is not None else None
     warnings: list[str] = []
 
     def warn(message: str) -> None:
         warnings.append(message)
         log(f"warning: {message}")
 
-    for ignored in cache.ignored:
+    for ignored in cache.ignored + (fid_cache.ignored if fid_cache is not None else []):
         warn(f"feature cache {cache.folder}: ignored {ignored}")
+    if fid_network is None:
+        warn(
+            "FID and KID are computed on torchvision's ImageNet Inception-V3, not on the FID Inception: "
+            "they cannot be compared with published FIDs (give --fid-weights FILE for comparable ones)"
+        )
     loaded = [
         load_set(spec, label=label, colour=colour, source=source, cache_dir=config.cache_dir)
         for spec, source, label, colour in zip(specs, sources, labels, colours(specs), strict=True)
     ]
     drawn = _draw(loaded, planes, config.per_plane, config.seed, warn)
-    features, timing = _features(loaded, planes, drawn, network, cache, config.batch_size)
+    features, timing = _features(
+        loaded, planes, drawn, (network, cache), (fid_network, fid_cache), config.batch_size
+    )
     panels, skipped = _panels(loaded, planes, features, config, warn)
     pairs = [pair for panel in panels.values() for pair in panel["pairs"]]
     few = sum(1 for pair in pairs if min(pair["images"]) < metrics.FID_MIN_IMAGES)
@@ -108,6 +127,8 @@ def compare_sets(
             "seed": config.seed,
             "draw": "pandas groupby('Plane').sample(n=per_plane, random_state=seed) semantics",
             "network": network.description,
+            # The network of every FID and KID (the FID Inception with --fid-weights, else torchvision's).
+            "fid_network": (fid_network or network).description,
             "tsne_features": config.tsne_features,
             "bootstrap": config.bootstrap,
             "interval": metrics.INTERVAL,
@@ -155,9 +176,13 @@ def _draw(
     return drawn
 
 
-def _features(loaded, planes, drawn, network, cache, batch_size: int) -> tuple[dict, dict[str, Any]]:
-    """The features of every drawn image, one pass per set: ``{label: {plane: {"pool", "logits"}}}`` and
-    the timing (computed, cached, seconds, images per second)."""
+def _features(loaded, planes, drawn, main, fid, batch_size: int) -> tuple[dict, dict[str, Any]]:
+    """The features of every drawn image, one pass per set and network:
+    ``{label: {plane: {"pool", "logits", "fid_pool"}}}`` and the timing (computed, cached, seconds, images
+    per second). ``main`` and ``fid`` are (network, cache) pairs; ``fid_pool`` is the FID Inception's pool
+    features when its network is given, else the main network's."""
+    network, cache = main
+    fid_network, fid_cache = fid
     features: dict[str, dict[str, dict[str, np.ndarray]]] = {}
     computed = cached = 0
     seconds = 0.0
@@ -170,6 +195,19 @@ def _features(loaded, planes, drawn, network, cache, batch_size: int) -> tuple[d
             seconds += time.perf_counter() - started
             bar.update(len(positions) - bar.n)  # the cached images
         computed, cached = computed + result.computed, cached + result.cached
+        fid_pool = result.pool
+        if fid_network is not None:
+            with tqdm(
+                total=len(positions), desc=f"FID Inception features of {entry.label}", unit="img"
+            ) as bar:
+                started = time.perf_counter()
+                fid_result = extract(
+                    images, fid_network, fid_cache, batch_size=batch_size, progress=bar.update
+                )
+                seconds += time.perf_counter() - started
+                bar.update(len(positions) - bar.n)
+            computed, cached = computed + fid_result.computed, cached + fid_result.cached
+            fid_pool = fid_result.pool
         features[entry.label] = {}
         start = 0
         for plane in planes:
@@ -178,6 +216,7 @@ def _features(loaded, planes, drawn, network, cache, batch_size: int) -> tuple[d
                 features[entry.label][plane] = {
                     "pool": result.pool[start : start + count],
                     "logits": result.logits[start : start + count],
+                    "fid_pool": fid_pool[start : start + count],
                 }
             start += count
     rate = computed / seconds if computed and seconds else None
@@ -220,7 +259,7 @@ def _panels(loaded, planes, features, config: CompareConfig, warn) -> tuple[dict
             parts = [(p, features[entry.label][p]) for p in kept if p in features[entry.label]]
             if parts:
                 pooled[entry.label] = {
-                    key: np.concatenate([f[key] for _, f in parts]) for key in ("pool", "logits")
+                    key: np.concatenate([f[key] for _, f in parts]) for key in ("pool", "logits", "fid_pool")
                 }
                 plane_of_point[entry.label] = [p for p, f in parts for _ in range(len(f["pool"]))]
         panels[OVERALL] = _panel(
@@ -242,7 +281,9 @@ def _panel(
     labels = list(by_set)
     panel: dict[str, Any] = {"images": {label: len(by_set[label]["pool"]) for label in labels}, "pairs": []}
     for a, b in combinations(labels, 2):
-        pair = metrics.compare_features(by_set[a]["pool"], by_set[b]["pool"], bootstrap=bootstrap, seed=seed)
+        pair = metrics.compare_features(
+            by_set[a]["fid_pool"], by_set[b]["fid_pool"], bootstrap=bootstrap, seed=seed
+        )
         panel["pairs"].append({"a": a, "b": b, **pair})
     total = sum(panel["images"].values())
     if total >= MIN_POINTS:

@@ -11,6 +11,7 @@ from fulora_data.io import write_report_folder
 
 REPORT_FILE = "report.md"
 CONFUSION_FILE = "confusion_matrix.png"
+ROC_FILE = "roc_curves.png"
 METRICS_FILE = "metrics.json"
 
 _TITLES = {
@@ -84,6 +85,74 @@ def plot_confusion_matrix(result: dict, path: Path) -> None:
     ax.set_ylabel("Reference")
     ax.set_title(f"Confusion matrix ({result['protocol']} protocol, n={result['n']})")
     figure.colorbar(image, ax=ax)
+    figure.tight_layout()
+    figure.savefig(path, format="png")
+
+
+def roc_curves(references, probabilities, label_names: list[str]) -> dict | None:
+    """One-vs-rest ROC curves from predicted probabilities, per class present in the references.
+
+    These are the curves under the ``standard`` protocol's AUC (scikit-learn's ``roc_curve`` and
+    ``roc_auc_score`` of ``reference == c`` against the probability of ``c``); a class with no positive or
+    no negative image has no curve.
+
+    Returns:
+        ``{class name: {"fpr": [...], "tpr": [...], "auc": float}}``, or None without probabilities.
+    """
+    if probabilities is None:
+        return None
+    import numpy as np
+
+    from fulora_data.errors import require
+
+    metrics = require("sklearn.metrics", "eval")
+    references = np.asarray(references)
+    scores = np.asarray(probabilities, dtype=np.float64)
+    curves = {}
+    for index, name in enumerate(label_names):
+        truth = references == index
+        if truth.all() or not truth.any():
+            continue
+        fpr, tpr, _ = metrics.roc_curve(truth, scores[:, index])
+        curves[name] = {
+            "fpr": [round(float(v), 6) for v in fpr],
+            "tpr": [round(float(v), 6) for v in tpr],
+            "auc": float(metrics.roc_auc_score(truth, scores[:, index])),
+        }
+    return curves
+
+
+def plot_roc_curves(result: dict, path: Path) -> None:
+    """Draw the one-vs-rest ROC curves of a result (``result["roc"]``) as a PNG, one line per class."""
+    from fulora_data.errors import require
+
+    require("matplotlib", "eval")
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    names = result["label_names"]
+    figure = Figure(figsize=(1.2 * len(names) + 2, 1.1 * len(names) + 1.5), dpi=100)
+    FigureCanvasAgg(figure)
+    ax = figure.add_subplot()
+    colours = ["#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b"]
+    for index, name in enumerate(names):
+        curve = result["roc"].get(name)
+        if curve is None:
+            continue
+        ax.plot(
+            curve["fpr"],
+            curve["tpr"],
+            color=colours[index % len(colours)],
+            label=f"{name} (AUC {curve['auc']:.3f})",
+        )
+    ax.plot([0, 1], [0, 1], color="grey", linestyle="--", linewidth=1, label="chance")
+    ax.set_xlim(0, 1)
+    ax.set_ylim(0, 1.02)
+    ax.set_aspect("equal")
+    ax.set_xlabel("False positive rate")
+    ax.set_ylabel("True positive rate")
+    ax.set_title(f"ROC, one vs rest (n={result['n']})")
+    ax.legend(loc="lower right", fontsize="small")
     figure.tight_layout()
     figure.savefig(path, format="png")
 
@@ -175,7 +244,18 @@ def _markdown(result: dict, model_name: str | None, train_set: str | None) -> st
             out.append(f"| {country} | {sub['n']} | " + " | ".join(_pct(sub[m]) for m in metrics) + " |")
 
     names = result["label_names"]
-    out += ["", "## Confusion matrix", "", f"![Confusion matrix]({CONFUSION_FILE})", ""]
+    pictures = f"![Confusion matrix]({CONFUSION_FILE})"
+    if result.get("roc"):
+        pictures += f" ![ROC curves, one vs rest]({ROC_FILE})"
+    heading = "Confusion matrix and ROC curves" if result.get("roc") else "Confusion matrix"
+    out += ["", f"## {heading}", "", pictures, ""]
+    if result.get("roc"):
+        out += [
+            "ROC curves: one class against the rest, from the predicted probabilities (the `standard` "
+            "protocol's AUC, whatever the protocol of the table above), for each class present in the "
+            "test set.",
+            "",
+        ]
     out.append("| reference \\ prediction | " + " | ".join(names) + " |")
     out.append("|---|" + "---:|" * len(names))
     for name, row in zip(names, result["confusion_matrix"], strict=True):
@@ -189,7 +269,8 @@ def write_report(
 ) -> Path:
     """Write a Markdown report of a ``score`` result, with a confusion-matrix PNG and the raw figures.
 
-    The folder gets ``report.md``, ``confusion_matrix.png`` and ``metrics.json``; each file is written to a
+    The folder gets ``report.md``, ``confusion_matrix.png``, ``roc_curves.png`` (when the result has
+    ``roc``, see :func:`roc_curves`) and ``metrics.json``; each file is written to a
     temporary name and renamed, so none is ever half-written. When the study published a row for the same
     model and training set, the report puts our figures beside it.
 
@@ -206,7 +287,9 @@ def write_report(
 
     def draw(work: Path) -> None:
         plot_confusion_matrix(result, work / CONFUSION_FILE)
+        if result.get("roc"):
+            plot_roc_curves(result, work / ROC_FILE)
         (work / METRICS_FILE).write_text(json.dumps(payload, indent=2) + "\n", encoding="utf-8")
         (work / REPORT_FILE).write_text(_markdown(result, model_name, train_set), encoding="utf-8")
 
-    return write_report_folder(out_dir, draw, last=REPORT_FILE)
+    return write_report_folder(out_dir, draw, owned=(ROC_FILE,), last=REPORT_FILE)

@@ -9,7 +9,7 @@ from fulora_data.dataset_ref import DatasetRef
 from fulora_data.errors import ConfigError, DataError
 from fulora_data.evaluation.metrics import score
 from fulora_data.evaluation.predictions import read_predictions
-from fulora_data.evaluation.report import write_report
+from fulora_data.evaluation.report import roc_curves, write_report
 
 
 def _read_spec(data_spec: str, source, cache_dir) -> tuple[str, str | None, str, bool]:
@@ -106,6 +106,7 @@ def evaluate_predictions(
         "train_set": train_set,
         "coverage": coverage,
         **result,
+        "roc": roc_curves(data["references"], data["probabilities"], data["label_names"]),
     }
     report = (
         write_report(result, report_dir, model_name=model_name, train_set=train_set) if report_dir else None
@@ -164,7 +165,8 @@ def evaluate_split(
         n_bootstrap=n_bootstrap,
         seed=seed,
     )
-    return {"model_name": out.get("model_name"), "train_set": out.get("train_set"), **result}
+    roc = roc_curves(out["reference"], out["probabilities"], out["label_names"])
+    return {"model_name": out.get("model_name"), "train_set": out.get("train_set"), **result, "roc": roc}
 
 
 # The study's table is on the whole African test split (``AfricanBuilder.EXPECTED_SPLITS``).

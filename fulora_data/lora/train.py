@@ -5,7 +5,7 @@ model; build the training set, its buckets and latent cache; add LoRA layers wit
 accelerate (one process or ``accelerate launch --num_processes N``); write the adapter in both formats with
 its card; push it. ``OUT`` ends up holding::
 
-    adapter/      pytorch_lora_weights.safetensors, NAME.safetensors (kohya), samples.png, README.md
+    adapter/      pytorch_lora_weights.safetensors, NAME.safetensors (kohya), samples.png, samples/, README.md
     checkpoint/   the latest resumable state (``--resume`` continues from it)
     validation/   step-N/<plane>.png, one image per plane at each validation step
     logs/         TensorBoard logs (accelerate's tracker)
@@ -194,6 +194,7 @@ def train_lora(
 
     from fulora_data.lora import data as lora_data
     from fulora_data.lora import model as lora_model
+    from fulora_data.lora.card import training_digest
 
     tracker = None
     try:
@@ -544,6 +545,7 @@ def train_lora(
             extra={
                 "dataset_version": dataset_version,
                 "dataset_repo": dataset_repo,
+                "dataset_digest": training_digest(examples),
                 "num_images": len(examples),
                 "steps": step,
                 "batch_size": config.batch_size,
@@ -601,7 +603,7 @@ def write_adapter(
 ) -> Path:
     """Write the adapter folder whole: both safetensors files, the sample grid and the model card."""
     from fulora_data.lora import model as lora_model
-    from fulora_data.lora.card import render_lora_card, sample_grid
+    from fulora_data.lora.card import render_lora_card, write_samples
 
     tensors = lora_model.diffusers_tensors(unet_state, text_state)
     with atomic_folder(folder) as tmp:
@@ -609,7 +611,7 @@ def write_adapter(
             tmp / DIFFUSERS_FILE, tensors, info, extra_metadata=diffusers_metadata(info, tensors)
         )
         save_kohya_file(tmp, tensors, info)
-        grid = sample_grid(samples, tmp / "samples.png") if samples else None
+        grid = write_samples(samples, tmp, list(info.prompts)) if samples else None
         (tmp / "README.md").write_text(render_lora_card(info, grid is not None, samples), encoding="utf-8")
     return folder
 
