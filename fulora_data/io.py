@@ -251,3 +251,126 @@ def remove_leftovers(folder: str | os.PathLike, name: str) -> int:
             path.unlink(missing_ok=True)
         removed += 1
     return removed
+
+
+# ---------------------------------------------------------------- what fulora wrote, and one writer
+WRITTEN_RECORD = ".fulora_written.json"
+"""The record, inside a folder fulora writes into beside other people's files (``--report``,
+``--local-dir``), of each file fulora wrote there and its sha256: only a file listed with its current
+content may be overwritten or removed."""
+
+
+def _written(folder: Path) -> dict[str, str]:
+    try:
+        record = json.loads((folder / WRITTEN_RECORD).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    files = record.get("files") if isinstance(record, dict) else None
+    return {k: v for k, v in files.items() if isinstance(v, str)} if isinstance(files, dict) else {}
+
+
+def foreign_file(folder: str | os.PathLike, names) -> str | None:
+    """The first of ``names`` (paths relative to ``folder``) that exists but that fulora did not write.
+
+    A file counts as fulora's when :data:`WRITTEN_RECORD` lists it with the sha256 it has now; one the user
+    edited since is theirs again.
+    """
+    folder = Path(folder)
+    record = None
+    for name in sorted(names):
+        path = folder / name
+        if not (path.exists() or path.is_symlink()):
+            continue
+        if record is None:
+            record = _written(folder)
+        if path.is_symlink() or not path.is_file() or record.get(name) != file_sha256(path):
+            return name
+    return None
+
+
+def refuse_foreign_files(folder: str | os.PathLike, names, option: str) -> None:
+    """Refuse to write into ``folder`` when one of ``names`` there is a file fulora did not write.
+
+    Raises:
+        ConfigError: Naming the file and the option.
+    """
+    from fulora_data.errors import ConfigError
+
+    found = foreign_file(folder, names)
+    if found is not None:
+        raise ConfigError(
+            f"{option} {Path(folder) / found} exists and was not written by fulora (or was changed since), "
+            "and fulora never overwrites such a file: move it away or choose another folder"
+        )
+
+
+def record_written(folder: str | os.PathLike, names, *, removed=()) -> None:
+    """Add ``names`` (with their sha256 now) to the folder's :data:`WRITTEN_RECORD`, drop ``removed``."""
+    folder = Path(folder)
+    files = _written(folder)
+    for name in removed:
+        files.pop(name, None)
+    for name in names:
+        files[name] = file_sha256(folder / name)
+    atomic_write_json(folder / WRITTEN_RECORD, {"written_by": "fulora", "files": dict(sorted(files.items()))})
+
+
+@contextlib.contextmanager
+def folder_lock(folder: str | os.PathLike, option: str) -> Iterator[None]:
+    """Hold the one-writer lock of an output folder; a second writer is refused at once, naming the PID.
+
+    The lock is a ``filelock`` file beside the folder (``.<name>.lock``, so nothing is added to a folder
+    that may be published), with the holder's PID in ``.<name>.lock.pid``.
+
+    Raises:
+        ConfigError: If another process holds the lock, or the lock cannot be created.
+    """
+    from filelock import FileLock, Timeout
+
+    from fulora_data.errors import ConfigError
+
+    folder = Path(folder).absolute()
+    lock_path = folder.parent / f".{folder.name}.lock"
+    pid_path = folder.parent / f".{folder.name}.lock.pid"
+    try:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(str(lock_path), timeout=0)
+        lock.acquire()
+    except Timeout:
+        try:
+            holder = pid_path.read_text(encoding="utf-8").strip() or "unknown"
+        except OSError:
+            holder = "unknown"
+        raise ConfigError(
+            f"{option} {folder.name} is being written by another fulora process (PID {holder}); wait for it "
+            "to finish or choose another folder"
+        ) from None
+    except OSError as err:
+        raise ConfigError(f"{option} {folder} cannot be locked for writing: {err.strerror or err}") from None
+    try:
+        atomic_write_text(pid_path, f"{os.getpid()}\n")
+        yield
+    finally:
+        pid_path.unlink(missing_ok=True)
+        lock.release()
+
+
+def one_writer(parameter: str, option: str):
+    """Decorate a function so that it holds :func:`folder_lock` on its ``parameter`` folder (when given)."""
+    import functools
+    import inspect
+
+    def decorate(func):
+        signature = inspect.signature(func)
+
+        @functools.wraps(func)
+        def run(*args, **kwargs):
+            folder = signature.bind(*args, **kwargs).arguments.get(parameter)
+            if folder is None:
+                return func(*args, **kwargs)
+            with folder_lock(folder, option):
+                return func(*args, **kwargs)
+
+        return run
+
+    return decorate

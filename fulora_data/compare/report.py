@@ -8,10 +8,13 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from fulora_data import io
 from fulora_data.compare.figures import plot_grid, plot_panel
-from fulora_data.io import atomic_write_bytes, check_report_folder
+from fulora_data.io import atomic_write_bytes
 
 GRID = "tsne_grid.png"
+REPORT_FILES = ("compare.json", "card_section.md", "report.md")
+"""The files every comparison writes into ``--report`` (plus its ``tsne_*.png`` figures)."""
 
 
 def figure_name(panel: str) -> str:
@@ -135,11 +138,32 @@ def markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def _replaced(directory: Path, written=()) -> set[str]:
+    """What writing a report into ``directory`` replaces or removes: its files and any earlier figures."""
+    return {*REPORT_FILES, *written, *(p.name for p in directory.glob("tsne_*.png"))}
+
+
+def check_report_folder(directory: str | os.PathLike) -> Path:
+    """Refuse a ``--report`` folder that cannot be written or holds a report file fulora did not write.
+
+    Run before the comparison, so a user's own ``report.md`` there stops it at once.
+
+    Raises:
+        ConfigError: If ``directory`` is a file, cannot be written, or holds a foreign file of a report's
+            name (the folder's ``.fulora_written.json`` says which files fulora wrote).
+    """
+    directory = io.check_report_folder(directory)
+    io.refuse_foreign_files(directory, _replaced(directory), "--report")
+    return directory
+
+
 def write_report(directory: str | os.PathLike, result: dict[str, Any]) -> Path:
     """Write ``report.md``, ``compare.json`` and the figures of a comparison into ``directory``.
 
     Files of an earlier report are replaced; its t-SNE figures that this one does not draw are removed;
-    other files are left alone. ``report.md`` is moved in last.
+    other files are left alone, and a file of a report's name that fulora did not write is never replaced
+    (``check_report_folder``). ``report.md`` is moved in last; the files written are recorded in the
+    folder's ``.fulora_written.json``.
 
     Returns:
         The path of ``report.md``.
@@ -165,9 +189,11 @@ def write_report(directory: str | os.PathLike, result: dict[str, Any]) -> Path:
         (work / "report.md").write_text(markdown(result) + "\n")
         directory.mkdir(exist_ok=True)
         written = {path.name for path in work.iterdir()}
+        io.refuse_foreign_files(directory, _replaced(directory, written), "--report")
         for name in sorted(written, key=lambda name: name == "report.md"):
             atomic_write_bytes(directory / name, (work / name).read_bytes())
-    for stale in directory.glob("tsne_*.png"):
-        if stale.name not in written:
-            stale.unlink(missing_ok=True)
+    stale = [path.name for path in directory.glob("tsne_*.png") if path.name not in written]
+    for name in stale:
+        (directory / name).unlink(missing_ok=True)
+    io.record_written(directory, sorted(written), removed=stale)
     return directory / "report.md"

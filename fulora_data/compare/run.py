@@ -34,6 +34,7 @@ from fulora_data.compare.sets import (
     parse_set,
 )
 from fulora_data.errors import ConfigError
+from fulora_data.io import one_writer
 from fulora_data.prepare import option_names
 from fulora_data.taxonomy import canonical_plane
 
@@ -79,6 +80,7 @@ def _check_options(sets, sources, labels, planes, per_plane, tsne_features) -> t
     return specs, sources, labels, list(dict.fromkeys(planes))
 
 
+@one_writer("report", "--report")
 def compare_sets(
     sets: list[str],
     sources: list[str | os.PathLike | None] | None = None,
