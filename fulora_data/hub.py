@@ -22,7 +22,7 @@ import logging
 import re
 from pathlib import Path
 
-from fulora_data.errors import ConfigError, DataError, FuloraError, SourceNotFoundError
+from fulora_data.errors import ConfigError, DataError, FuloraError, SourceNotFoundError, redact
 
 logger = logging.getLogger(__name__)
 
@@ -341,11 +341,7 @@ def _reason(err: Exception) -> str:
     return _redact(" ".join(text.split()))
 
 
-def _redact(text: str) -> str:
-    """Hide credentials in URLs (``https://user:secret@host`` and ``?token=...``) and Hub tokens."""
-    text = re.sub(r"(\w+://)[^/@\s]+@", r"\1***@", str(text))
-    text = re.sub(r"([?&](?:token|access_token|password|key)=)[^&\s]+", r"\1***", text)
-    return re.sub(r"\bhf_[A-Za-z0-9]{6,}", "hf_***", text)
+_redact = redact  # the one redaction function, in errors.py (the lowest layer)
 
 
 def _local_files(folder: Path) -> dict[str, Path]:

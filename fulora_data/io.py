@@ -260,20 +260,20 @@ WRITTEN_RECORD = ".fulora_written.json"
 content may be overwritten or removed."""
 
 
-def _written(folder: Path) -> dict[str, str]:
+def _written(folder: Path, record: str = WRITTEN_RECORD) -> dict[str, str]:
     try:
-        record = json.loads((folder / WRITTEN_RECORD).read_text(encoding="utf-8"))
+        record = json.loads((folder / record).read_text(encoding="utf-8"))
     except (OSError, ValueError):
         return {}
     files = record.get("files") if isinstance(record, dict) else None
     return {k: v for k, v in files.items() if isinstance(v, str)} if isinstance(files, dict) else {}
 
 
-def foreign_file(folder: str | os.PathLike, names) -> str | None:
+def foreign_file(folder: str | os.PathLike, names, *, record_name: str = WRITTEN_RECORD) -> str | None:
     """The first of ``names`` (paths relative to ``folder``) that exists but that fulora did not write.
 
-    A file counts as fulora's when :data:`WRITTEN_RECORD` lists it with the sha256 it has now; one the user
-    edited since is theirs again.
+    A file counts as fulora's when the record (:data:`WRITTEN_RECORD`, or ``record_name`` under the
+    folder) lists it with the sha256 it has now; one the user edited since is theirs again.
     """
     folder = Path(folder)
     record = None
@@ -282,13 +282,15 @@ def foreign_file(folder: str | os.PathLike, names) -> str | None:
         if not (path.exists() or path.is_symlink()):
             continue
         if record is None:
-            record = _written(folder)
+            record = _written(folder, record_name)
         if path.is_symlink() or not path.is_file() or record.get(name) != file_sha256(path):
             return name
     return None
 
 
-def refuse_foreign_files(folder: str | os.PathLike, names, option: str) -> None:
+def refuse_foreign_files(
+    folder: str | os.PathLike, names, option: str, *, record_name: str = WRITTEN_RECORD
+) -> None:
     """Refuse to write into ``folder`` when one of ``names`` there is a file fulora did not write.
 
     Raises:
@@ -296,7 +298,7 @@ def refuse_foreign_files(folder: str | os.PathLike, names, option: str) -> None:
     """
     from fulora_data.errors import ConfigError
 
-    found = foreign_file(folder, names)
+    found = foreign_file(folder, names, record_name=record_name)
     if found is not None:
         raise ConfigError(
             f"{option} {Path(folder) / found} exists and was not written by fulora (or was changed since), "
@@ -304,15 +306,16 @@ def refuse_foreign_files(folder: str | os.PathLike, names, option: str) -> None:
         )
 
 
-def record_written(folder: str | os.PathLike, names, *, removed=()) -> None:
-    """Add ``names`` (with their sha256 now) to the folder's :data:`WRITTEN_RECORD`, drop ``removed``."""
+def record_written(folder: str | os.PathLike, names, *, removed=(), record_name: str = WRITTEN_RECORD) -> None:
+    """Add ``names`` (with their sha256 now) to the folder's record of what fulora wrote; drop ``removed``."""
     folder = Path(folder)
-    files = _written(folder)
+    files = _written(folder, record_name)
     for name in removed:
         files.pop(name, None)
     for name in names:
         files[name] = file_sha256(folder / name)
-    atomic_write_json(folder / WRITTEN_RECORD, {"written_by": "fulora", "files": dict(sorted(files.items()))})
+    (folder / record_name).parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(folder / record_name, {"written_by": "fulora", "files": dict(sorted(files.items()))})
 
 
 @contextlib.contextmanager
