@@ -33,6 +33,7 @@ from fulora_data.compare.sets import (
     load_set,
     parse_set,
 )
+from fulora_data.devices import check_device
 from fulora_data.errors import ConfigError
 from fulora_data.io import one_writer
 from fulora_data.prepare import option_names
@@ -136,6 +137,7 @@ def compare_sets(
         DataError: If a set has no images.
     """
     specs, sources, labels, planes = _check_options(sets, sources, labels, planes, per_plane, tsne_features)
+    check_device(device)
     if report is not None:
         check_report_folder(report)
     network = open_network(weights, image_size=image_size, device=device, download=download)
