@@ -21,6 +21,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
         (
             "fulora_data",
             "fulora_data.errors",
+            "fulora_data.devices",
             "fulora_data.io",
             "fulora_data.taxonomy",
             "fulora_data.pixels",
