@@ -25,6 +25,7 @@ from fulora_data import datasets_internals as hf
 from fulora_data.archives import extract_archive, file_digests, remove_orphan_extractions, verify_checksum
 from fulora_data.errors import ConfigError, DataError, SourceNotFoundError
 from fulora_data.io import atomic_write_text
+from fulora_data.pixels import eight_bit_bytes
 from fulora_data.taxonomy import base_features, plane_names, prompt_for
 
 PROVENANCE_FILE = "fulora_provenance.json"
@@ -171,7 +172,8 @@ class FuloraBuilder(datasets.GeneratorBasedBuilder):
         """Return the example of a record whose image bytes have been read and checked."""
         example = {
             # No path: datasets would store a path instead of the bytes whenever one resolves to a file.
-            "image": {"bytes": data, "path": None},
+            # A 16-bit scan is stored as 8-bit by value range: the declared Image(mode="L") would clip it.
+            "image": {"bytes": eight_bit_bytes(data, str(record.path)), "path": None},
             "label": plane_names(self._with_cervix()).index(record.plane),
             "text": prompt_for(record.plane),
             "source": source,

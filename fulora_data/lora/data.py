@@ -185,9 +185,12 @@ def pixels(data: bytes, bucket: tuple[int, int]):
     import numpy as np
     from PIL import Image
 
+    from fulora_data.pixels import eight_bit
+
     torch = require("torch", "train")
     with Image.open(io.BytesIO(data)) as image:
         # Grayscale scans are resized before they become RGB: a third of the memory and work, same pixels.
+        image = eight_bit(image)  # 16-bit scans scaled by value range, not clipped to white
         if image.mode not in ("L", "RGB"):
             image = image.convert("RGB")
         rgb = image.resize(bucket, Image.Resampling.BICUBIC).convert("RGB")
