@@ -117,6 +117,10 @@ def evaluate(ctx, checkpoint, data_spec, source, cache_dir, push_results, batch_
         raise click.UsageError(
             "give --model CKPT and --data NAME[/CONFIG]:SPLIT, or use: evaluate predictions FILE"
         )
+    if push_results:  # where the results will go, and whether they may: before the evaluation runs
+        from fulora_data.classifier.card import check_results_target
+
+        check_results_target(checkpoint)
     result = library.evaluate_checkpoint(
         checkpoint,
         data_spec,
