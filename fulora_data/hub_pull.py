@@ -222,6 +222,7 @@ def verify_download(
         DataError: Naming the file that does not match and what to run.
     """
     from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import HfHubHTTPError, HTTPError
 
     expected = expected or {}
     for rel in sorted(files):
@@ -229,25 +230,32 @@ def verify_download(
         path = folder / rel
         if want is None or _content_id(path, want) == want:
             continue
+        digest = "sha256" if len(want) == 64 else "git blob sha1"
         if not offline():
-            hf_hub_download(
-                repo_id,
-                rel,
-                repo_type=repo_type,
-                revision=revision,
-                local_dir=local_dir,
-                token=token,
-                endpoint=endpoint,
-                force_download=True,
-            )
+            try:
+                hf_hub_download(
+                    repo_id,
+                    rel,
+                    repo_type=repo_type,
+                    revision=revision,
+                    local_dir=local_dir,
+                    token=token,
+                    endpoint=endpoint,
+                    force_download=True,
+                )
+            except (HfHubHTTPError, HTTPError, OSError) as err:
+                raise FuloraError(
+                    f"{repo_id}: the cached {rel} does not match its {digest} and downloading it again "
+                    f"failed: {redact(' '.join(str(err).split()))}"
+                ) from None
             if _content_id(path, want) == want:
                 continue
             raise DataError(
-                f"{repo_id}: {rel} does not match its sha256 {want[:12]}... even when downloaded again; "
+                f"{repo_id}: {rel} does not match its {digest} {want[:12]}... even when downloaded again; "
                 "the repository's files differ from its manifest, refusing to use them"
             )
         raise DataError(
-            f"{repo_id}: the cached {rel} does not match its sha256 {want[:12]}... (changed or damaged "
+            f"{repo_id}: the cached {rel} does not match its {digest} {want[:12]}... (changed or damaged "
             f"since it was downloaded); run `{pull_command}` with access to the Hub to download it again"
         )
 
