@@ -40,11 +40,15 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
-import numpy as np
-from click.testing import CliRunner
+# The Hub faults push to tests/hub_server.py's stand-in, which speaks LFS, not Xet; huggingface_hub reads
+# this once, at import (fulora_data.cli imports it).
+os.environ.setdefault("HF_HUB_DISABLE_XET", "1")
 
-from fulora_data import samples
-from fulora_data.cli import main
+import numpy as np  # noqa: E402
+from click.testing import CliRunner  # noqa: E402
+
+from fulora_data import samples  # noqa: E402
+from fulora_data.cli import main  # noqa: E402
 
 _LEFTOVER = re.compile(r"(\.partial-\d+$|^\..*\.tmp-|\.incomplete|^\..*\.old$)")
 
@@ -793,6 +797,110 @@ def f_generate_number(option: str, value: str):
     return run
 
 
+# ----------------------------------------------------------------------------- Hub, compare, evaluate faults
+# (issue 18, the `faults` part). The Hub is tests/hub_server.py's stand-in, which speaks the real protocol;
+# the CLI runs in a subprocess, since huggingface_hub reads HF_ENDPOINT and HF_HOME once, at import.
+SECRET = "s3cret-pw"
+TOKEN_SECRET = "hf_faultmatrixsecret123"
+_TESTS = Path(__file__).resolve().parents[1] / "tests"
+
+
+@contextlib.contextmanager
+def stand_in_hub():
+    sys.path.insert(0, str(_TESTS))
+    try:
+        from hub_server import StandInHub
+    finally:
+        sys.path.remove(str(_TESTS))
+    with StandInHub() as hub:
+        yield hub
+
+
+def cli_sub(ws: Path, hub, *args, env: dict | None = None) -> tuple[Outcome, str]:
+    """Run ``fulora ARGS`` in a fresh process aimed at the stand-in Hub; return the outcome and all output."""
+    full_env = {
+        **os.environ,
+        "HF_ENDPOINT": hub.url if hub is not None else "http://127.0.0.1:9",
+        "HF_HOME": str(ws / "hf-home"),
+        "HF_HUB_DISABLE_XET": "1",
+        "HF_HUB_DISABLE_PROGRESS_BARS": "1",
+        "PYTHONPATH": os.pathsep.join([str(Path(__file__).resolve().parents[1]), os.environ.get("PYTHONPATH", "")]),
+        **(env or {}),
+    }
+    full_env.pop("HF_TOKEN", None)
+    if hub is not None and "HF_TOKEN" not in (env or {}):
+        full_env["HF_TOKEN"] = hub.token
+    run = subprocess.run(
+        [sys.executable, "-c", "from fulora_data.cli import main; main()", *map(str, args)],
+        capture_output=True, text=True, timeout=600, env=full_env,
+    )  # fmt: skip
+    output = run.stdout + run.stderr
+    traceback = "Traceback (most recent call last)" in output
+    errors = [line for line in output.splitlines() if line.startswith("Error:")]
+    message = "TRACEBACK " + output.strip().splitlines()[-1] if traceback else (errors[-1] if errors else "")
+    return Outcome(run.returncode, message, traceback), output
+
+
+def _pushed_export(ws: Path, hub) -> tuple[str, Path]:
+    sys.path.insert(0, str(_TESTS))
+    try:
+        from test_hub import make_export
+    finally:
+        sys.path.remove(str(_TESTS))
+    from fulora_data.hub import push_dataset
+
+    repo = "fulora/faults"
+    make_export(ws / "export", configs={"a": {"train": 1, "test": 1}})
+    push_dataset(ws / "export", repo, token=hub.token, endpoint=hub.url)
+    return repo, ws / "export"
+
+
+def _sha(path: Path) -> str:
+    import hashlib
+
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def _shift_labels(path: Path) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    real = Path(os.path.realpath(path))
+    table = pq.read_table(real)
+    index = table.column_names.index("label")
+    labels = pa.array([(v + 1) % 5 for v in table.column("label").to_pylist()], table.schema.field(index).type)
+    real.chmod(0o644)
+    pq.write_table(table.set_column(index, table.schema.field(index), labels), real)
+
+
+def f_tampered_cache(ws):
+    with stand_in_hub() as hub:
+        repo, export_folder = _pushed_export(ws, hub)
+        first, _ = cli_sub(ws, hub, "data", "pull", f"{repo}@v1.0.0")
+        shard = next((ws / "hf-home").rglob("snapshots/*/data/a/train-*.parquet"))
+        published = _sha(shard)
+        _shift_labels(shard)
+        outcome, _ = cli_sub(ws, hub, "data", "pull", f"{repo}@v1.0.0", env={"HF_HUB_OFFLINE": "1"})
+        again, _ = cli_sub(ws, hub, "data", "pull", f"{repo}@v1.0.0")  # online: repaired
+        return outcome, first.exit == 0 and again.exit == 0 and _sha(shard) == published, ""
+
+
+def f_endpoint_credentials(command):
+    def run(ws):
+        if command == "doctor":
+            env = {"HF_ENDPOINT": f"https://user:{SECRET}@hub.example.org/?token={TOKEN_SECRET}"}
+            outcome, output = cli_sub(ws, None, "doctor", env=env)
+            return outcome, None, "LEAKED" if SECRET in output or TOKEN_SECRET in output else ""
+        with stand_in_hub() as hub:
+            repo, _ = _pushed_export(ws, hub)
+            hub.fail_next("info", 500, times=50)  # the Hub's error names the URL it was asked
+            endpoint = hub.url.replace("http://", f"http://user:{SECRET}@")
+            outcome, output = cli_sub(ws, hub, *command.split(), repo, "--endpoint", endpoint)
+            return outcome, None, "LEAKED" if SECRET in output or TOKEN_SECRET in output else ""
+
+    return run
+
+
 def f_generate_nan_adapter(ws):
     from fulora_data.adapter import DIFFUSERS_FILE, save_adapter_file
 
@@ -835,6 +943,134 @@ def f_generate_against(kind: str):
         late = _images(out) > 0  # refused only after making the images: the check came late
         rerun = cli(*generate_args(out)).exit == 0
         return outcome, rerun, "LATE" if late else ""
+
+    return run
+
+
+def f_local_dir_readme(ws):
+    with stand_in_hub() as hub:
+        repo, _ = _pushed_export(ws, hub)
+        mine = ws / "mine"
+        mine.mkdir()
+        (mine / "README.md").write_text("my notes\n")
+        outcome, _ = cli_sub(ws, hub, "data", "pull", repo, "--local-dir", mine)
+        lost = (mine / "README.md").read_text() != "my notes\n"
+        again, _ = cli_sub(ws, hub, "data", "pull", repo, "--local-dir", ws / "fresh")
+        return outcome, again.exit == 0, "LOST" if lost else ""
+
+
+def f_local_dir_locked(ws):
+    with stand_in_hub() as hub:
+        repo, _ = _pushed_export(ws, hub)
+        target = ws / "pulled"
+        holder = subprocess.Popen(
+            [sys.executable, "-c", "import sys, time\nfrom fulora_data.io import folder_lock\n"
+             f"with folder_lock({str(target)!r}, '--local-dir'):\n    print('held', flush=True); time.sleep(120)"],
+            stdout=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        try:
+            holder.stdout.readline()
+            outcome, _ = cli_sub(ws, hub, "data", "pull", repo, "--local-dir", target)
+        finally:
+            holder.kill()
+            holder.wait()
+        again, _ = cli_sub(ws, hub, "data", "pull", repo, "--local-dir", target)
+        named = f"PID {holder.pid}" in outcome.message
+        return outcome, again.exit == 0, "" if named or outcome.exit == 0 else "holder not named"
+
+
+def f_local_dir_disk_full(ws):
+    mount = ws / "tiny"
+    mount.mkdir()
+    made = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=12k", "tmpfs", str(mount)], capture_output=True)
+    if made.returncode != 0:
+        return Outcome(0, "", False), None, "run as root with mount rights: no tmpfs here, skipped"
+    try:
+        with stand_in_hub() as hub:
+            repo, _ = _pushed_export(ws, hub)
+            outcome, _ = cli_sub(ws, hub, "data", "pull", repo, "--local-dir", mount / "pulled")
+            left = [p.relative_to(mount).as_posix() for p in mount.rglob("*") if p.is_file()]
+            again, _ = cli_sub(ws, hub, "data", "pull", repo, "--local-dir", ws / "roomy")
+            return outcome, again.exit == 0, f"left on the full disk: {left[:2]}" if outcome.exit and left else ""
+    finally:
+        subprocess.run(["umount", str(mount)], capture_output=True)
+
+
+def f_model_push_strays(ws):
+    sys.path.insert(0, str(_TESTS))
+    try:
+        from test_hub import make_model
+    finally:
+        sys.path.remove(str(_TESTS))
+    folder = ws / "adapter"
+    make_model(folder)
+    (folder / ".env").write_text(f"HF_TOKEN={TOKEN_SECRET}\n")
+    (ws / "private.safetensors").write_bytes(b"someone else's weights")
+    os.symlink(ws / "private.safetensors", folder / "linked.safetensors")
+    with stand_in_hub() as hub:
+        outcome, output = cli_sub(ws, hub, "model", "push", folder, "--repo-id", "fulora/strays")
+        files = hub.files("fulora/strays", repo_type="model") if outcome.exit == 0 else {}
+        leaked = ".env" in files or any(b"someone else's" in c or TOKEN_SECRET.encode() in c for c in files.values())
+        return outcome, None, "LEAKED" if leaked or TOKEN_SECRET in output else ""
+
+
+def f_sixteen_bit(ws):
+    import io
+
+    from PIL import Image
+
+    source = spanish(ws)
+    victim = sorted((source / "Images").glob("*.png"))[0]
+    with Image.open(victim) as image:
+        shape = (image.height, image.width)
+    values = (np.arange(shape[0] * shape[1]).reshape(shape) * 7 % 65536).astype(np.uint16)
+    buffer = io.BytesIO()
+    Image.fromarray(values).save(buffer, format="PNG")
+    victim.write_bytes(buffer.getvalue())
+    outcome = cli(*prepare_args(ws, source))
+    if outcome.exit:
+        return outcome, None, ""
+    from fulora_data.prepare import prepare
+
+    splits = prepare("spanish", "full", source=source, cache_dir=ws / "cache")
+    row = next(r for split in splits.values() for r in split if r["image_id"] == victim.stem)
+    got = np.asarray(row["image"])
+    expected = ((values.astype(np.int64) * 255 + 32767) // 65535).astype(np.uint8)  # by value range
+    return outcome, None, "" if np.array_equal(got, expected) else "SILENT"
+
+
+def f_compare_report(ws):
+    report = ws / "report"
+    report.mkdir()
+    (report / "report.md").write_text("my notes\n")
+    outcome = cli("data", "compare", "synthetic/generated", "synthetic/generated", "--source", ws / "a",
+                  "--source", ws / "b", "--weights", ws / "missing.pt", "--report", report)  # fmt: skip
+    lost = (report / "report.md").read_text() != "my notes\n"
+    named = "not written by fulora" in outcome.message
+    return outcome, None, "LOST" if lost else ("" if named else "UNCHECKED")
+
+
+def f_compare_self_interval(ws):
+    from fulora_data.compare.metrics import compare_features
+
+    x = np.random.default_rng(0).normal(size=(35, 2048))
+    result = compare_features(x, x, bootstrap=50)
+    low, high = result["fid_interval"]
+    inside = low <= result["fid"] <= high
+    message = f"FID {result['fid']:.3g} in [{low:.3g}, {high:.3g}]"
+    return Outcome(0, message, False), None, "" if inside else "SILENT"
+
+
+def f_device(command, device):
+    def run(ws):
+        if command == "compare":
+            args = ["data", "compare", "synthetic/generated", "synthetic/generated", "--source", ws / "a",
+                    "--source", ws / "b", "--weights", ws / "missing.pt"]  # fmt: skip
+        else:
+            args = ["evaluate", "--model", ws / "missing", "--data", "african:test", "--source", ws / "src"]
+        outcome = cli(*args, "--device", device, "--cache-dir", ws / "cache")
+        named = outcome.exit == 2 and "--device" in outcome.message
+        return outcome, None, "" if named or outcome.traceback else "UNCHECKED"
 
     return run
 
@@ -883,6 +1119,47 @@ GENERATION_FAULTS = [
 FAULTS += GENERATION_FAULTS
 
 
+def f_push_results_revision(ws):
+    from safetensors.numpy import save_file
+
+    from fulora_data.hub import push_model
+
+    with stand_in_hub() as hub:
+        for tag, value in (("v1", 0.0), ("v2", 1.0)):
+            folder = ws / tag
+            folder.mkdir()
+            save_file({"fc.weight": np.full((5, 2), value, np.float32)}, str(folder / "model.safetensors"))
+            (folder / "config.json").write_text(json.dumps({"arch": "resnet18"}))
+            (folder / "README.md").write_text("---\nlicense: mit\n---\n# clf\n")
+            push_model(folder, "fulora/clf", token=hub.token, tag=tag, endpoint=hub.url)
+        head = hub.head("fulora/clf", "model")
+        outcome, _ = cli_sub(ws, hub, "evaluate", "--model", "fulora/clf@v1", "--data", "african:test",
+                             "--source", ws / "nowhere", "--push-results")  # fmt: skip
+        moved = hub.head("fulora/clf", "model") != head
+        named = "holds other weights" in outcome.message
+        return outcome, None, "SILENT" if moved else ("" if named else "UNCHECKED")
+
+
+FAULTS += [
+    Fault("tampered Hub cache, labels shifted", f_tampered_cache),
+    Fault("HF_ENDPOINT credentials: doctor", f_endpoint_credentials("doctor"), expect_success=True),
+    Fault("endpoint credentials: data pull, Hub 500", f_endpoint_credentials("data pull")),
+    Fault("endpoint credentials: model pull, Hub 500", f_endpoint_credentials("model pull")),
+    Fault("data pull --local-dir over user README", f_local_dir_readme),
+    Fault("two pulls into one --local-dir", f_local_dir_locked),
+    Fault("disk full: data pull --local-dir", f_local_dir_disk_full),
+    Fault("model push: .env and outside symlink", f_model_push_strays, expect_success=True),
+    Fault("16-bit PNG in the source", f_sixteen_bit, expect_success=True),
+    Fault("compare --report over user report.md", f_compare_report),
+    Fault("compare: set vs itself, FID interval", f_compare_self_interval, expect_success=True),
+    Fault("compare --device banana", f_device("compare", "banana")),
+    Fault("evaluate --device banana", f_device("evaluate", "banana")),
+    Fault("compare --device cuda without GPU", f_device("compare", "cuda")),
+    Fault("evaluate --device cuda without GPU", f_device("evaluate", "cuda")),
+    Fault("evaluate @v1 --push-results, main is v2", f_push_results_revision),
+]
+
+
 def verdict(fault: Fault, outcome: Outcome, rerun: bool | None, note: str, left: list[str]) -> str:
     if outcome.traceback:
         return "TRACEBACK"
@@ -897,6 +1174,8 @@ def verdict(fault: Fault, outcome: Outcome, rerun: bool | None, note: str, left:
         "file not named",
         "extraction kept",
         "LATE",
+        "LOST",
+        "holder not named",
     ):
         return note.upper().replace(" ", "-")
     if not fault.expect_success and outcome.exit == 0:

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from fulora_data import __version__
+from fulora_data.errors import redact
 
 # distribution -> (extra, what fulora cannot do without it)
 PACKAGES: dict[str, tuple[str, str]] = {
@@ -164,7 +165,7 @@ def diagnose() -> dict[str, Any]:
         "accelerate_config": _accelerate_config(),
         "hub": {
             "token_present": token,
-            "endpoint": os.environ.get("HF_ENDPOINT", "https://huggingface.co"),
+            "endpoint": redact(os.environ.get("HF_ENDPOINT", "https://huggingface.co")),
             "offline": offline,
         },
         "caches": {

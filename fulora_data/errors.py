@@ -3,6 +3,19 @@
 from __future__ import annotations
 
 
+def redact(text) -> str:
+    """Hide credentials in URLs (``https://user:secret@host``, ``?token=...``) and Hub tokens (``hf_...``).
+
+    The one redaction every message, report and printed value passes through (the CLI applies it to every
+    error it prints), so an ``HF_ENDPOINT`` with credentials or a token never reaches a terminal or a log.
+    """
+    import re
+
+    text = re.sub(r"(\w+://)[^/@\s]+@", r"\1***@", str(text))
+    text = re.sub(r"([?&;](?:token|access_token|api_key|password|passwd|pwd|secret|key|sig)=)[^&\s'\"]+", r"\1***", text, flags=re.I)
+    return re.sub(r"\bhf_[A-Za-z0-9]{6,}", "hf_***", text)
+
+
 class FuloraError(Exception):
     """Base class of every error fulora reports to a user as one line."""
 

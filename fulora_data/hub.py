@@ -22,7 +22,7 @@ import logging
 import re
 from pathlib import Path
 
-from fulora_data.errors import ConfigError, DataError, FuloraError, SourceNotFoundError
+from fulora_data.errors import ConfigError, DataError, FuloraError, SourceNotFoundError, redact
 
 logger = logging.getLogger(__name__)
 
@@ -204,13 +204,17 @@ def push_model(
     folder = Path(folder)
     if not folder.is_dir():
         raise SourceNotFoundError(f"model folder {str(folder)!r} does not exist or is not a folder")
-    if not (folder / CARD).is_file():
+    files, skipped = model_files(folder)
+    if CARD not in files:
         raise DataError(f"model folder {str(folder)!r} has no {CARD} model card")
-    if not any(folder.rglob("*.safetensors")):
+    if not any(rel.endswith(".safetensors") for rel in files):
         raise DataError(f"model folder {str(folder)!r} has no .safetensors weights")
+    for rel, why in skipped.items():
+        logger.warning("not uploading %s: %s", rel, why)
     message = commit_message or f"Upload {folder.name} with fulora" + (f" ({tag})" if tag else "")
     _name_repo_in_card(folder / CARD, repo_id)
-    return _push(folder, repo_id, "model", token, private, tag, endpoint, message, None)
+    result = _push(folder, repo_id, "model", token, private, tag, endpoint, message, None, only=set(files))
+    return {**result, "skipped": skipped}
 
 
 def _name_repo_in_card(card: Path, repo_id: str) -> None:
@@ -225,7 +229,58 @@ def _name_repo_in_card(card: Path, repo_id: str) -> None:
         atomic_write_text(card, text.replace(quoted, f'"{repo_id}"'))
 
 
-def _push(folder: Path, repo_id, repo_type, token, private, tag, endpoint, message, delete_patterns) -> dict:
+MODEL_FILE_PATTERNS = (
+    "*.safetensors",  # weights: never pickles (.bin, .pt, .ckpt), which run code when loaded
+    "*.json",  # config.json, model_index.json, eval_results.json, scheduler and tokenizer configs
+    "*.md",  # the card, reports
+    "*.txt",  # tokenizer merges and vocabularies
+    "*.yaml",
+    "*.yml",
+    "*.png",  # sample grids, widget images, figures
+    "*.jpg",
+    "*.jpeg",
+    "*.webp",
+)
+"""What a model folder (an adapter, a classifier, a diffusers pipeline) is made of: ``model push``
+uploads only these, never a dotfile, anything in a dot-folder, or a link that reaches outside the folder."""
+
+
+def model_files(folder: str | Path) -> tuple[list[str], dict[str, str]]:
+    """Split a model folder's files into those ``model push`` uploads and those it skips (with why).
+
+    Returns:
+        ``(files, skipped)``: the relative paths to upload, sorted, and ``{relative path: reason}``.
+    """
+    import fnmatch
+
+    folder = Path(folder)
+    root = folder.resolve()
+    files, skipped = [], {}
+    for path in sorted(folder.rglob("*")):
+        rel = path.relative_to(folder).as_posix()
+        if any(part.startswith(".") for part in Path(rel).parts):
+            if path.is_file() or path.is_symlink():
+                skipped[rel] = "a dotfile or inside a dot-folder (secrets, caches, git)"
+            continue
+        if path.is_dir() and not path.is_symlink():
+            continue
+        target = path.resolve()
+        if not target.is_relative_to(root):
+            skipped[rel] = "a link to a place outside the model folder"
+            continue
+        if not target.is_file():
+            continue
+        if not any(fnmatch.fnmatch(path.name.lower(), pattern) for pattern in MODEL_FILE_PATTERNS):
+            skipped[rel] = "not a model file (" + ", ".join(MODEL_FILE_PATTERNS) + ")"
+            continue
+        files.append(rel)
+    return files, skipped
+
+
+def _push(
+    folder: Path, repo_id, repo_type, token, private, tag, endpoint, message, delete_patterns, only=None
+) -> dict:
+    """Push ``folder`` (only the files ``only`` names, when given: relative paths) to ``repo_id``."""
     from huggingface_hub import HfApi
     from huggingface_hub.errors import HfHubHTTPError, HTTPError, LocalTokenNotFoundError
 
@@ -260,7 +315,7 @@ def _push(folder: Path, repo_id, repo_type, token, private, tag, endpoint, messa
                 ref.name: ref.target_commit for ref in api.list_repo_refs(repo_id, repo_type=repo_type).tags
             }
             if tag in tagged:
-                if not _same_content(api, folder, repo_id, repo_type, tagged[tag]):
+                if not _same_content(api, folder, repo_id, repo_type, tagged[tag], only):
                     raise HubError(
                         f"tag {tag!r} of {where} points at commit {tagged[tag][:10]} with different content, and a tag "
                         "never moves: bump the version or choose another tag"
@@ -268,8 +323,10 @@ def _push(folder: Path, repo_id, repo_type, token, private, tag, endpoint, messa
                 logger.info("Tag %s of %s already points at identical content; nothing pushed.", tag, where)
                 return {"repo_id": repo_id, "commit": tagged[tag], "tag": tag, "url": url, "pushed": False}
         logger.info("Uploading %s to %s", folder, where)
-        if _is_large(folder):
-            commit = _upload_in_chunks(api, folder, repo_id, repo_type, message, delete_patterns is not None)
+        if _is_large(folder, only):
+            commit = _upload_in_chunks(
+                api, folder, repo_id, repo_type, message, delete_patterns is not None, only
+            )
         else:
             commit = api.upload_folder(
                 repo_id=repo_id,
@@ -277,6 +334,8 @@ def _push(folder: Path, repo_id, repo_type, token, private, tag, endpoint, messa
                 repo_type=repo_type,
                 commit_message=message,
                 delete_patterns=delete_patterns,
+                # exact names (fnmatch's specials escaped), so nothing outside the selection goes up
+                allow_patterns=None if only is None else [re.sub(r"([*?[])", r"[\1]", rel) for rel in only],
             )
         if tag is not None:
             api.create_tag(repo_id, tag=tag, revision=commit.oid, repo_type=repo_type, tag_message=message)
@@ -303,15 +362,17 @@ LARGE_RELEASE_BYTES = 20 * 1024**3
 CHUNK_FILES = 100
 
 
-def _is_large(folder: Path) -> bool:
-    files = _local_files(folder)
+def _is_large(folder: Path, only=None) -> bool:
+    files = _local_files(folder, only)
     return (
         len(files) > LARGE_RELEASE_FILES
         or sum(p.stat().st_size for p in files.values()) > LARGE_RELEASE_BYTES
     )
 
 
-def _upload_in_chunks(api, folder: Path, repo_id: str, repo_type: str, message: str, authoritative: bool):
+def _upload_in_chunks(
+    api, folder: Path, repo_id: str, repo_type: str, message: str, authoritative: bool, only=None
+):
     """Upload a large folder's LFS objects chunk by chunk, then make ONE commit of the whole folder.
 
     Why not ``upload_large_folder``: it commits as it goes, so the repository shows partial releases
@@ -326,7 +387,7 @@ def _upload_in_chunks(api, folder: Path, repo_id: str, repo_type: str, message: 
     """
     from huggingface_hub import CommitOperationAdd, CommitOperationDelete
 
-    local = _local_files(folder)
+    local = _local_files(folder, only)
     parent = api.repo_info(repo_id, repo_type=repo_type).sha
     additions = [
         CommitOperationAdd(path_in_repo=rel, path_or_fileobj=str(path)) for rel, path in local.items()
@@ -360,24 +421,25 @@ def _reason(err: Exception) -> str:
     return _redact(" ".join(text.split()))
 
 
-def _redact(text: str) -> str:
-    """Hide credentials in URLs (``https://user:secret@host`` and ``?token=...``) and Hub tokens."""
-    text = re.sub(r"(\w+://)[^/@\s]+@", r"\1***@", str(text))
-    text = re.sub(r"([?&](?:token|access_token|password|key)=)[^&\s]+", r"\1***", text)
-    return re.sub(r"\bhf_[A-Za-z0-9]{6,}", "hf_***", text)
+_redact = redact  # the one redaction function, in errors.py (the lowest layer)
 
 
-def _local_files(folder: Path) -> dict[str, Path]:
-    """The files ``upload_folder`` sends, by huggingface_hub's own ignore rules (``.git``, ``.cache/huggingface``)."""
+def _local_files(folder: Path, only=None) -> dict[str, Path]:
+    """The files ``upload_folder`` sends, by huggingface_hub's own ignore rules (``.git``, ``.cache/huggingface``).
+
+    Args:
+        only: Relative paths to keep (``model push``'s allow-list); None: every file.
+    """
     from huggingface_hub.utils import DEFAULT_IGNORE_PATTERNS, filter_repo_objects
 
     every = {
         path.relative_to(folder).as_posix(): path for path in sorted(folder.rglob("*")) if path.is_file()
     }
-    return {rel: every[rel] for rel in filter_repo_objects(every, ignore_patterns=DEFAULT_IGNORE_PATTERNS)}
+    kept = filter_repo_objects(every, ignore_patterns=DEFAULT_IGNORE_PATTERNS)
+    return {rel: every[rel] for rel in kept if only is None or rel in only}
 
 
-def _same_content(api, folder: Path, repo_id: str, repo_type: str, commit: str) -> bool:
+def _same_content(api, folder: Path, repo_id: str, repo_type: str, commit: str, only=None) -> bool:
     """Whether the commit holds exactly the folder's files, compared by the hashes the Hub reports."""
     from huggingface_hub.hf_api import RepoFile
 
@@ -386,7 +448,7 @@ def _same_content(api, folder: Path, repo_id: str, repo_type: str, commit: str) 
         for entry in api.list_repo_tree(repo_id, repo_type=repo_type, revision=commit, recursive=True)
         if isinstance(entry, RepoFile)
     }
-    local = _local_files(folder)
+    local = _local_files(folder, only)
     if ".gitattributes" not in local:  # the Hub writes one when it creates a repository
         remote.pop(".gitattributes", None)
     if set(remote) != set(local):

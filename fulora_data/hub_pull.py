@@ -27,12 +27,16 @@ from pathlib import Path
 from typing import Any
 
 from fulora_data.dataset_ref import DatasetRef, RepoRef
-from fulora_data.errors import ConfigError, DataError, FuloraError, SourceNotFoundError
+from fulora_data.errors import ConfigError, DataError, FuloraError, SourceNotFoundError, redact
+from fulora_data.io import file_sha256, one_writer, record_written, refuse_foreign_files
 
 DEFAULT_ORG = "fulora"
 MANIFEST = "fulora_export.json"
 CARD = "README.md"
 MODEL_KINDS = ("classifier", "adapter", "pipeline")
+LOCAL_DIR_RECORD = ".cache/fulora/written.json"
+"""Where a ``--local-dir`` records the files fulora wrote there (beside huggingface_hub's own
+``.cache/huggingface``, so the folder shows only the repository's files)."""
 _KIND_NAMES = {
     "classifier": "a fulora classifier",
     "adapter": "a LoRA adapter",
@@ -100,6 +104,9 @@ def _download(
 
     label = f"{repo_id}@{revision}" if revision else repo_id
     kind = "dataset" if repo_type == "dataset" else "model"
+    if local_dir is not None:
+        names = _local_matches(Path(local_dir), allow_patterns)
+        refuse_foreign_files(local_dir, names, "--local-dir", record_name=LOCAL_DIR_RECORD)
     try:
         path = snapshot_download(
             repo_id,
@@ -127,8 +134,123 @@ def _download(
             "with access to the Hub first (then copy HF_HOME, or the --local-dir folder, here)"
         ) from None
     except (HfHubHTTPError, HTTPError, OSError) as err:
-        raise FuloraError(f"downloading {label} from the Hub failed: {' '.join(str(err).split())}") from None
-    return Path(path)
+        raise FuloraError(f"downloading {label} from the Hub failed: {redact(' '.join(str(err).split()))}") from None
+    folder = Path(path)
+    files = _local_matches(folder, allow_patterns)
+    fetch = {"repo_type": repo_type, "revision": revision, "local_dir": local_dir, "token": token}
+    verify_download(folder, repo_id, files, pull_command=pull_command, endpoint=endpoint, **fetch)
+    if local_dir is not None:
+        record_written(local_dir, sorted(files), record_name=LOCAL_DIR_RECORD)
+    return folder
+
+
+def _local_matches(folder: Path, allow_patterns: list[str] | None) -> list[str]:
+    """The files under ``folder`` a download with ``allow_patterns`` writes or reads (not its ``.cache``)."""
+    from huggingface_hub.utils import filter_repo_objects
+
+    if not folder.is_dir():
+        return []
+    every = [
+        p.relative_to(folder).as_posix()
+        for p in folder.rglob("*")
+        if (p.is_file() or p.is_symlink()) and not p.relative_to(folder).as_posix().startswith(".cache/")
+    ]
+    return list(filter_repo_objects(every, allow_patterns=allow_patterns))
+
+
+def _recorded_id(folder: Path, rel: str) -> str | None:
+    """The id the Hub gave a downloaded file: its blob's name in the cache, or the ``--local-dir`` etag.
+
+    An LFS file's id is the sha256 of its content (64 hex digits); a regular file's is its git blob sha1.
+    """
+    path = folder / rel
+    if path.is_symlink():  # the cache: snapshots/<commit>/<rel> -> ../../blobs/<id>
+        name = Path(os.readlink(path)).name
+        return name if re.fullmatch(r"[0-9a-f]{40}|[0-9a-f]{64}", name) else None
+    metadata = folder / ".cache" / "huggingface" / "download" / f"{rel}.metadata"
+    try:  # huggingface_hub's local-dir record: commit, etag, timestamp
+        lines = metadata.read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return None
+    etag = lines[1].strip() if len(lines) > 1 else ""
+    return etag if re.fullmatch(r"[0-9a-f]{40}|[0-9a-f]{64}", etag) else None
+
+
+_digests: dict[tuple, str] = {}  # (real path, size, mtime, inode, kind) -> digest: each file hashed once
+
+
+def _content_id(path: Path, expected: str) -> str:
+    """The file's sha256 (a 64-digit ``expected``) or git blob sha1 (40 digits), hashed once per version."""
+    from huggingface_hub.utils.sha import git_hash
+
+    real = path.resolve()
+    stat = real.stat()
+    key = (str(real), stat.st_size, stat.st_mtime_ns, stat.st_ino, len(expected))
+    if key not in _digests:
+        _digests[key] = file_sha256(real) if len(expected) == 64 else git_hash(real.read_bytes())
+    return _digests[key]
+
+
+def verify_download(
+    folder: Path,
+    repo_id: str,
+    files,
+    *,
+    repo_type: str,
+    revision: str | None,
+    expected: dict[str, str] | None = None,
+    local_dir=None,
+    token=None,
+    endpoint=None,
+    pull_command: str,
+) -> None:
+    """Check every downloaded file before use; download a changed one again, or refuse.
+
+    Each file is checked against ``expected`` (the release manifest's sha256) where it lists the file, else
+    against the id the Hub gave it (an LFS blob is named by its sha256, a regular file by its git sha1).
+    A file whose content differs (a tampered or damaged cache) is downloaded again with
+    ``force_download``; offline, or when the fresh copy differs too, fulora refuses to use it.
+
+    Raises:
+        DataError: Naming the file that does not match and what to run.
+    """
+    from huggingface_hub import hf_hub_download
+    from huggingface_hub.errors import HfHubHTTPError, HTTPError
+
+    expected = expected or {}
+    for rel in sorted(files):
+        want = expected.get(rel) or _recorded_id(folder, rel)
+        path = folder / rel
+        if want is None or _content_id(path, want) == want:
+            continue
+        digest = "sha256" if len(want) == 64 else "git blob sha1"
+        if not offline():
+            try:
+                hf_hub_download(
+                    repo_id,
+                    rel,
+                    repo_type=repo_type,
+                    revision=revision,
+                    local_dir=local_dir,
+                    token=token,
+                    endpoint=endpoint,
+                    force_download=True,
+                )
+            except (HfHubHTTPError, HTTPError, OSError) as err:
+                raise FuloraError(
+                    f"{repo_id}: the cached {rel} does not match its {digest} and downloading it again "
+                    f"failed: {redact(' '.join(str(err).split()))}"
+                ) from None
+            if _content_id(path, want) == want:
+                continue
+            raise DataError(
+                f"{repo_id}: {rel} does not match its {digest} {want[:12]}... even when downloaded again; "
+                "the repository's files differ from its manifest, refusing to use them"
+            )
+        raise DataError(
+            f"{repo_id}: the cached {rel} does not match its {digest} {want[:12]}... (changed or damaged "
+            f"since it was downloaded); run `{pull_command}` with access to the Hub to download it again"
+        )
 
 
 # ---------------------------------------------------------------------- models
@@ -224,6 +346,7 @@ def resolve_model(
     return folder
 
 
+@one_writer("local_dir", "--local-dir")
 def pull_model(
     spec: str,
     *,
@@ -300,7 +423,7 @@ def _pin(repo_id: str, repo_type: str, revision: str | None, token, endpoint) ->
             f"there is no {kind} repository {repo_id!r} on the Hub (or it is private and needs a token)"
         ) from None
     except (HfHubHTTPError, HTTPError, OSError) as err:
-        raise FuloraError(f"could not reach the Hub for {repo_id}: {' '.join(str(err).split())}") from None
+        raise FuloraError(f"could not reach the Hub for {repo_id}: {redact(' '.join(str(err).split()))}") from None
     return info.sha
 
 
@@ -369,6 +492,19 @@ def _fetch_dataset(
     card = _download(repo_id, "dataset", revision, allow_patterns=[CARD, MANIFEST], **common)
     patterns, wanted, default = _dataset_patterns(card, label, configs)
     folder = _download(repo_id, "dataset", revision, allow_patterns=patterns, **common)
+    shards = _manifest_sha256(folder, wanted)
+    verify_download(
+        folder,
+        repo_id,
+        list(shards),
+        repo_type="dataset",
+        revision=revision,
+        expected=shards,
+        local_dir=local_dir,
+        token=token,
+        endpoint=endpoint,
+        pull_command=pull,
+    )
     missing = [c for c in wanted if not any((folder / "data" / c).glob("*.parquet"))]
     if missing:
         raise HubNotFoundError(
@@ -378,6 +514,31 @@ def _fetch_dataset(
             else f"{label}: config {missing[0]!r} has no Parquet files under data/{missing[0]}/"
         )
     return folder, wanted, default
+
+
+def _manifest_sha256(folder: Path, configs: list[str]) -> dict[str, str]:
+    """``{path: sha256}`` of the wanted configs' shards, from the release manifest ``fulora_export.json``.
+
+    Raises:
+        DataError: If the manifest lists a shard of a wanted config that is not in the download.
+    """
+    try:
+        listed = json.loads((folder / MANIFEST).read_text(encoding="utf-8")).get("files")
+    except (OSError, ValueError, AttributeError):
+        return {}  # an older export without a shard list: the Hub's own ids are still checked
+    if not isinstance(listed, dict):
+        return {}
+    shards = {
+        rel: entry["sha256"]
+        for rel, entry in listed.items()
+        if isinstance(entry, dict)
+        and isinstance(entry.get("sha256"), str)
+        and any(rel.startswith(f"data/{c}/") for c in configs)
+    }
+    absent = [rel for rel in shards if not (folder / rel).is_file()]
+    if absent:
+        raise DataError(f"{MANIFEST} lists {absent[0]!r} but the download lacks it; pull the dataset again")
+    return shards
 
 
 def load_repo_dataset(
@@ -464,6 +625,7 @@ def data_files(folder: str | os.PathLike, config: str) -> dict[str, str]:
     return files
 
 
+@one_writer("local_dir", "--local-dir")
 def pull_dataset(
     spec: str,
     configs: list[str] | tuple[str, ...] | None = None,

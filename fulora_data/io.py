@@ -218,20 +218,37 @@ def ensure_folder(path: str | os.PathLike, option: str) -> Path:
     return path
 
 
-def check_report_folder(directory: str | os.PathLike, option: str = "--report") -> Path:
-    """Refuse a report folder that cannot be written, before the work it reports on runs.
+def check_report_folder(directory: str | os.PathLike, option: str = "--report", owned: Iterable[str] = ()) -> Path:
+    """Refuse a report folder that cannot be written, or that holds a file of a report's name that fulora
+    did not write, before the work it reports on runs.
+
+    Args:
+        directory: The report folder.
+        option: How the user named it, for errors.
+        owned: Names or glob patterns of the files this kind of report writes.
 
     Returns:
         The folder (created if needed).
 
     Raises:
-        ConfigError: If ``directory`` is a file, or cannot be created or written.
+        ConfigError: If ``directory`` is a file, cannot be created or written, or holds a foreign file of a
+            report's name (the folder's :data:`WRITTEN_RECORD` says which files fulora wrote).
     """
     from fulora_data.errors import ConfigError
 
     if Path(directory).exists() and not Path(directory).is_dir():
         raise ConfigError(f"{option} {str(directory)!r} is a file, not a folder")
-    return ensure_folder(directory, option)
+    directory = ensure_folder(directory, option)
+    refuse_foreign_files(directory, _matches(directory, owned), option)
+    return directory
+
+
+def _matches(directory: Path, patterns: Iterable[str]) -> set[str]:
+    """The names in ``directory`` that the names or glob patterns match (a plain name matches itself)."""
+    found: set[str] = set()
+    for pattern in patterns:
+        found |= {path.name for path in directory.glob(pattern)} if any(c in pattern for c in "*?[") else {pattern}
+    return found
 
 
 def write_report_folder(
@@ -249,7 +266,8 @@ def write_report_folder(
     ``directory`` atomically, ``last`` (the report's text) at the end: until it is replaced, the folder
     still reads as the earlier, complete report. Files of an earlier report that this one did not draw are
     removed when their names match ``owned`` (a stale figure would show what this run did not find); any
-    other file in the folder is left alone.
+    other file in the folder is left alone. A file to be replaced or removed that fulora did not write (the
+    folder's :data:`WRITTEN_RECORD` lists what it wrote, with each file's sha256) stops the write, naming it.
 
     Args:
         directory: The report folder (created if needed).
@@ -262,7 +280,8 @@ def write_report_folder(
         The path of ``last`` in ``directory``.
 
     Raises:
-        ConfigError: If ``directory`` is a file, or cannot be created or written.
+        ConfigError: If ``directory`` is a file, cannot be created or written, or holds a foreign file that
+            this report would replace.
     """
     import tempfile
 
@@ -271,12 +290,14 @@ def write_report_folder(
         work = Path(tmp)
         draw(work)
         written = {path.name for path in work.iterdir()}
+        stale = {name for name in _matches(directory, owned) - written if (directory / name).is_file()}
+        # Never replace or remove what fulora did not write (a user's own report.md, say).
+        refuse_foreign_files(directory, written | stale, option)
         for name in sorted(written, key=lambda name: name == last):
             atomic_write_bytes(directory / name, (work / name).read_bytes())
-    for pattern in owned:
-        for stale in directory.glob(pattern):
-            if stale.name not in written and stale.is_file():
-                stale.unlink()
+    for name in stale:
+        (directory / name).unlink()
+    record_written(directory, sorted(written), removed=sorted(stale))
     return directory / last
 
 
@@ -297,3 +318,129 @@ def remove_leftovers(folder: str | os.PathLike, name: str) -> int:
             path.unlink(missing_ok=True)
         removed += 1
     return removed
+
+
+# ---------------------------------------------------------------- what fulora wrote, and one writer
+WRITTEN_RECORD = ".fulora_written.json"
+"""The record, inside a folder fulora writes into beside other people's files (``--report``,
+``--local-dir``), of each file fulora wrote there and its sha256: only a file listed with its current
+content may be overwritten or removed."""
+
+
+def _written(folder: Path, record: str = WRITTEN_RECORD) -> dict[str, str]:
+    try:
+        record = json.loads((folder / record).read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return {}
+    files = record.get("files") if isinstance(record, dict) else None
+    return {k: v for k, v in files.items() if isinstance(v, str)} if isinstance(files, dict) else {}
+
+
+def foreign_file(folder: str | os.PathLike, names, *, record_name: str = WRITTEN_RECORD) -> str | None:
+    """The first of ``names`` (paths relative to ``folder``) that exists but that fulora did not write.
+
+    A file counts as fulora's when the record (:data:`WRITTEN_RECORD`, or ``record_name`` under the
+    folder) lists it with the sha256 it has now; one the user edited since is theirs again.
+    """
+    folder = Path(folder)
+    record = None
+    for name in sorted(names):
+        path = folder / name
+        if not (path.exists() or path.is_symlink()):
+            continue
+        if record is None:
+            record = _written(folder, record_name)
+        if path.is_symlink() or not path.is_file() or record.get(name) != file_sha256(path):
+            return name
+    return None
+
+
+def refuse_foreign_files(
+    folder: str | os.PathLike, names, option: str, *, record_name: str = WRITTEN_RECORD
+) -> None:
+    """Refuse to write into ``folder`` when one of ``names`` there is a file fulora did not write.
+
+    Raises:
+        ConfigError: Naming the file and the option.
+    """
+    from fulora_data.errors import ConfigError
+
+    found = foreign_file(folder, names, record_name=record_name)
+    if found is not None:
+        raise ConfigError(
+            f"{option} {Path(folder) / found} exists and was not written by fulora (or was changed since), "
+            "and fulora never overwrites such a file: move it away or choose another folder"
+        )
+
+
+def record_written(folder: str | os.PathLike, names, *, removed=(), record_name: str = WRITTEN_RECORD) -> None:
+    """Add ``names`` (with their sha256 now) to the folder's record of what fulora wrote; drop ``removed``."""
+    folder = Path(folder)
+    files = _written(folder, record_name)
+    for name in removed:
+        files.pop(name, None)
+    for name in names:
+        files[name] = file_sha256(folder / name)
+    (folder / record_name).parent.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(folder / record_name, {"written_by": "fulora", "files": dict(sorted(files.items()))})
+
+
+@contextlib.contextmanager
+def folder_lock(folder: str | os.PathLike, option: str) -> Iterator[None]:
+    """Hold the one-writer lock of an output folder; a second writer is refused at once, naming the PID.
+
+    The lock is a ``filelock`` file beside the folder (``.<name>.lock``, so nothing is added to a folder
+    that may be published), with the holder's PID in ``.<name>.lock.pid``.
+
+    Raises:
+        ConfigError: If another process holds the lock, or the lock cannot be created.
+    """
+    from filelock import FileLock, Timeout
+
+    from fulora_data.errors import ConfigError
+
+    folder = Path(folder).absolute()
+    lock_path = folder.parent / f".{folder.name}.lock"
+    pid_path = folder.parent / f".{folder.name}.lock.pid"
+    try:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        lock = FileLock(str(lock_path), timeout=0)
+        lock.acquire()
+    except Timeout:
+        try:
+            holder = pid_path.read_text(encoding="utf-8").strip() or "unknown"
+        except OSError:
+            holder = "unknown"
+        raise ConfigError(
+            f"{option} {folder.name} is being written by another fulora process (PID {holder}); wait for it "
+            "to finish or choose another folder"
+        ) from None
+    except OSError as err:
+        raise ConfigError(f"{option} {folder} cannot be locked for writing: {err.strerror or err}") from None
+    try:
+        atomic_write_text(pid_path, f"{os.getpid()}\n")
+        yield
+    finally:
+        pid_path.unlink(missing_ok=True)
+        lock.release()
+
+
+def one_writer(parameter: str, option: str):
+    """Decorate a function so that it holds :func:`folder_lock` on its ``parameter`` folder (when given)."""
+    import functools
+    import inspect
+
+    def decorate(func):
+        signature = inspect.signature(func)
+
+        @functools.wraps(func)
+        def run(*args, **kwargs):
+            folder = signature.bind(*args, **kwargs).arguments.get(parameter)
+            if folder is None:
+                return func(*args, **kwargs)
+            with folder_lock(folder, option):
+                return func(*args, **kwargs)
+
+        return run
+
+    return decorate

@@ -16,6 +16,7 @@ from PIL import Image, UnidentifiedImageError
 
 from fulora_data.audit.thresholds import HASH_BITS, THUMBNAIL_SIDE
 from fulora_data.errors import DataError, require
+from fulora_data.pixels import as_gray
 from fulora_data.prepare import column
 
 
@@ -41,7 +42,7 @@ def image_features(data: bytes) -> dict:
     """
     with Image.open(io.BytesIO(data)) as stored:
         mode, (width, height) = stored.mode, stored.size
-        gray = stored.convert("L") if stored.mode != "L" else stored.copy()
+        gray = as_gray(stored)  # as pixel_digest decodes: 16-bit scaled by value range
     # Same recipe as fulora_data.pixels.pixel_digest, without decoding a second time.
     digest = hashlib.sha256(f"{gray.width}x{gray.height}:".encode())
     digest.update(gray.tobytes())

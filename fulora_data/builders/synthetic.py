@@ -34,6 +34,7 @@ from fulora_data.builders.base import (
     Record,
     ResolvedSource,
     check_image_bytes,
+    in_order,
     read_table,
     require_columns,
 )
@@ -46,6 +47,13 @@ from fulora_data.generated import (
     read_generated,
 )
 from fulora_data.taxonomy import CERVIX, PLANES, canonical_plane
+
+
+def _checked(pair: tuple[Record, bytes]) -> tuple[Record, bytes]:
+    """Check one image of the stream (run in ``in_order``'s thread pool)."""
+    record, data = pair
+    check_image_bytes(data, record.path / record.image_id if record.generated else record.path)
+    return pair
 
 _VERSION = datasets.Version("1.1.0")
 NAME_RE = re.compile(r"^(\d+)-(\d+)$")
@@ -372,6 +380,5 @@ class SyntheticBuilder(FuloraBuilder):
             stream = ((by_id[image.record.image_id], data) for image, data in iter_images(folder, generated))
         else:
             stream = ((record, record.path.read_bytes()) for record in records)
-        for record, data in stream:
-            check_image_bytes(data, record.path / record.image_id if record.generated else record.path)
+        for record, data in in_order(_checked, stream):
             yield record.image_id, self._example(record, data, source="synthetic")

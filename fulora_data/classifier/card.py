@@ -9,7 +9,7 @@ import json
 import os
 from pathlib import Path
 
-from fulora_data.errors import DataError
+from fulora_data.errors import ConfigError, DataError, redact
 from fulora_data.hub import PLACEHOLDER
 from fulora_data.io import atomic_write_text
 
@@ -266,6 +266,13 @@ def _with_interval(value, interval) -> str:
     return f"{_number(value)} [{_number(interval[0])}, {_number(interval[1])}]"
 
 
+def _data_label(recorded: dict) -> str:
+    """The results table's data cell; for a Hub model also the revision and commit that were evaluated."""
+    if not recorded.get("model_commit"):
+        return recorded["data"]
+    return f"{recorded['data']}` (model `{recorded['model_revision']}` = `{recorded['model_commit'][:10]}`)"
+
+
 def _with_results_section(text: str, results: list[dict]) -> str:
     start, end = text.find(RESULTS_BEGIN), text.find(RESULTS_END)
     if not results or start == -1 or end == -1:
@@ -274,7 +281,7 @@ def _with_results_section(text: str, results: list[dict]) -> str:
     rows.append("|---|---|---:|" + "---:|" * len(_METRICS))
     notes = []
     for recorded in results:
-        scopes = [(recorded["data"], recorded["metrics"], recorded.get("ci"))] + [
+        scopes = [(_data_label(recorded), recorded["metrics"], recorded.get("ci"))] + [
             (f"{recorded['data']} {country}", metrics, None)
             for country, metrics in sorted(recorded["per_country"].items())
         ]
@@ -394,6 +401,59 @@ def _card_with_results(card_text: str, results: list[dict]) -> str:
     return _with_results_section(str(card), results)
 
 
+def check_results_target(
+    model: str | os.PathLike, *, token: str | None = None, endpoint: str | None = None
+) -> dict | None:
+    """Where ``--push-results`` will write for ``model``, checked before the evaluation runs.
+
+    Results of a Hub model go in a commit on its main branch (a tag never moves). A revision other than
+    main is accepted only when its weights and config are main's (same LFS sha256 and blob ids), so the
+    scores never sit next to another model's weights; otherwise this refuses, saying how to publish them.
+
+    Returns:
+        ``{"repo", "revision", "commit", "main"}`` for a Hub model (the evaluated revision, its commit and
+        main's commit), None for a local folder.
+
+    Raises:
+        ConfigError: For a revision whose weights are not main's.
+        HubError: If the Hub cannot be asked.
+    """
+    from fulora_data.classifier.predict import CONFIG_NAME, WEIGHTS_NAME
+    from fulora_data.hub_pull import is_repo_spec, parse_repo_spec
+
+    if not is_repo_spec(model):
+        return None
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import HfHubHTTPError, HTTPError
+
+    from fulora_data.hub import HubError
+
+    repo_id, revision = parse_repo_spec(str(model), what="--model")
+    api = HfApi(endpoint=endpoint, token=token)
+    try:
+        evaluated = api.repo_info(repo_id, revision=revision).sha
+        main = api.repo_info(repo_id, revision="main").sha
+        if evaluated != main:
+
+            def ids(commit: str) -> dict:
+                paths = api.get_paths_info(repo_id, [WEIGHTS_NAME, CONFIG_NAME], revision=commit)
+                return {p.path: (p.lfs.sha256 if p.lfs else p.blob_id) for p in paths}
+
+            differ = ids(evaluated) != ids(main)
+        else:
+            differ = False
+    except (HfHubHTTPError, HTTPError, OSError) as err:
+        raise HubError(f"could not check {repo_id} on the Hub: {redact(' '.join(str(err).split()))}") from None
+    if differ:
+        raise ConfigError(
+            f"--push-results: {repo_id}@{revision} (commit {evaluated[:10]}) holds other weights than "
+            f"{repo_id}'s main branch, where results are committed (a tag never moves), so its scores would "
+            f"describe another model; evaluate {repo_id} (main) to publish there, or `fulora model pull "
+            f"{repo_id}@{revision} --local-dir DIR`, evaluate --model DIR --push-results, then push DIR"
+        )
+    return {"repo": repo_id, "revision": revision or "main", "commit": evaluated, "main": main}
+
+
 def record_results(
     model: str | os.PathLike,
     result: dict,
@@ -406,6 +466,9 @@ def record_results(
     A local model folder is updated in place (``fulora model push`` then publishes the results with it). A
     Hub repo ``ORG/NAME[@REVISION]`` gets a new commit on its main branch with the updated card and
     ``eval_results.json``; tags never move, so a tagged release keeps its card.
+
+    The evaluated revision and its commit are recorded with the numbers (``model_revision``,
+    ``model_commit``); a revision whose weights are not main's is refused (``check_results_target``).
 
     Args:
         model: The ``--model`` that was evaluated: a local checkpoint or a Hub repo id.
@@ -435,8 +498,10 @@ def record_results(
     from fulora_data.hub import HubError
 
     repo_id, _ = parse_repo_spec(str(model), what="--model")
+    target = check_results_target(model, token=token, endpoint=endpoint)
+    record = {**record, "model_revision": target["revision"], "model_commit": target["commit"]}
     # The card as it is on main now (a results commit goes on top of main, never onto a tag).
-    folder = resolve_model(repo_id, kind="classifier", token=token, endpoint=endpoint)
+    folder = resolve_model(f"{repo_id}@{target['main']}", kind="classifier", token=token, endpoint=endpoint)
     results = _merged(_read_results(folder), record)
     card = _card_with_results((folder / "README.md").read_text(encoding="utf-8"), results)
     operations = [
@@ -449,8 +514,8 @@ def record_results(
             operations,
             commit_message=f"Add {record['protocol']}-protocol results on {record['data']} (fulora evaluate)",
             revision="main",
-            parent_commit=folder.name if len(folder.name) == 40 else None,
+            parent_commit=target["main"],  # main must still hold the weights checked above
         )
     except (HfHubHTTPError, HTTPError, OSError) as err:
-        raise HubError(f"pushing the results to {repo_id} failed: {' '.join(str(err).split())}") from None
+        raise HubError(f"pushing the results to {repo_id} failed: {redact(' '.join(str(err).split()))}") from None
     return {"where": repo_id, "commit": commit.oid}

@@ -29,6 +29,7 @@ from fulora_data import datasets_internals as hf
 from fulora_data.classifier.models import IMAGENET_MEAN, IMAGENET_STD
 from fulora_data.errors import DataError, require
 from fulora_data.io import atomic_file, atomic_write_json
+from fulora_data.pixels import as_gray
 
 CACHE_FORMAT = 1  # bump when the way the cache is made changes, so old caches are not reused
 _CHUNK = 64
@@ -61,7 +62,7 @@ def _resize_png(data: bytes, image_size: int) -> np.ndarray:
     from PIL import Image
 
     with Image.open(io.BytesIO(data)) as image:
-        gray = image.convert("L") if image.mode != "L" else image
+        gray = as_gray(image)  # 16-bit scans scaled by value range, not clipped
         return np.asarray(gray.resize((image_size, image_size), Image.BILINEAR), dtype=np.uint8)
 
 

@@ -7,7 +7,7 @@ import re
 import click
 
 from fulora_data import __version__
-from fulora_data.errors import FuloraError
+from fulora_data.errors import FuloraError, redact
 
 
 class FuloraGroup(click.Group):
@@ -18,12 +18,12 @@ class FuloraGroup(click.Group):
         try:
             return super().invoke(ctx)
         except FuloraError as err:
-            raise click.ClickException(in_flags(err, self.leaf(words))) from None
+            raise click.ClickException(redact(in_flags(err, self.leaf(words)))) from None
         except OSError as err:
             # The file system refused something fulora did not check first (a folder made read-only while
             # it ran, a full disk): one line naming the path, not a traceback.
             where = f" {err.filename}" if err.filename else ""
-            raise click.ClickException(f"cannot write or read{where}: {err.strerror or err}") from None
+            raise click.ClickException(redact(f"cannot write or read{where}: {err.strerror or err}")) from None
 
     def leaf(self, words: list[str]) -> click.Command:
         """The command the words name (``data compare ...`` -> ``compare``), or this group."""

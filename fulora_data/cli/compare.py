@@ -7,7 +7,7 @@ from pathlib import Path
 
 import click
 
-from fulora_data.cli.options import cache_option
+from fulora_data.cli.options import cache_option, device_option
 
 
 @click.command("compare")
@@ -73,7 +73,9 @@ from fulora_data.cli.options import cache_option
     help="What t-SNE embeds: the Inception outputs (the study's) or the pool features.",
 )
 @click.option("--batch-size", type=int, default=16, show_default=True, help="Images per forward pass.")
-@click.option("--device", default=None, help="cpu, cuda, ... (default: CUDA when available).")
+@click.option(
+    "--device", default=None, callback=device_option, help="cpu, cuda, ... (default: CUDA when available)."
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the full result as JSON.")
 def compare_command(
     sets,

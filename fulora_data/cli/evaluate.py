@@ -12,6 +12,7 @@ from pathlib import Path
 import click
 
 from fulora_data import evaluation as library
+from fulora_data.cli.options import device_option
 
 
 def _common_options(func):
@@ -90,7 +91,9 @@ def _echo(result: dict, as_json: bool) -> None:
     help="Add the results to the model's card (model-index): in the folder, or a new commit on the repo's main.",
 )
 @click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
-@click.option("--device", default=None, help="Torch device (default: cuda when available).")
+@click.option(
+    "--device", default=None, callback=device_option, help="Torch device (default: cuda when available)."
+)
 @_common_options
 @click.pass_context
 def evaluate(ctx, checkpoint, data_spec, source, cache_dir, push_results, batch_size, device, protocol, as_json,
@@ -114,6 +117,10 @@ def evaluate(ctx, checkpoint, data_spec, source, cache_dir, push_results, batch_
         raise click.UsageError(
             "give --model CKPT and --data NAME[/CONFIG]:SPLIT, or use: evaluate predictions FILE"
         )
+    if push_results:  # where the results will go, and whether they may: before the evaluation runs
+        from fulora_data.classifier.card import check_results_target
+
+        check_results_target(checkpoint)
     result = library.evaluate_checkpoint(
         checkpoint,
         data_spec,

@@ -29,6 +29,8 @@ def push_options(func):
 
 
 def _report(result: dict) -> None:
+    for rel, why in (result.get("skipped") or {}).items():
+        click.echo(f"skipped {rel}: {why}", err=True)
     tag = f" tag {result['tag']}" if result["tag"] else ""
     if result["pushed"]:
         click.echo(f"Pushed {result['repo_id']} commit {result['commit']}{tag}: {result['url']}")

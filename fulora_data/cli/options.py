@@ -126,3 +126,14 @@ def builder_values(name: str, data_options: tuple[str, ...] = (), **flags) -> di
         if key not in accepted:
             raise click.BadParameter(f"{name} has no option {key.replace('_', '-')!r}", param_hint=hints[key])
     return given
+
+
+def device_option(ctx, param, value):
+    """click callback of ``--device``: a device this machine has, checked at parse time (exit 2)."""
+    from fulora_data.devices import check_device
+    from fulora_data.errors import ConfigError
+
+    try:
+        return check_device(value, "--device")
+    except ConfigError as err:
+        raise click.BadParameter(str(err).removeprefix("--device "), param=param) from None

@@ -18,8 +18,12 @@ The interval of each is a percentile bootstrap: both sets are resampled with rep
 ``bootstrap`` times. With fewer images than feature dimensions each replicate is computed from one Gram
 matrix of the stacked sets (FID and KID need only inner products of the rows), which gives the plain
 bootstrap's values (a test checks it) for a small fraction of its cost. Resampling repeats images, which pulls FID up and KID's diagonal-free sums off their
-unbiased value, so read the interval as the estimate's spread, not as a confidence interval for the
-population value.
+unbiased value: on a set compared with itself (FID 0) every replicate is far above 0, and the plain
+percentile interval excluded the estimate it was meant to bracket. The interval is therefore the
+replicates' spread around their median, placed around the estimate (the bootstrap's bias, median minus
+estimate, is taken off both ends: ``[est - (median - q_low), est + (q_high - median)]``), which always
+contains the estimate; FID's lower end is floored at 0, a distance. Read it as the estimate's spread, not
+as a confidence interval for the population value.
 """
 
 from __future__ import annotations
@@ -115,10 +119,41 @@ def kernel_inception_distance(x, y) -> float:
     return float(within_x + within_y - 2 * kxy.mean())
 
 
+def _interval_around(
+    values, estimate: float, *, level: float = INTERVAL, floor: float | None = None
+) -> tuple[float, float]:
+    """The replicates' percentile spread around their median, moved onto ``estimate`` (bias removed).
+
+    Resampling with replacement repeats images, which moves every replicate of FID (and of KID's
+    diagonal-free sums) away from the estimate; the raw percentiles can then exclude the estimate itself
+    (a set against itself: FID 0, replicates all far above). Shifting by ``median - estimate`` removes that
+    bias and keeps the spread, so the interval always contains the estimate.
+    """
+    tail = (1 - level) / 2 * 100
+    low, median, high = np.percentile(values, [tail, 50, 100 - tail])
+    low, high = estimate - (median - low), estimate + (high - median)
+    if floor is not None:
+        low = max(low, floor)
+    return float(low), float(high)
+
+
 def bootstrap_interval(
-    x, y, statistic, *, replicates: int = DEFAULT_BOOTSTRAP, seed: int = 0, level: float = INTERVAL
+    x,
+    y,
+    statistic,
+    *,
+    replicates: int = DEFAULT_BOOTSTRAP,
+    seed: int = 0,
+    level: float = INTERVAL,
+    floor: float | None = None,
 ) -> tuple[float, float] | None:
-    """Percentile bootstrap interval of ``statistic(x, y)``, resampling both sets with replacement.
+    """Bootstrap interval of ``statistic(x, y)``, resampling both sets with replacement.
+
+    The interval is the replicates' percentile spread re-centred on the estimate (see
+    ``_interval_around``), so it always contains ``statistic(x, y)``.
+
+    Args:
+        floor: A lower bound for the interval (0 for a distance such as FID), or ``None``.
 
     Returns:
         ``(low, high)``, or ``None`` for 0 replicates.
@@ -133,9 +168,7 @@ def bootstrap_interval(
         statistic(x[rng.integers(0, len(x), len(x))], y[rng.integers(0, len(y), len(y))])
         for _ in range(replicates)
     ]
-    tail = (1 - level) / 2 * 100
-    low, high = np.percentile(values, [tail, 100 - tail])
-    return float(low), float(high)
+    return _interval_around(values, statistic(x, y), level=level, floor=floor)
 
 
 def _fid_from_gram(gxx: np.ndarray, gyy: np.ndarray, gxy: np.ndarray) -> float:
@@ -164,7 +197,9 @@ def _kid_from_gram(gxx: np.ndarray, gyy: np.ndarray, gxy: np.ndarray, d: int) ->
     )
 
 
-def _gram_bootstrap(gram: np.ndarray, n1: int, statistic, replicates: int, seed: int) -> tuple[float, float]:
+def _gram_bootstrap(
+    gram: np.ndarray, n1: int, statistic, replicates: int, seed: int, floor: float | None = None
+) -> tuple[float, float]:
     """``bootstrap_interval`` (same draws, same values) on the Gram matrix of the stacked sets.
 
     Every resample's FID and KID need only inner products of its rows, so one (n1 + n2)^2 Gram matrix
@@ -177,9 +212,8 @@ def _gram_bootstrap(gram: np.ndarray, n1: int, statistic, replicates: int, seed:
         ix = rng.integers(0, n1, n1)
         iy = n1 + rng.integers(0, n2, n2)
         values.append(statistic(gram[np.ix_(ix, ix)], gram[np.ix_(iy, iy)], gram[np.ix_(ix, iy)]))
-    tail = (1 - INTERVAL) / 2 * 100
-    low, high = np.percentile(values, [tail, 100 - tail])
-    return float(low), float(high)
+    estimate = statistic(gram[:n1, :n1], gram[n1:, n1:], gram[:n1, n1:])
+    return _interval_around(values, estimate, floor=floor)
 
 
 def compare_features(x, y, *, bootstrap: int = DEFAULT_BOOTSTRAP, seed: int = 0) -> dict:
@@ -196,12 +230,14 @@ def compare_features(x, y, *, bootstrap: int = DEFAULT_BOOTSTRAP, seed: int = 0)
     if bootstrap and n1 + n2 <= d:
         stacked = np.concatenate([x, y])
         centred = stacked - stacked.mean(axis=0)  # FID ignores a common shift; centring keeps digits
-        fid_interval = _gram_bootstrap(centred @ centred.T, n1, _fid_from_gram, bootstrap, seed)
+        fid_interval = _gram_bootstrap(centred @ centred.T, n1, _fid_from_gram, bootstrap, seed, floor=0.0)
         kid_interval = _gram_bootstrap(
             stacked @ stacked.T, n1, lambda a, b, c: _kid_from_gram(a, b, c, d), bootstrap, seed + 1
         )
     elif bootstrap:
-        fid_interval = bootstrap_interval(x, y, frechet_distance, replicates=bootstrap, seed=seed)
+        fid_interval = bootstrap_interval(
+            x, y, frechet_distance, replicates=bootstrap, seed=seed, floor=0.0
+        )
         kid_interval = bootstrap_interval(
             x, y, kernel_inception_distance, replicates=bootstrap, seed=seed + 1
         )

@@ -7,10 +7,13 @@ import os
 from pathlib import Path
 from typing import Any
 
+from fulora_data import io
 from fulora_data.compare.figures import plot_grid, plot_panel
 from fulora_data.io import write_report_folder
 
 GRID = "tsne_grid.png"
+REPORT_FILES = ("compare.json", "card_section.md", "report.md")
+"""The files every comparison writes into ``--report`` (plus its ``tsne_*.png`` figures)."""
 
 
 def figure_name(panel: str) -> str:
@@ -174,11 +177,29 @@ def markdown(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+OWNED = (*REPORT_FILES, "tsne_*.png")
+"""What a comparison writes into ``--report``: replaced or removed there only when fulora wrote it."""
+
+
+def check_report_folder(directory: str | os.PathLike) -> Path:
+    """Refuse a ``--report`` folder that cannot be written or holds a report file fulora did not write.
+
+    Run before the comparison, so a user's own ``report.md`` there stops it at once.
+
+    Raises:
+        ConfigError: If ``directory`` is a file, cannot be written, or holds a foreign file of a report's
+            name (the folder's ``.fulora_written.json`` says which files fulora wrote).
+    """
+    return io.check_report_folder(directory, "--report", OWNED)
+
+
 def write_report(directory: str | os.PathLike, result: dict[str, Any]) -> Path:
     """Write ``report.md``, ``compare.json`` and the figures of a comparison into ``directory``.
 
     Files of an earlier report are replaced; its t-SNE figures that this one does not draw are removed;
-    other files are left alone. ``report.md`` is moved in last.
+    other files are left alone, and a file of a report's name that fulora did not write is never replaced
+    (``check_report_folder``). ``report.md`` is moved in last; the files written are recorded in the
+    folder's ``.fulora_written.json``.
 
     Returns:
         The path of ``report.md``.
@@ -186,7 +207,7 @@ def write_report(directory: str | os.PathLike, result: dict[str, Any]) -> Path:
     Raises:
         ConfigError: If ``directory`` is a file.
     """
-    return write_report_folder(directory, lambda work: _draw(work, result), owned=("tsne_*.png",))
+    return write_report_folder(directory, lambda work: _draw(work, result), owned=OWNED)
 
 
 def _draw(work: Path, result: dict[str, Any]) -> None:

@@ -29,14 +29,15 @@ from fulora_data.compare.features import (
     open_network,
 )
 from fulora_data.compare.figures import MIN_POINTS, embed, perplexity_for
-from fulora_data.compare.report import write_report
+from fulora_data.compare.report import check_report_folder, write_report
 from fulora_data.compare.sets import (
     colours,
     draw_per_plane,
     load_set,
 )
 from fulora_data.console import log_stderr
-from fulora_data.io import check_report_folder
+from fulora_data.devices import check_device
+from fulora_data.io import folder_lock
 
 OVERALL = "overall"
 
@@ -72,9 +73,18 @@ def compare_sets(
         config = CompareConfig.from_dict({"sets": list(config), "sources": sources, **options})
     elif sources is not None or options:
         raise TypeError("compare_sets(config) takes its settings from the config alone")
+    config.resolved()
+    check_device(config.device)
+    if config.report is None:
+        return _compare(config, log)
+    check_report_folder(config.report)
+    with folder_lock(config.report, "--report"):  # one writer per report folder
+        return _compare(config, log)
+
+
+def _compare(config: CompareConfig, log: Callable[[str], None]) -> dict[str, Any]:
+    """:func:`compare_sets` on a checked config (its report folder, if any, locked by the caller)."""
     specs, sources, labels, planes = config.resolved()
-    if config.report is not None:
-        check_report_folder(config.report)
     network = open_network(
         config.weights, image_size=config.image_size, device=config.device, download=config.download
     )

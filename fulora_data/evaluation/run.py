@@ -268,8 +268,10 @@ def evaluate_checkpoint(
         DataError: If the split is empty.
     """
     from fulora_data.classifier.predict import resolve_checkpoint
+    from fulora_data.devices import check_device
     from fulora_data.hub_pull import resolve_model
 
+    check_device(device)  # before any download or build
     name, config, split, on_hub = _read_spec(data_spec, source, cache_dir)
     if Path(checkpoint).exists() or "/" not in str(checkpoint):
         folder = resolve_checkpoint(checkpoint)

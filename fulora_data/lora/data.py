@@ -282,9 +282,12 @@ def pixels(data: bytes, bucket: tuple[int, int], resized: tuple[int, int] | None
     import numpy as np
     from PIL import Image
 
+    from fulora_data.pixels import eight_bit
+
     torch = require("torch", "train")
     with Image.open(io.BytesIO(data)) as image:
         # Grayscale scans are resized before they become RGB: a third of the memory and work, same pixels.
+        image = eight_bit(image)  # 16-bit scans scaled by value range, not clipped to white
         if image.mode not in ("L", "RGB"):
             image = image.convert("RGB")
         resized = tuple(resized or image.size)
