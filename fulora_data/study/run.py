@@ -110,14 +110,13 @@ def describe_plan(graph: Graph, settings: dict, out: Path | None) -> dict[str, A
 def _fresh_plans(graph: Graph, out: Path | None) -> dict[str, StepPlan]:
     from fulora_data.study.graph import TODO, Archive, ArchiveDigests
 
-    archives = ArchiveDigests(out or Path("."))
     plans = {}
     for name in graph.order:
         why = ""
         for source in graph.steps[name].inputs.values():
             if isinstance(source, Archive):
                 try:
-                    archives.digest(source)
+                    ArchiveDigests.check(source)  # a study not started: where, not what (no 2 GB read)
                 except FuloraError as err:
                     why = str(err)
         plans[name] = StepPlan(name, TODO, None, {}, why, None)
