@@ -179,7 +179,9 @@ class ArchiveDigests:
             self.known = {}
         self.changed = False
 
-    def digest(self, archive: Archive) -> str:
+    @staticmethod
+    def check(archive: Archive) -> Path:
+        """The archive's path, or ``SourceNotFoundError`` saying it is not set or not there."""
         path = archive.path
         if not path:
             raise SourceNotFoundError(
@@ -189,6 +191,10 @@ class ArchiveDigests:
         if not target.exists():
             where = archive.name if "/" in archive.name else f"sources.{archive.name}"
             raise SourceNotFoundError(f"{where}: {path!r} does not exist")
+        return target
+
+    def digest(self, archive: Archive) -> str:
+        target = self.check(archive)
         stat = target.stat()
         key = str(target.resolve())
         mark = [stat.st_size, stat.st_mtime_ns] if target.is_file() else None

@@ -222,9 +222,9 @@ def render_markdown(data: dict[str, Any]) -> str:
                   "|---|---|---|---:|---:|"]  # fmt: skip
         for r in data["compare"]:
             fid_ci = f" [{r['fid_interval'][0]:.2f}, {r['fid_interval'][1]:.2f}]" if r["fid_interval"] else ""
-            kid_ci = f" [{r['kid_interval'][0]:.4f}, {r['kid_interval'][1]:.4f}]" if r["kid_interval"] else ""
+            kid_ci = f" [{r['kid_interval'][0]:.4g}, {r['kid_interval'][1]:.4g}]" if r["kid_interval"] else ""
             lines.append(f"| {r['plane']} | {r['a']} vs {r['b']} | {r['images'][0]} / {r['images'][1]} | "
-                         f"{r['fid']:.2f}{fid_ci} | {r['kid']:.4f}{kid_ci} |")  # fmt: skip
+                         f"{r['fid']:.2f}{fid_ci} | {r['kid']:.4g}{kid_ci} |")  # fmt: skip
         lines.append("")
     for title, path in data["images"].items():
         lines += [f"## {title[0].upper()}{title[1:]}", "", f"![{title}](../{path})", ""]
@@ -294,10 +294,10 @@ def render_html(data: dict[str, Any], study: Path) -> str:
                      "<th>FID [CI]</th><th>KID [CI]</th></tr>")  # fmt: skip
         for r in data["compare"]:
             fid_ci = f" <span class='ci'>[{r['fid_interval'][0]:.2f}, {r['fid_interval'][1]:.2f}]</span>" if r["fid_interval"] else ""
-            kid_ci = f" <span class='ci'>[{r['kid_interval'][0]:.4f}, {r['kid_interval'][1]:.4f}]</span>" if r["kid_interval"] else ""
+            kid_ci = f" <span class='ci'>[{r['kid_interval'][0]:.4g}, {r['kid_interval'][1]:.4g}]</span>" if r["kid_interval"] else ""
             parts.append(f"<tr><td>{e(r['plane'])}</td><td>{e(r['a'])} vs {e(r['b'])}</td>"
                          f"<td class='num'>{r['images'][0]} / {r['images'][1]}</td>"
-                         f"<td class='num'>{r['fid']:.2f}{fid_ci}</td><td class='num'>{r['kid']:.4f}{kid_ci}</td></tr>")  # fmt: skip
+                         f"<td class='num'>{r['fid']:.2f}{fid_ci}</td><td class='num'>{r['kid']:.4g}{kid_ci}</td></tr>")  # fmt: skip
         parts.append("</table>")
     for title, path in data["images"].items():
         css = " class='sheet'" if title.startswith("contact sheet") else ""

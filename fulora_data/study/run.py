@@ -110,14 +110,13 @@ def describe_plan(graph: Graph, settings: dict, out: Path | None) -> dict[str, A
 def _fresh_plans(graph: Graph, out: Path | None) -> dict[str, StepPlan]:
     from fulora_data.study.graph import TODO, Archive, ArchiveDigests
 
-    archives = ArchiveDigests(out or Path("."))
     plans = {}
     for name in graph.order:
         why = ""
         for source in graph.steps[name].inputs.values():
             if isinstance(source, Archive):
                 try:
-                    archives.digest(source)
+                    ArchiveDigests.check(source)  # a study not started: where, not what (no 2 GB read)
                 except FuloraError as err:
                     why = str(err)
         plans[name] = StepPlan(name, TODO, None, {}, why, None)
@@ -267,8 +266,11 @@ class LocalExecutor:
         return self._parallel(study, names, log)
 
     def _parallel(self, study: Path, names: Sequence[str], log: Callable[[str], None]) -> dict[str, str]:
+        # Each worker writes to its own log file (a pipe left unread would block a chatty step).
+        logs = study / STATE_DIR / "logs"
+        logs.mkdir(parents=True, exist_ok=True)
         pending = list(names)
-        running: dict[str, tuple[subprocess.Popen, str]] = {}
+        running: dict[str, tuple[subprocess.Popen, str, Path]] = {}
         free = list(self.devices)
         errors: dict[str, str] = {}
         while pending or running:
@@ -276,23 +278,24 @@ class LocalExecutor:
                 name, device = pending.pop(0), free.pop(0)
                 env = {**os.environ, "CUDA_VISIBLE_DEVICES": device}
                 command = [sys.executable, "-m", "fulora_data.study.worker", str(study), name]
-                log(f"      {name}: started on device {device}")
-                running[name] = (subprocess.Popen(command, env=env, stdout=subprocess.PIPE,
-                                                  stderr=subprocess.PIPE, text=True), device)  # fmt: skip
+                path = logs / f"{name.replace('/', '__')}.log"
+                log(f"      {name}: started on device {device} (log: {path.relative_to(study)})")
+                with open(path, "w", encoding="utf-8") as handle:
+                    process = subprocess.Popen(command, env=env, stdout=handle, stderr=subprocess.STDOUT)
+                running[name] = (process, device, path)
             if not running:
                 break
             time.sleep(0.2)
-            for name, (process, device) in list(running.items()):
+            for name, (process, device, path) in list(running.items()):
                 if process.poll() is None:
                     continue
-                stdout, stderr = process.communicate()
-                for line in stdout.splitlines():
-                    log(line)
                 del running[name]
                 free.append(device)
                 if process.returncode != 0:
-                    lines = [line for line in stderr.strip().splitlines() if line.strip()]
+                    lines = [line for line in path.read_text(errors="replace").splitlines() if line.strip()]
                     errors[name] = lines[-1] if lines else f"step {name!r} failed (exit {process.returncode})"
+                else:
+                    log(f"      {name}: done on device {device}")
         return errors
 
 

@@ -68,6 +68,9 @@ def test_a_study_with_the_comparison_shows_fid_kid_per_plane_and_the_tsne_figure
     result = run_study(folder, "smoke", changes=merge(demo_changes(1, 2), {"compare": compare}), log=lambda m: None)
     assert result["ran"] == ["compare", "report"]
     markdown = (folder / "report" / "report.md").read_text()
-    assert "## FID and KID per plane" in markdown and "| Africa vs Synthesis |" not in markdown
+    assert "## FID and KID per plane" in markdown
     assert "| Fetal brain | Africa vs Synthesis | 2 / 2 |" in markdown
-    assert "t-SNE" in markdown
+    figure = next(line for line in markdown.splitlines() if line.startswith("![t-SNE"))
+    assert (folder / "report" / figure.split("](", 1)[1].rstrip(")")).resolve().is_file()
+    page = (folder / "report" / "report.html").read_text()
+    assert page.count("data:image/png;base64,") == 2  # the t-SNE figure and the contact sheet

@@ -12,7 +12,7 @@ from fulora_data.demo import demo_changes
 from fulora_data.evaluation.reference import published_row
 from fulora_data.study.run import plan_study, run_study
 
-SMOKE_CHANGES = demo_changes(epochs=1, per_plane=2)  # as tests/study/conftest.py
+SMOKE_CHANGES = demo_changes(epochs=1, per_plane=2)  # the smoke_study fixture's (tests/study/conftest.py)
 SMOKE_STEPS = [
     "sources", "base", "lora-tiny", "generate-tiny", "datasets", "audit", "classifier/resnet18-ES",
     "evaluate/resnet18-ES", "classifier/resnet18-HB", "evaluate/resnet18-HB", "report",
