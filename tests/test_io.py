@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ast
+import json
 from pathlib import Path
 
 import numpy as np
@@ -74,11 +75,28 @@ def test_report_folder_replaces_its_own_files_drops_stale_ones_and_keeps_the_use
     (folder / "notes.txt").write_text("the user's")
     second = write_report_folder(folder, _draw({"report.md": "two", "a.json": "2"}), owned=["tsne_*.png"])
     assert first == second == folder / "report.md"
-    assert {p.name: p.read_text() for p in folder.iterdir()} == {
+    assert {p.name: p.read_text() for p in folder.iterdir() if p.name != ".fulora_written.json"} == {
         "report.md": "two",
         "a.json": "2",
         "notes.txt": "the user's",
     }
+    record = json.loads((folder / ".fulora_written.json").read_text())
+    assert sorted(record["files"]) == ["a.json", "report.md"]  # the stale figure left the record too
+
+
+@pytest.mark.parametrize("name", ["report.md", "tsne_mine.png"])
+def test_report_folder_never_replaces_or_removes_a_file_fulora_did_not_write(tmp_path, name):
+    from fulora_data.errors import ConfigError
+    from fulora_data.io import check_report_folder, write_report_folder
+
+    folder = tmp_path / "report"
+    folder.mkdir()
+    (folder / name).write_text("the user's")
+    with pytest.raises(ConfigError, match=f"--report .*{name} exists and was not written by fulora"):
+        check_report_folder(folder, "--report", ["report.md", "tsne_*.png"])
+    with pytest.raises(ConfigError, match=f"{name} exists and was not written by fulora"):
+        write_report_folder(folder, _draw({"report.md": "ours"}), owned=["tsne_*.png"])
+    assert (folder / name).read_text() == "the user's"
 
 
 def test_report_folder_left_whole_when_drawing_fails(tmp_path):
@@ -93,7 +111,8 @@ def test_report_folder_left_whole_when_drawing_fails(tmp_path):
 
     with pytest.raises(RuntimeError, match="drawing failed"):
         write_report_folder(folder, broken)
-    assert [p.name for p in folder.iterdir()] == ["report.md"] and (folder / "report.md").read_text() == "one"
+    kept = [p.name for p in folder.iterdir() if p.name != ".fulora_written.json"]  # the record of what fulora wrote
+    assert kept == ["report.md"] and (folder / "report.md").read_text() == "one"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["report"]
 
 
