@@ -7,16 +7,16 @@ import os
 import socket
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import REPO_ROOT
 
 from fulora_data.errors import ConfigError
 from fulora_data.evaluation import ZERO_SHOT_METRIC_PATH, load_metric, score
 from fulora_data.taxonomy import PLANES
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = REPO_ROOT
 REFS = [1, 1, 2, 2, 3, 3, 4, 4]
 PREDS = [1, 0, 2, 0, 3, 3, 0, 4]
 
