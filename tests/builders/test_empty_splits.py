@@ -1,4 +1,4 @@
-"""Item 5 of the hardening issue: an empty split is one clear sentence, never a traceback, and not cached."""
+"""An empty split is one clear sentence, never a traceback, and not cached."""
 
 from __future__ import annotations
 
