@@ -844,7 +844,7 @@ def cli_sub(ws: Path, hub, *args, env: dict | None = None) -> tuple[Outcome, str
 def _pushed_export(ws: Path, hub) -> tuple[str, Path]:
     sys.path.insert(0, str(_TESTS))
     try:
-        from test_hub import make_export
+        from hub_exports import make_export
     finally:
         sys.path.remove(str(_TESTS))
     from fulora_data.hub import push_dataset
@@ -999,7 +999,7 @@ def f_local_dir_disk_full(ws):
 def f_model_push_strays(ws):
     sys.path.insert(0, str(_TESTS))
     try:
-        from test_hub import make_model
+        from hub_exports import make_model
     finally:
         sys.path.remove(str(_TESTS))
     folder = ws / "adapter"

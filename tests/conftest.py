@@ -12,7 +12,8 @@ pytest_plugins = [
     "generate_fixtures",
 ]  # a stand-in Hub at HF_ENDPOINT (tests/hub_fixtures.py)
 
-SHARED = Path(__file__).resolve().parents[1].parent / "shared"
+REPO_ROOT = Path(__file__).resolve().parents[1]  # test files in room folders use this, whatever their depth
+SHARED = REPO_ROOT.parent / "shared"
 SHARED_DATA = SHARED / "data"
 
 needs_shared = pytest.mark.skipif(not SHARED_DATA.is_dir(), reason="../shared/data is not present")

@@ -7,20 +7,10 @@ import io
 import numpy as np
 import pytest
 from PIL import Image
+from pixel_fixtures import gradient16, sixteen_bit_png
 
 from fulora_data.errors import DataError
 from fulora_data.pixels import decode_gray, eight_bit_bytes, pixel_digest, png_bytes
-
-
-def sixteen_bit_png(values: np.ndarray) -> bytes:
-    """A 16-bit grayscale PNG (PIL mode I;16) of ``values``."""
-    image = Image.fromarray(values.astype(np.uint16))
-    assert image.mode == "I;16"
-    return png_bytes(image)
-
-
-def gradient16() -> np.ndarray:
-    return (np.arange(48 * 64).reshape(48, 64) * 21).astype(np.uint16)  # 0 .. 64491
 
 
 def test_a_16_bit_png_decodes_scaled_by_value_range_not_clipped():

@@ -4,7 +4,7 @@ Every image's initial noise is drawn on the CPU from its own ``torch.Generator``
 seed, then moved to the device, so the noise is the same on any machine and in any batch. The rest of the
 sampling is deterministic (no ancestral samplers), so an image depends on its seed and its batch only:
 sampled alone it agrees with its batched self up to float rounding (on CPU, at most a unit of the last
-8-bit level on a few pixels; see ``tests/test_generate.py``). Runs therefore always sample an image in the
+8-bit level on a few pixels; see ``tests/generation/test_generate.py``). Runs therefore always sample an image in the
 same fixed batch (``config.batches``).
 """
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 from PIL import Image
-from test_pixels import gradient16, sixteen_bit_png
+from pixel_fixtures import gradient16, sixteen_bit_png
 
 from fulora_data import prepare
 from fulora_data.pixels import decode_gray

@@ -8,8 +8,8 @@ import shutil
 import uuid
 
 import pytest
+from classifier_fixtures import _train, sources  # noqa: F401  (module fixture)
 from click.testing import CliRunner
-from test_hub_pull import _train, sources  # noqa: F401  (module fixture)
 
 from fulora_data.classifier.card import check_results_target
 from fulora_data.cli import main

@@ -8,7 +8,7 @@ import subprocess
 import sys
 
 from click.testing import CliRunner
-from test_compare import SIZE, tiny_sets, weights  # noqa: F401  (module fixtures)
+from compare_fixtures import SIZE, tiny_sets, weights  # noqa: F401  (module fixtures)
 
 from fulora_data.cli import main
 

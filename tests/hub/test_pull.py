@@ -10,7 +10,7 @@ import uuid
 import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
-from test_hub import make_export
+from hub_exports import make_export
 
 from fulora_data.cli import main
 from fulora_data.errors import DataError

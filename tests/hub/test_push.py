@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 
 from click.testing import CliRunner
-from test_hub import make_model
+from hub_exports import make_model
 
 from fulora_data.cli import main
 from fulora_data.hub import model_files, push_model

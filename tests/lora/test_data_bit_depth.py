@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-from test_pixels import gradient16, sixteen_bit_png
+from pixel_fixtures import gradient16, sixteen_bit_png
 
 torch = pytest.importorskip("torch")
 

@@ -8,13 +8,13 @@ from pathlib import Path
 import pytest
 import yaml
 from click.testing import CliRunner
-from conftest import SHARED_DATA
+from conftest import REPO_ROOT, SHARED_DATA
 
 from fulora_data.cli import main
 from fulora_data.errors import ConfigError
 from fulora_data.lora.config import PRESETS, SD15, SD15_REVISION, LoraConfig
 
-CONFIGS = Path(__file__).resolve().parents[1] / "training" / "configs"
+CONFIGS = REPO_ROOT / "training" / "configs"
 KOHYA = SHARED_DATA / "paper" / "kohya_lora_config_abdomen.json"
 
 # The study's recipe (Zenodo 13228158 and the paper), typed once here and compared with everything else.
@@ -253,7 +253,7 @@ def test_a_second_run_into_a_used_folder_needs_resume(tmp_path):
     not KOHYA.is_file(), reason="../shared/data/paper/kohya_lora_config_abdomen.json is absent"
 )
 def test_docs_table_maps_every_key_of_the_studys_kohya_config_and_a1111s_sampler_defaults():
-    docs = (Path(__file__).resolve().parents[1] / "docs" / "lora.md").read_text(encoding="utf-8")
+    docs = (REPO_ROOT / "docs" / "lora.md").read_text(encoding="utf-8")
     table = docs.split("## kohya / A1111 setting -> fulora", 1)[1]
     rows = [line for line in table.splitlines() if line.startswith("| `")]
     covered = {key for row in rows for key in row.split("|")[1].replace("`", " ").split()}

@@ -1,4 +1,4 @@
-"""Items 4 and 8 (huge header) of the hardening issue: every image is fully decoded once at build time."""
+"""Every image is fully decoded once at build time (huge headers included)."""
 
 from __future__ import annotations
 

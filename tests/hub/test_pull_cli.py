@@ -12,15 +12,15 @@ import os
 import subprocess
 import sys
 import uuid
-from pathlib import Path
 
 import datasets
 import pytest
+from classifier_fixtures import _train, sources  # noqa: F401  (module fixture)
 from click.testing import CliRunner
+from conftest import REPO_ROOT
+from hub_exports import make_export
 from huggingface_hub import ModelCard
-from test_hub import make_export
 
-from fulora_data import samples
 from fulora_data.cli import main
 from fulora_data.errors import ConfigError, DataError, SourceNotFoundError
 from fulora_data.export import export
@@ -34,8 +34,6 @@ from fulora_data.hub_pull import (
     resolve_dataset,
     resolve_model,
 )
-
-REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
 def _unique(name: str) -> str:
@@ -180,25 +178,7 @@ def test_a_model_repo_that_is_not_a_fulora_model_says_what_it_is(hub_server, tmp
 
 
 # ---------------------------------------------------------------- fulora's own commands on repo ids
-@pytest.fixture(scope="module")
-def sources(tmp_path_factory):
-    root = tmp_path_factory.mktemp("pull_sources")
-    return {
-        "spanish": samples.write_spanish_source(root / "es", per_plane=6, test_per_plane=1, seed=11),
-        "synthetic": samples.write_synthetic_release(root / "syn", per_plane=3, seed=12)[0],
-        "african": samples.write_african_source(root / "af", patients_per_country=2, seed=13),
-        "cache": root / "cache",
-    }
-
-
-def _train(args: list[str], out: Path) -> None:
-    base = ["train", "classifier", "--arch", "resnet18", "--weights", "none", "--image-size", "32"]
-    base += ["--epochs", "1", "--batch-size", "8", "--num-workers", "0", "--validation-size", "4"]
-    result = CliRunner().invoke(main, [*base, *args, "--out", str(out)])
-    assert result.exit_code == 0, result.output
-
-
-def test_evaluate_and_train_and_audit_by_repo_id(hub_server, sources, tmp_path):
+def test_evaluate_and_train_and_audit_by_repo_id(hub_server, sources, tmp_path):  # noqa: F811
     pytest.importorskip("torch")
     # A classifier trained from a published hybrid, by repo id...
     hybrid = _unique("hybrid")

@@ -10,12 +10,13 @@ from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
+from conftest import SHARED
 from generate_fixtures import reference_args
 
 from fulora_data.cli import main
 from fulora_data.generated import read_generated, read_manifest
 
-STUDY_CONFIG = Path(__file__).parents[2] / "shared" / "data" / "paper" / "kohya_lora_config_abdomen.json"
+STUDY_CONFIG = SHARED / "data" / "paper" / "kohya_lora_config_abdomen.json"
 SMALL = {"planes": "femur", "samplers": "euler", "per_plane": 1, "steps": 1}
 
 

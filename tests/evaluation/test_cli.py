@@ -10,7 +10,7 @@ from click.testing import CliRunner
 from fulora_data.cli import main
 
 HEADER = "reference,prediction,prob_Other,prob_abdomen,prob_brain,prob_femur,prob_thorax,country\n"
-# The hand-worked case of test_evaluation_paper, with probabilities peaking at each prediction.
+# The hand-worked case of evaluation/test_paper.py, with probabilities peaking at each prediction.
 ROWS = [
     ("abdomen", "abdomen", "Ghana"),
     ("abdomen", "Other", "Ghana"),
@@ -53,7 +53,7 @@ def test_predictions_json_paper(tmp_path):
     result = _run("predictions", _csv(tmp_path), "--json")
     assert result.exit_code == 0, result.output
     data = json.loads(result.output)
-    # Fractions, worked out by hand in test_evaluation_paper.
+    # Fractions, worked out by hand in evaluation/test_paper.py.
     assert data["protocol"] == "paper" and data["n"] == 8
     assert data["accuracy"] == pytest.approx(5 / 8) and data["recall"] == pytest.approx(5 / 8)
     assert data["precision"] == pytest.approx(1.0) and data["f1"] == pytest.approx(3 / 4)

@@ -1,5 +1,4 @@
-"""Items 2, 3 and 7 of the hardening issue: exports are staged and swapped whole, locked, and push checks
-the folder against the manifest's shard list."""
+"""Exports are staged and swapped whole, and push checks the folder against the manifest's shard list."""
 
 from __future__ import annotations
 

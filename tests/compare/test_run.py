@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import json
 import shutil
-from pathlib import Path
 
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from compare_fixtures import SIZE, tiny_sets, weights  # noqa: F401  (module fixtures)
+from conftest import SHARED
 from PIL import Image
 
 from fulora_data.cli import main
@@ -30,7 +31,6 @@ from fulora_data.compare.features import (
     FeatureCache,
     extract,
     open_network,
-    random_inception_weights,
     resolve_weights,
 )
 from fulora_data.compare.sets import default_labels
@@ -38,7 +38,6 @@ from fulora_data.dataset_ref import DatasetRef
 from fulora_data.errors import ConfigError, SourceNotFoundError
 from fulora_data.samples import png_bytes, render_plane_image
 
-SIZE = 75  # the smallest input torchvision's inception_v3 takes: the tests' forward passes stay cheap
 PLANES2 = ["Fetal brain", "Fetal femur"]
 
 
@@ -186,14 +185,7 @@ def test_sets_are_named_by_the_study_where_a_dataset_appears_once():
 
 
 @pytest.fixture(scope="module")
-def weights(tmp_path_factory) -> Path:
-    return random_inception_weights(
-        tmp_path_factory.mktemp("weights") / "inception_random.pth", seed=0, calibrate_size=SIZE
-    )
-
-
-@pytest.fixture(scope="module")
-def network(weights):
+def network(weights):  # noqa: F811
     return open_network(weights, image_size=SIZE, device="cpu")
 
 
@@ -206,7 +198,7 @@ def _images(n: int, seed: int, shift: int = 0, plane: str = "Fetal brain") -> li
     return out
 
 
-def test_features_are_cached_by_digest_and_never_mixed_across_networks(tmp_path, weights, network):
+def test_features_are_cached_by_digest_and_never_mixed_across_networks(tmp_path, weights, network):  # noqa: F811
     torch = pytest.importorskip("torch")
     images = _images(4, seed=0)
     cache = FeatureCache.open(tmp_path, network)
@@ -257,55 +249,8 @@ def test_weights_that_are_not_inception_or_absent_are_refused(tmp_path, monkeypa
 # ---------------------------------------------------------------- whole comparisons on tiny sets
 
 
-def _generated_set(folder: Path, per_plane: dict[str, int], *, seed: int, shift: int = 0) -> Path:
-    """A generated folder whose images are ``render_plane_image`` draws, brightened by ``shift``."""
-    from fulora_data.generated import GeneratedWriter, GenerationRecord
-    from fulora_data.taxonomy import prompt_for
-
-    rng = np.random.default_rng(seed)
-    with GeneratedWriter(folder, shard_size=50, info={"command": "tests"}) as writer:
-        index = 0
-        for plane, count in per_plane.items():
-            for _ in range(count):
-                pixels = np.asarray(render_plane_image(plane, (96, 72), rng), dtype=np.int16) + shift
-                record = GenerationRecord(
-                    image_id=f"{index:05d}-{index}",
-                    plane=plane,
-                    prompt=prompt_for(plane),
-                    negative_prompt="",
-                    sampler="EulerDiscreteScheduler",
-                    steps=20,
-                    guidance_scale=7.5,
-                    seed=index,
-                    width=96,
-                    height=72,
-                    base_model="stable-diffusion-v1-5/stable-diffusion-v1-5",
-                    base_model_revision="0" * 40,
-                    adapter="fulora/lora-rank8",
-                    adapter_revision="1" * 40,
-                    lora_rank=8,
-                    generation_index=index,
-                )
-                writer.add(png_bytes(Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))), record)
-                index += 1
-    return folder
-
-
 @pytest.fixture(scope="module")
-def tiny_sets(tmp_path_factory) -> dict[str, Path]:
-    root = tmp_path_factory.mktemp("sets")
-    counts = {"Fetal brain": 4, "Fetal femur": 4}
-    return {
-        "base": _generated_set(root / "base", counts, seed=0),
-        "copy": _generated_set(root / "copy", counts, seed=0),
-        "near": _generated_set(root / "near", counts, seed=0, shift=15),
-        "far": _generated_set(root / "far", counts, seed=0, shift=60),
-        "no-femur": _generated_set(root / "no-femur", {"Fetal brain": 4}, seed=5),
-    }
-
-
-@pytest.fixture(scope="module")
-def comparison(tmp_path_factory, tiny_sets, weights):
+def comparison(tmp_path_factory, tiny_sets, weights):  # noqa: F811
     work = tmp_path_factory.mktemp("compare")
     config = CompareConfig(
         sets=["synthetic/generated"] * 4,
@@ -364,7 +309,7 @@ def test_the_report_has_every_figure_pair_and_plane(comparison):
     assert str(work) not in (report / "compare.json").read_text()  # source file names, not local paths
 
 
-def test_cli_reuses_the_cache_and_flags_missing_planes(comparison, tiny_sets, weights):
+def test_cli_reuses_the_cache_and_flags_missing_planes(comparison, tiny_sets, weights):  # noqa: F811
     _, work = comparison
     args = ["data", "compare", "synthetic/generated", "synthetic/generated", "synthetic/generated"]
     for key in ("base", "near", "no-femur"):
@@ -392,7 +337,7 @@ def test_cli_reuses_the_cache_and_flags_missing_planes(comparison, tiny_sets, we
     assert "features: 0 computed, 20 cached" in run.stdout
 
 
-def test_a_plane_no_two_sets_have_is_skipped_and_said(tiny_sets, weights, tmp_path):
+def test_a_plane_no_two_sets_have_is_skipped_and_said(tiny_sets, weights, tmp_path):  # noqa: F811
     config = CompareConfig(
         sets=["synthetic/generated", "synthetic/generated"],
         sources=[tiny_sets["base"], tiny_sets["no-femur"]],
@@ -410,7 +355,7 @@ def test_a_plane_no_two_sets_have_is_skipped_and_said(tiny_sets, weights, tmp_pa
     assert result["planes"]["Fetal brain"]["pairs"][0]["fid_interval"] is None
 
 
-def test_bad_sets_and_options_are_one_error_line(tiny_sets, weights, tmp_path):
+def test_bad_sets_and_options_are_one_error_line(tiny_sets, weights, tmp_path):  # noqa: F811
     runner = CliRunner()
     base = ["--weights", str(weights), "--image-size", str(SIZE), "--cache-dir", str(tmp_path)]
     run = runner.invoke(main, ["data", "compare", "nosuchset:test", "synthetic/generated", *base])
@@ -430,11 +375,11 @@ def test_bad_sets_and_options_are_one_error_line(tiny_sets, weights, tmp_path):
     assert run.exit_code == 1 and "no split 'nosplit'" in run.output
 
 
-REAL_SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "data" / "fetal_planes_db_sample"
+REAL_SAMPLE = SHARED / "data" / "fetal_planes_db_sample"
 
 
 @pytest.mark.skipif(not REAL_SAMPLE.is_dir(), reason="needs ../shared/data/fetal_planes_db_sample")
-def test_the_real_spanish_sample_against_a_generated_set(tiny_sets, weights, tmp_path):
+def test_the_real_spanish_sample_against_a_generated_set(tiny_sets, weights, tmp_path):  # noqa: F811
     result = compare_sets(
         ["spanish/es", "synthetic/generated"],
         [REAL_SAMPLE, tiny_sets["base"]],

@@ -1,4 +1,4 @@
-"""Item 1 of the hardening issue: a path read from data must stay under its source root."""
+"""A path read from data must stay under its source root."""
 
 from __future__ import annotations
 

@@ -13,6 +13,7 @@ pytest.importorskip("peft")
 pytest.importorskip("accelerate")
 
 import torch  # noqa: E402
+from conftest import REPO_ROOT
 from safetensors.torch import load_file  # noqa: E402
 
 from fulora_data import samples  # noqa: E402
@@ -323,7 +324,7 @@ def test_two_cpu_processes_under_accelerate_launch(workspace, tmp_path):
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
     out = tmp_path / "ddp"
-    script = Path(__file__).resolve().parents[1] / "training" / "train_lora.py"
+    script = REPO_ROOT / "training" / "train_lora.py"
     command = [sys.executable, "-m", "accelerate.commands.launch", "--multi_gpu", "--num_processes", "2"]
     command += ["--num_machines", "1", "--mixed_precision", "no", "--dynamo_backend", "no"]
     command += ["--main_process_port", str(port), str(script), "--preset", str(preset), "--out", str(out)]

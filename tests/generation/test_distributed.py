@@ -6,13 +6,13 @@ import os
 import socket
 import subprocess
 import sys
-from pathlib import Path
 
+from conftest import REPO_ROOT
 from generate_fixtures import pixel_digests, reference_args
 
 from fulora_data.generated import read_manifest
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = REPO_ROOT
 
 
 def test_two_processes_split_the_work_and_equal_one(tiny_world, reference_run, tmp_path):

@@ -1,4 +1,4 @@
-"""Item 7 of the hardening issue: concurrent writers to one cache entry or one export are serialised."""
+"""Concurrent writers to one cache entry or one export are serialised."""
 
 from __future__ import annotations
 

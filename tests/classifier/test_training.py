@@ -3,12 +3,12 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 from click.testing import CliRunner
+from conftest import REPO_ROOT
 from safetensors.torch import load_file, save_file
 
 from fulora_data.classifier import TrainConfig, build_model, predict, prepare_image_cache, train
@@ -21,7 +21,7 @@ from fulora_data.prepare import prepare
 from fulora_data.samples import write_african_source, write_spanish_source
 from fulora_data.splits import hold_out_patients, hold_out_random
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = REPO_ROOT
 
 
 def tiny(**overrides) -> TrainConfig:

@@ -1,4 +1,4 @@
-"""Item 9 of the hardening issue: predictions are joined to the test set by image_id."""
+"""Predictions are joined to the test set by image_id."""
 
 from __future__ import annotations
 

@@ -6,14 +6,14 @@ import json
 import subprocess
 import sys
 import zipfile
-from pathlib import Path
 
 import pytest
+from conftest import REPO_ROOT
 
 from fulora_data.cards import template
 from fulora_data.errors import ConfigError, SourceNotFoundError
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = REPO_ROOT
 
 
 def test_templates_come_from_cards_without_a_symlink_into_the_package():

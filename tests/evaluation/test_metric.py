@@ -7,16 +7,16 @@ import os
 import socket
 import subprocess
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
+from conftest import REPO_ROOT
 
 from fulora_data.errors import ConfigError
 from fulora_data.evaluation import ZERO_SHOT_METRIC_PATH, load_metric, score
 from fulora_data.taxonomy import PLANES
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = REPO_ROOT
 REFS = [1, 1, 2, 2, 3, 3, 4, 4]
 PREDS = [1, 0, 2, 0, 3, 3, 0, 4]
 
@@ -40,7 +40,7 @@ def test_evaluate_load_of_the_local_script_offline(offline):
     metric = offline.load(str(ZERO_SHOT_METRIC_PATH), keep_in_memory=True)
     assert metric.name == "zero_shot" and metric.config_name == "default"
     result = metric.compute(references=REFS, predictions=PREDS, countries=["Ghana"] * 4 + ["Malawi"] * 4)
-    # Same numbers as score() (worked out by hand in test_evaluation_paper): accuracy 5/8, AUC 13/16.
+    # Same numbers as score() (worked out by hand in evaluation/test_paper.py): accuracy 5/8, AUC 13/16.
     assert result["protocol"] == "paper"
     assert result["accuracy"] == pytest.approx(5 / 8) and result["auc"] == pytest.approx(13 / 16)
     assert result == score(REFS, PREDS, label_names=PLANES, countries=["Ghana"] * 4 + ["Malawi"] * 4)

@@ -1,4 +1,4 @@
-"""Item 10 of the hardening issue: leftovers, caps, options that meant something else."""
+"""Extraction leftovers are cleaned, expansion is capped, and options and hints say what was given."""
 
 from __future__ import annotations
 

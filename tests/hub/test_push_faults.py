@@ -7,8 +7,8 @@ complete export, and running the same push again finishes it without uploading a
 from __future__ import annotations
 
 import pytest
+from hub_exports import local_files, make_export
 from hub_server import DROP
-from test_hub import local_files, make_export
 
 from fulora_data.hub import HubError, push_dataset
 

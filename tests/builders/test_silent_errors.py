@@ -1,5 +1,4 @@
-"""Item 6 of the hardening issue: no silently wrong data (contradicting options, in-place edits, archives
-that end early or fail to decompress)."""
+"""No silently wrong data: contradicting options, PNGs edited in place, truncated or damaged archives."""
 
 from __future__ import annotations
 

@@ -1,5 +1,4 @@
-"""Item 8 of the hardening issue: one sentence, never a traceback, for bad folders, seeds, repo ids, paths
-and manifests."""
+"""One sentence, never a traceback, for bad folders, seeds, repo ids, paths and manifests."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Item 5 of the hardening issue: an empty split is one clear sentence, never a traceback, and not cached."""
+"""An empty split is one clear sentence, never a traceback, and not cached."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import csv
 
 import pytest
 from click.testing import CliRunner
+from conftest import SHARED
 
 from fulora_data import samples
 from fulora_data.cli import main
@@ -90,21 +91,11 @@ def test_country_without_test_rows_and_audit(tmp_path):
 
 
 @pytest.mark.skipif(
-    not (
-        samples.__file__
-        and (
-            __import__("pathlib").Path(__file__).resolve().parents[2]
-            / "shared"
-            / "data"
-            / "fetal_planes_db_sample"
-        ).is_dir()
-    ),
+    not (samples.__file__ and (SHARED / "data" / "fetal_planes_db_sample").is_dir()),
     reason="../shared is absent",
 )
 def test_shared_sample_full_config(tmp_path):
-    from pathlib import Path
-
-    sample = Path(__file__).resolve().parents[2] / "shared" / "data" / "fetal_planes_db_sample"
+    sample = SHARED / "data" / "fetal_planes_db_sample"
     result = _cli(
         "data", "prepare", "spanish", "-c", "full", "--source", sample, "--cache-dir", tmp_path / "c"
     )
