@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 from fulora_data.errors import ConfigError
+from fulora_data.lora.config import SD15
 from fulora_data.study.graph import Archive, Graph, Output, Step
 from fulora_data.study.steps import runner
 
@@ -67,7 +68,7 @@ STUDY: dict[str, Any] = {
     "name": "study",
     "device": "gpu",
     "sources": {"spanish": None, "african": None},
-    "base": {"model": "runwayml/stable-diffusion-v1-5"},
+    "base": {"model": SD15},  # the Hub's SD 1.5 (runwayml/stable-diffusion-v1-5 is gone), pinned by LoraConfig
     # The study's three adapters, 10,000 steps each on the 100-image LoRA set (kohya, clip skip 2).
     "adapters": {
         name: {"preset": name, "config": {"data_config": "lora-100", "max_steps": 10_000}}
