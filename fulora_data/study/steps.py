@@ -205,8 +205,8 @@ def run_evaluate(ctx: Context, settings: dict) -> dict:
     import numpy as np
 
     from fulora_data.classifier.predict import predict
-    from fulora_data.evaluation.metrics import paper_scores, standard_scores
     from fulora_data.dataset_ref import DatasetRef
+    from fulora_data.evaluation.metrics import paper_scores, standard_scores
     from fulora_data.evaluation.run import evaluate_checkpoint
     from fulora_data.io import atomic_write_json
     from fulora_data.prepare import prepare
