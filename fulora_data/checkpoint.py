@@ -35,6 +35,7 @@ __all__ = [
     "rng_state",
     "save_rng_state",
     "set_rng_state",
+    "weights_digest",
 ]
 
 
@@ -114,3 +115,38 @@ def check_same_run(
             raise ConfigError(
                 f"--resume: {where} was trained with {name}={saved.get(name)!r}, not {current.get(name)!r}"
             )
+
+
+_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".ckpt", ".pt", ".pth", ".msgpack", ".onnx")
+_FILE_DIGESTS: dict[str, str] = {}
+
+
+def _file_digest(path: Path) -> str:
+    from fulora_data.io import file_sha256
+
+    stat = path.stat()
+    key = f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
+    if key not in _FILE_DIGESTS:
+        _FILE_DIGESTS[key] = file_sha256(path)
+    return _FILE_DIGESTS[key]
+
+
+def weights_digest(path: str | os.PathLike) -> str:
+    """The content identity of a local model: ``sha256:<hex>``.
+
+    A single checkpoint file is its own sha256; a diffusers folder is the sha256 of the sorted lines
+    ``<relative path> <sha256>`` of its ``model_index.json`` and weight files (the rule generation uses
+    for a local base, so both record the same digest). Each file's digest is kept for the process by
+    (path, size, mtime), so a check repeated in one process reads no unchanged weight twice.
+    """
+    import hashlib
+
+    path = Path(path)
+    if path.is_file():
+        return "sha256:" + _file_digest(path)
+    lines = []
+    for child in sorted(path.rglob("*")):
+        relative = child.relative_to(path).as_posix()
+        if child.is_file() and (relative == "model_index.json" or child.name.endswith(_WEIGHT_SUFFIXES)):
+            lines.append(f"{relative} {_file_digest(child)}")
+    return "sha256:" + hashlib.sha256("\n".join(lines).encode("utf-8")).hexdigest()

@@ -255,7 +255,7 @@ def encode_latents(
     from tqdm.auto import tqdm
 
     folder.mkdir(parents=True, exist_ok=True)
-    todo = [i for i, key in enumerate(keys) if not (folder / f"{key}.safetensors").is_file()]
+    todo = [i for i, key in enumerate(keys) if not _whole_latent(folder / f"{key}.safetensors")]
     by_bucket: dict[tuple[int, int], list[int]] = {}
     for i in todo:
         by_bucket.setdefault(examples[i].bucket, []).append(i)
@@ -281,6 +281,20 @@ def encode_latents(
                 bar.update(len(chunk))
     bar.close()
     return len(todo)
+
+
+def _whole_latent(path: Path) -> bool:
+    """Whether a cached latent file can be read whole; a truncated or damaged one is encoded again."""
+    if not path.is_file():
+        return False
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            handle.get_tensor("latent")
+    except Exception:  # safetensors raises its own error kinds for a truncated header or body
+        return False
+    return True
 
 
 def read_latents(keys: list[str], folder: Path) -> list[Any]:
