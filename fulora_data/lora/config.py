@@ -250,16 +250,18 @@ class LoraConfig:
         if layers is not None:
             check_clip_skip(self.clip_skip, layers, self.base)
 
-
     def _check_ranges(self) -> None:
         """Refuse numbers that are not finite or out of range (each would fail, or train nothing, later)."""
-        if self.alpha is not None and not (
-            _finite(self.alpha) and 0 < self.alpha <= MAX_ALPHA_PER_RANK * self.rank
-        ):
-            raise ConfigError(
-                f"--alpha must be a finite number above 0 and at most {MAX_ALPHA_PER_RANK} x rank "
-                f"({MAX_ALPHA_PER_RANK * self.rank}); got {self.alpha!r}"
-            )
+        if self.alpha is not None:
+            if not _finite(self.alpha):
+                raise ConfigError(f"--alpha must be a finite number; got {self.alpha!r}")
+            if self.alpha <= 0:
+                raise ConfigError(f"--alpha must be a positive number; got {self.alpha!r}")
+            if self.alpha > MAX_ALPHA_PER_RANK * self.rank:
+                raise ConfigError(
+                    f"--alpha must be at most {MAX_ALPHA_PER_RANK} x rank ({MAX_ALPHA_PER_RANK * self.rank}): "
+                    f"updates are scaled by alpha / rank; got {self.alpha!r}"
+                )
         if self.rank > MAX_RANK:
             raise ConfigError(f"--rank must be at most {MAX_RANK}; got {self.rank!r}")
         if self.resolution > MAX_RESOLUTION:

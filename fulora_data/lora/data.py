@@ -332,7 +332,8 @@ def text_embeddings(text_encoder, ids, clip_skip: int):
     output = text_encoder(ids, output_hidden_states=True)
     model = text_encoder.module if hasattr(text_encoder, "module") else text_encoder
     norm = model.final_layer_norm if hasattr(model, "final_layer_norm") else model.text_model.final_layer_norm
-    return norm(output.hidden_states[-clip_skip])
+    # With LoRA layers (fp32) in a half-precision encoder the hidden state is fp32: match the norm's dtype.
+    return norm(output.hidden_states[-clip_skip].to(norm.weight.dtype))
 
 
 class BucketBatches:

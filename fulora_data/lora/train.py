@@ -375,7 +375,8 @@ class LoraRun:
     """One LoRA run's models, optimiser and progress: the only state the training steps change.
 
     ``step`` counts finished optimizer steps; ``losses`` holds one value per step; ``saved_step`` is the
-    step of the checkpoint on disk (None before the first).
+    step of the checkpoint on disk (None before the first); ``scaler`` is accelerate's fp16 gradient
+    scaler (None without fp16), saved and restored with the checkpoint.
     """
 
     config: LoraConfig
@@ -395,6 +396,7 @@ class LoraRun:
     lr_scheduler: Any = None
     batches: Any = None
     tracker: str | None = None
+    scaler: Any = None
     step: int = 0
     losses: list[float] = field(default_factory=list)
     saved_step: int | None = None
@@ -404,11 +406,6 @@ class LoraRun:
     @property
     def main(self) -> bool:
         return self.accelerator.is_main_process
-
-    @property
-    def scaler(self):
-        """The fp16 gradient scaler (None without fp16)."""
-        return self.accelerator.scaler
 
     def unwrapped(self, name: str):
         return self.accelerator.unwrap_model(getattr(self, name))
@@ -670,7 +667,9 @@ def start_run(
     data = load_training_set(
         config, accelerator, parts, weight_dtype, expect=expect, out=out, progress=progress
     )
-    run = LoraRun(config, out, accelerator, parts, data, weight_dtype, base, tracker=tracker)
+    run = LoraRun(
+        config, out, accelerator, parts, data, weight_dtype, base, tracker=tracker, scaler=accelerator.scaler
+    )
     run.timing = {"startup_s": startup_s, "cache_s": time.perf_counter() - started - startup_s}
     add_adapters(run)
     if resumed is not None:
@@ -706,13 +705,15 @@ def train_step(run: LoraRun) -> float:
     )
     noisy = scheduler.add_noise(latents, noise, timesteps)
     rows = torch.tensor([data.example_prompt[i] for i in indices], device=device)
-    if data.embeddings is None:
-        hidden = lora_data.text_embeddings(run.text_encoder, data.token_ids[rows], config.clip_skip)
-    else:
-        hidden = data.embeddings[rows]
     epsilon = scheduler.config.prediction_type == "epsilon"
     target = noise if epsilon else scheduler.get_velocity(latents, noise, timesteps)
     with accelerator.autocast():
+        # A trained text encoder runs under autocast too: its fp32 LoRA outputs meet half-precision
+        # layer norms, which torch refuses outside autocast.
+        if data.embeddings is None:
+            hidden = lora_data.text_embeddings(run.text_encoder, data.token_ids[rows], config.clip_skip)
+        else:
+            hidden = data.embeddings[rows]
         predicted = run.unet(noisy, timesteps, hidden, return_dict=False)[0]
         loss = F.mse_loss(predicted.float(), target.float())
     reported = accelerator.reduce(loss.detach(), "mean") if accelerator.num_processes > 1 else loss.detach()
