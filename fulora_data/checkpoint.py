@@ -23,6 +23,8 @@ from fulora_data.io import atomic_folder, find_folder
 
 STATE_FILE = "state.json"
 RNG_FILE = "rng.pt"
+REPORT_TO = ("tensorboard", "wandb", "none")
+"""Where a trainer's ``--report-to`` may log (accelerate's trackers), or nowhere."""
 
 __all__ = [
     "RNG_FILE",
@@ -35,6 +37,7 @@ __all__ = [
     "rng_state",
     "save_rng_state",
     "set_rng_state",
+    "tracker_name",
     "weights_digest",
 ]
 
@@ -150,3 +153,22 @@ def weights_digest(path: str | os.PathLike) -> str:
         if child.is_file() and (relative == "model_index.json" or child.name.endswith(_WEIGHT_SUFFIXES)):
             lines.append(f"{relative} {_file_digest(child)}")
     return "sha256:" + hashlib.sha256("\n".join(lines).encode("utf-8")).hexdigest()
+
+
+def tracker_name(report_to: str | None) -> str | None:
+    """The accelerate tracker for ``report_to`` (None: TensorBoard when installed, else none).
+
+    Raises:
+        ConfigError: For an unknown value, or a tracker whose package is not installed.
+    """
+    import importlib.util
+
+    if report_to is None:
+        return "tensorboard" if importlib.util.find_spec("tensorboard") is not None else None
+    if report_to not in REPORT_TO:
+        raise ConfigError(f"--report-to must be one of {', '.join(REPORT_TO)}; got {report_to!r}")
+    if report_to == "none":
+        return None
+    if importlib.util.find_spec(report_to) is None:
+        raise ConfigError(f"--report-to {report_to} needs the {report_to} package: pip install {report_to}")
+    return report_to

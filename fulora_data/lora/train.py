@@ -51,6 +51,7 @@ from fulora_data.checkpoint import (
     read_state,
     rng_state,
     set_rng_state,
+    tracker_name,
     weights_digest,
 )
 from fulora_data.errors import ConfigError, DataError, FuloraError, require
@@ -75,7 +76,6 @@ RESUME_MAY_CHANGE = (
     "validation_seed",
 )
 LENGTH_FREE_SCHEDULERS = ("constant", "constant_with_warmup")
-REPORT_TO = ("tensorboard", "wandb", "none")
 
 
 class TrainingError(FuloraError):
@@ -299,25 +299,6 @@ def read_checkpoint(folder: Path) -> dict[str, Any]:
         "scaler": load("scaler.pt", torch_file) if (folder / "scaler.pt").exists() else None,
         "rng": load("rng.pt", torch_file),
     }
-
-
-def tracker_name(report_to: str | None) -> str | None:
-    """The accelerate tracker for ``report_to`` (None: TensorBoard when installed, else none).
-
-    Raises:
-        ConfigError: For an unknown value, or a tracker whose package is not installed.
-    """
-    import importlib.util
-
-    if report_to is None:
-        return "tensorboard" if importlib.util.find_spec("tensorboard") is not None else None
-    if report_to not in REPORT_TO:
-        raise ConfigError(f"--report-to must be one of {', '.join(REPORT_TO)}; got {report_to!r}")
-    if report_to == "none":
-        return None
-    if importlib.util.find_spec(report_to) is None:
-        raise ConfigError(f"--report-to {report_to} needs the {report_to} package: pip install {report_to}")
-    return report_to
 
 
 def make_optimizer(config: LoraConfig, groups: list[dict], device) -> tuple[Any, str]:
