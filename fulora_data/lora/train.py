@@ -1010,8 +1010,6 @@ def train_lora(
         DataError: For a training set without images or captions, or a damaged checkpoint.
         TrainingError: If the loss stops being finite, naming the step, or a checkpoint cannot be written.
     """
-    from tqdm.auto import tqdm
-
     out = Path(out)
     # ---- 1. everything that can be refused is refused here, before any model or data is loaded
     config.validate()
@@ -1038,32 +1036,8 @@ def train_lora(
             say(f"resuming {out} at step {run.step} of {config.max_steps}")
 
         # ---- 3. the loop: one step, then a checkpoint and samples when due
-        run.unet.train()
-        if config.train_text_encoder:
-            run.text_encoder.train()
-        bar = tqdm(
-            total=config.max_steps,
-            initial=run.step,
-            desc="training LoRA",
-            unit="step",
-            disable=not (progress and run.main),
-        )
-        first_step, loop_started = run.step, time.perf_counter()
-        while run.step < config.max_steps:
-            loss = train_step(run)
-            elapsed = time.perf_counter() - loop_started
-            bar.set_postfix(
-                loss=f"{loss:.4f}", steps_per_s=f"{(run.step - first_step) / max(elapsed, 1e-9):.2f}"
-            )
-            bar.update(1)
-            if run.step < config.max_steps and _due(run.step, config.checkpoint_every):
-                save_checkpoint(run)
-            if run.step < config.max_steps and _due(run.step, config.validation_every):
-                sample_validation(run, out / "validation" / f"step-{run.step}")
-            if on_step is not None and run.main:
-                on_step(run.step, loss)
-        loop_s = time.perf_counter() - loop_started
-        bar.close()
+        first_step = run.step
+        loop_s = train_loop(run, on_step=on_step, progress=progress)
         save_checkpoint(run)
 
         # ---- 4. outputs: the adapter in both formats, the samples, the card; then the push
@@ -1075,6 +1049,41 @@ def train_lora(
         if run.main and push_to_hub is not None:
             summary["hub"] = push_adapter(run, push_to_hub, token=hub_token, private=hub_private)
     return summary
+
+
+def train_loop(run: LoraRun, *, on_step: Callable[[int, float], None] | None, progress: bool) -> float:
+    """Train from ``run.step`` to ``max_steps``: each step, then a checkpoint and samples when due.
+
+    Returns:
+        The loop's wall time in seconds.
+    """
+    from tqdm.auto import tqdm
+
+    config = run.config
+    run.unet.train()
+    if config.train_text_encoder:
+        run.text_encoder.train()
+    bar = tqdm(
+        total=config.max_steps,
+        initial=run.step,
+        desc="training LoRA",
+        unit="step",
+        disable=not (progress and run.main),
+    )
+    first_step, started = run.step, time.perf_counter()
+    while run.step < config.max_steps:
+        loss = train_step(run)
+        rate = (run.step - first_step) / max(time.perf_counter() - started, 1e-9)
+        bar.set_postfix(loss=f"{loss:.4f}", steps_per_s=f"{rate:.2f}")
+        bar.update(1)
+        if run.step < config.max_steps and _due(run.step, config.checkpoint_every):
+            save_checkpoint(run)
+        if run.step < config.max_steps and _due(run.step, config.validation_every):
+            sample_validation(run, run.out / "validation" / f"step-{run.step}")
+        if on_step is not None and run.main:
+            on_step(run.step, loss)
+    bar.close()
+    return time.perf_counter() - started
 
 
 def _due(step: int, every: int) -> bool:
