@@ -12,7 +12,7 @@ from __future__ import annotations
 import json
 import os
 import random
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +23,8 @@ from fulora_data.io import atomic_folder, find_folder
 
 STATE_FILE = "state.json"
 RNG_FILE = "rng.pt"
+REPORT_TO = ("tensorboard", "wandb", "none")
+"""Where a trainer's ``--report-to`` may log (accelerate's trackers), or nowhere."""
 
 __all__ = [
     "RNG_FILE",
@@ -35,6 +37,8 @@ __all__ = [
     "rng_state",
     "save_rng_state",
     "set_rng_state",
+    "tracker_name",
+    "weights_digest",
 ]
 
 
@@ -114,3 +118,64 @@ def check_same_run(
             raise ConfigError(
                 f"--resume: {where} was trained with {name}={saved.get(name)!r}, not {current.get(name)!r}"
             )
+
+
+_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".ckpt", ".pt", ".pth", ".msgpack", ".onnx")
+_FILE_DIGESTS: dict[str, str] = {}
+
+
+def _file_digest(path: Path) -> str:
+    from fulora_data.io import file_sha256
+
+    stat = path.stat()
+    key = f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
+    if key not in _FILE_DIGESTS:
+        _FILE_DIGESTS[key] = file_sha256(path)
+    return _FILE_DIGESTS[key]
+
+
+def weights_digest(path: str | os.PathLike, *, file_digest: Callable[[Path], str] | None = None) -> str:
+    """The content identity of a local model: ``sha256:<hex>``.
+
+    A single checkpoint file is its own sha256; a diffusers folder is the sha256 of the sorted lines
+    ``<relative path> <sha256>`` of its ``model_index.json`` and weight files. This is the one rule: the
+    LoRA trainer's resume check and generation's local-base identity (``generation.pipeline.folder_digest``,
+    which calls this with its disk-cached ``file_digest``) record the same digest. By default each file's
+    digest is kept for the process by (path, size, mtime), so a check repeated in one process reads no
+    unchanged weight twice.
+
+    Args:
+        path: A weights file or a diffusers folder.
+        file_digest: How one file's sha256 (hex) is had; default: this module's per-process cache.
+    """
+    import hashlib
+
+    digest = file_digest or _file_digest
+    path = Path(path)
+    if path.is_file():
+        return "sha256:" + digest(path)
+    lines = []
+    for child in sorted(path.rglob("*")):
+        relative = child.relative_to(path).as_posix()
+        if child.is_file() and (relative == "model_index.json" or child.name.endswith(_WEIGHT_SUFFIXES)):
+            lines.append(f"{relative} {digest(child)}")
+    return "sha256:" + hashlib.sha256("\n".join(lines).encode("utf-8")).hexdigest()
+
+
+def tracker_name(report_to: str | None) -> str | None:
+    """The accelerate tracker for ``report_to`` (None: TensorBoard when installed, else none).
+
+    Raises:
+        ConfigError: For an unknown value, or a tracker whose package is not installed.
+    """
+    import importlib.util
+
+    if report_to is None:
+        return "tensorboard" if importlib.util.find_spec("tensorboard") is not None else None
+    if report_to not in REPORT_TO:
+        raise ConfigError(f"--report-to must be one of {', '.join(REPORT_TO)}; got {report_to!r}")
+    if report_to == "none":
+        return None
+    if importlib.util.find_spec(report_to) is None:
+        raise ConfigError(f"--report-to {report_to} needs the {report_to} package: pip install {report_to}")
+    return report_to

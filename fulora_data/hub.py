@@ -178,6 +178,7 @@ def push_model(
     tag: str | None = None,
     endpoint: str | None = None,
     commit_message: str | None = None,
+    retry_hint: str | None = None,
 ) -> dict:
     """Push a model folder (a LoRA adapter or a classifier) to a Hub model repository, optionally tagged.
 
@@ -192,6 +193,8 @@ def push_model(
         tag: A release tag for the commit; a tag never moves. Default: no tag.
         endpoint: The Hub URL; default ``HF_ENDPOINT`` or https://huggingface.co.
         commit_message: The commit summary.
+        retry_hint: What a failed upload's message advises (default: run the same command again, which
+            resumes it); a caller whose command would not push again names one that does.
 
     Returns:
         ``{"repo_id", "commit", "tag", "url", "pushed"}``.
@@ -213,13 +216,17 @@ def push_model(
         logger.warning("not uploading %s: %s", rel, why)
     message = commit_message or f"Upload {folder.name} with fulora" + (f" ({tag})" if tag else "")
     _name_repo_in_card(folder / CARD, repo_id)
-    result = _push(folder, repo_id, "model", token, private, tag, endpoint, message, None, only=set(files))
+    result = _push(
+        folder, repo_id, "model", token, private, tag, endpoint, message, None, retry_hint, only=set(files)
+    )
     return {**result, "skipped": skipped}
 
 
 def _name_repo_in_card(card: Path, repo_id: str) -> None:
     """Put the repo id where the card's snippets say ``"REPO_OR_FOLDER"`` (a well-formed id only)."""
-    if not (isinstance(repo_id, str) and _REPO_ID.fullmatch(repo_id)):
+    try:
+        check_repo_id(repo_id)
+    except ConfigError:
         return  # _push refuses it with the reason
     text = card.read_text(encoding="utf-8")
     quoted = f'"{PLACEHOLDER}"'
@@ -277,13 +284,12 @@ def model_files(folder: str | Path) -> tuple[list[str], dict[str, str]]:
     return files, skipped
 
 
-def _push(
-    folder: Path, repo_id, repo_type, token, private, tag, endpoint, message, delete_patterns, only=None
-) -> dict:
-    """Push ``folder`` (only the files ``only`` names, when given: relative paths) to ``repo_id``."""
-    from huggingface_hub import HfApi
-    from huggingface_hub.errors import HfHubHTTPError, HTTPError, LocalTokenNotFoundError
+def check_repo_id(repo_id) -> None:
+    """Refuse a repository id the Hub would refuse.
 
+    Raises:
+        ConfigError: Quoting the id and the rule it breaks.
+    """
     if (
         not isinstance(repo_id, str)
         or not _REPO_ID.fullmatch(repo_id)
@@ -295,19 +301,80 @@ def _push(
             f"repo id must look like 'namespace/name', got {repo_id!r} (letters, digits, '-', '_', '.'; no "
             "'--' or '..'; not ending in '-' or '.'; at most 96 characters each)"
         )
-    if tag is not None and not (isinstance(tag, str) and _TAG.fullmatch(tag)):
-        raise ConfigError(f"tag must be letters, digits, '.', '_' or '-', got {tag!r}")
-    api = HfApi(endpoint=endpoint, token=token)
-    shown = _redact(api.endpoint)  # an endpoint may carry user:password@; messages never show it
-    where = f"{repo_id} on {shown}"
+
+
+def _whoami(api) -> dict:
+    from huggingface_hub.errors import HfHubHTTPError, HTTPError, LocalTokenNotFoundError
+
+    shown = _redact(api.endpoint)
     try:
-        api.whoami()  # fail on a missing or refused token before hashing gigabytes
+        return api.whoami()
     except LocalTokenNotFoundError:
         raise HubError("no Hugging Face token: pass --token, set HF_TOKEN or run `hf auth login`") from None
     except HfHubHTTPError as err:
         raise HubError(f"the Hub at {shown} refused the token: {_reason(err)}") from None
     except (HTTPError, OSError) as err:
         raise HubError(f"could not reach the Hub at {shown}: {_reason(err)}") from None
+
+
+def check_push_target(repo_id: str, *, token: str | None = None, endpoint: str | None = None) -> str:
+    """Check, before the work whose result is pushed, that a push to ``repo_id`` can succeed.
+
+    The id's form, a token (``token``, ``HF_TOKEN`` or the login), the Hub's ``whoami`` for it, a token
+    that may write (not a read token) and a namespace the token's user may write to (the user or one of
+    their organisations). Nothing is created on the Hub.
+
+    Returns:
+        The Hub user the token belongs to.
+
+    Raises:
+        ConfigError: For a malformed repository id.
+        HubError: For a missing or refused token, an unreachable Hub, a read-only token or a namespace the
+            user cannot write to.
+    """
+    from huggingface_hub import HfApi
+
+    check_repo_id(repo_id)
+    api = HfApi(endpoint=endpoint, token=token)
+    info = _whoami(api)
+    user = str(info.get("name") or "")
+    role = ((info.get("auth") or {}).get("accessToken") or {}).get("role")
+    if role == "read":
+        raise HubError(f"the Hub token of {user!r} is read-only; pushing to {repo_id} needs a write token")
+    namespaces = {user, *(org.get("name") for org in info.get("orgs") or [] if isinstance(org, dict))}
+    namespace = repo_id.split("/", 1)[0]
+    if namespace not in namespaces:
+        raise HubError(
+            f"the Hub user {user!r} cannot create repositories under {namespace!r} (it can write to "
+            f"{', '.join(sorted(n for n in namespaces if n))})"
+        )
+    return user
+
+
+def _push(
+    folder: Path,
+    repo_id,
+    repo_type,
+    token,
+    private,
+    tag,
+    endpoint,
+    message,
+    delete_patterns,
+    retry_hint=None,
+    only=None,
+) -> dict:
+    """Push ``folder`` (only the files ``only`` names, when given: relative paths) to ``repo_id``."""
+    from huggingface_hub import HfApi
+    from huggingface_hub.errors import HTTPError
+
+    check_repo_id(repo_id)
+    if tag is not None and not (isinstance(tag, str) and _TAG.fullmatch(tag)):
+        raise ConfigError(f"tag must be letters, digits, '.', '_' or '-', got {tag!r}")
+    api = HfApi(endpoint=endpoint, token=token)
+    shown = _redact(api.endpoint)  # an endpoint may carry user:password@; messages never show it
+    where = f"{repo_id} on {shown}"
+    _whoami(api)  # fail on a missing or refused token before hashing gigabytes
     try:
         url = str(api.create_repo(repo_id, repo_type=repo_type, private=private, exist_ok=True))
         if tag is not None:
@@ -349,8 +416,11 @@ def _push(
             raise
         reason = _reason(err) + (f" ({_reason(err.__cause__)})" if isinstance(err, RuntimeError) else "")
         raise HubError(
-            f"pushing {str(folder)!r} to {where} failed: {reason}; run the same command again to resume "
-            "(files the Hub already holds are not uploaded twice)"
+            f"pushing {str(folder)!r} to {where} failed: {reason}; "
+            + (
+                retry_hint
+                or "run the same command again to resume (files the Hub already holds are not uploaded twice)"
+            )
         ) from None
     logger.info("Pushed %s to %s at commit %s%s", folder, where, commit.oid, f" (tag {tag})" if tag else "")
     return {"repo_id": repo_id, "commit": commit.oid, "tag": tag, "url": url, "pushed": True}

@@ -43,6 +43,7 @@ from fulora_data.checkpoint import (
     load_rng_state,
     read_state,
     save_rng_state,
+    tracker_name,
 )
 from fulora_data.classifier.config import (
     PRESETS,
@@ -209,13 +210,20 @@ class TrainingRun:
     step: int = 0
     history: list[dict[str, Any]] = field(default_factory=list)
     best: dict[str, Any] = field(default_factory=lambda: {"epoch": None, "accuracy": None, "loss": None})
+    tracker: str | None = None
+    confusion: list[list[int]] | None = None
 
 
-def start_run(config: TrainConfig, out: Path, data: TrainingData) -> TrainingRun:
-    """Seed, build the model, optimiser and scheduler, and hand them to accelerate."""
+def start_run(config: TrainConfig, out: Path, data: TrainingData, tracker: str | None = None) -> TrainingRun:
+    """Seed, build the model, optimiser and scheduler, and hand them to accelerate (with its tracker)."""
     torch = require("torch", "train")
     accelerate = require("accelerate", "train")
-    accelerator = accelerate.Accelerator(cpu=config.cpu, mixed_precision=config.mixed_precision)
+    accelerator = accelerate.Accelerator(
+        cpu=config.cpu,
+        mixed_precision=config.mixed_precision,
+        log_with=tracker,
+        project_dir=str(out / "logs"),
+    )
     torch.manual_seed(config.seed)
     model = build_model(
         config.arch, len(data.label_names), weights=config.weights, image_size=config.image_size
@@ -240,6 +248,7 @@ def start_run(config: TrainConfig, out: Path, data: TrainingData) -> TrainingRun
         optimizer=optimizer,
         scheduler=scheduler,
         loss_fn=torch.nn.CrossEntropyLoss(),
+        tracker=tracker,
     )
 
 
@@ -297,13 +306,19 @@ def train_epoch(run: TrainingRun, epoch: int, *, progress: bool) -> dict[str, fl
 
 
 def validate(run: TrainingRun) -> tuple[float | None, float | None]:
-    """Return the validation accuracy and mean loss, or ``(None, None)`` without validation images."""
+    """Return the validation accuracy and mean loss, or ``(None, None)`` without validation images.
+
+    The confusion matrix (rows: true class, columns: predicted, in ``label_names`` order) is kept in
+    ``run.confusion`` for the tracker.
+    """
     torch = require("torch", "train")
     data = run.data.validation
     if not len(data):
         return None, None
     run.model.eval()
     loader = torch.utils.data.DataLoader(data, batch_size=64, num_workers=run.config.num_workers)
+    classes = len(run.data.label_names)
+    confusion = torch.zeros((classes, classes), dtype=torch.long)
     correct, total_loss = 0, 0.0
     with torch.no_grad(), run.accelerator.autocast():
         for images, labels in loader:
@@ -311,7 +326,43 @@ def validate(run: TrainingRun) -> tuple[float | None, float | None]:
             logits = run.model(images)
             total_loss += float(run.loss_fn(logits.float(), labels)) * len(labels)
             correct += int((logits.argmax(1) == labels).sum())
+            pairs = labels.cpu() * classes + logits.argmax(1).cpu()
+            confusion += torch.bincount(pairs, minlength=classes * classes).reshape(classes, classes)
+    run.confusion = confusion.tolist()
     return correct / len(data), total_loss / len(data)
+
+
+def log_epoch(run: TrainingRun, row: dict[str, Any]) -> None:
+    """Send an epoch's metrics and the validation confusion matrix (as a table and a picture) to the tracker."""
+    if run.tracker is None:
+        return
+    values = {k: v for k, v in row.items() if k != "epoch" and isinstance(v, int | float)}
+    if run.confusion is not None:
+        names = run.data.label_names
+        table = ["| true \\ predicted | " + " | ".join(names) + " |", "|---" * (len(names) + 1) + "|"]
+        table += [
+            f"| {name} | " + " | ".join(map(str, counts)) + " |"
+            for name, counts in zip(names, run.confusion, strict=True)
+        ]
+        values["confusion_matrix"] = "\n".join(table)
+    run.accelerator.log(values, step=row["epoch"])
+    if run.confusion is not None:
+        picture = confusion_picture(run.confusion)
+        for tracker in run.accelerator.trackers:
+            if tracker.name == "tensorboard":
+                tracker.log_images({"confusion_matrix": picture[None]}, step=row["epoch"], dataformats="NHWC")
+            elif hasattr(tracker, "log_images"):
+                tracker.log_images({"confusion_matrix": picture[None]}, step=row["epoch"])
+
+
+def confusion_picture(confusion: list[list[int]], cell: int = 24):
+    """A confusion matrix as an RGB heat map (HWC uint8): each row scaled to its true class's count."""
+    import numpy as np
+
+    counts = np.asarray(confusion, dtype=np.float64)
+    share = counts / np.maximum(counts.sum(axis=1, keepdims=True), 1)
+    gray = (255 * (1 - share)).astype(np.uint8).repeat(cell, axis=0).repeat(cell, axis=1)
+    return np.stack([gray, gray, np.full_like(gray, 255)], axis=-1)
 
 
 def improves(best: dict[str, Any], accuracy: float | None, loss: float | None) -> bool:
@@ -386,6 +437,7 @@ def train(
     push_to_hub: str | None = None,
     hub_token: str | None = None,
     hub_private: bool = False,
+    report_to: str | None = None,
     progress: bool = True,
     log: Callable[[str], None] = log_stderr,
 ) -> dict[str, Any]:
@@ -404,6 +456,9 @@ def train(
         push_to_hub: A Hub model repository to push ``OUT/model`` to when training completes.
         hub_token: Token for the push.
         hub_private: Create the Hub repository as private.
+        report_to: ``tensorboard``, ``wandb`` or ``none``: where epoch metrics and the validation
+            confusion matrix go (accelerate's trackers, logs in ``OUT/logs``). None: TensorBoard when
+            installed, else none.
         progress: Show tqdm progress bars.
         log: Where notes go (one line each).
 
@@ -423,6 +478,7 @@ def train(
         raise ConfigError(f"stop_after must be a positive number of epochs; got {stop_after!r}")
     if push_to_hub is not None and "/" not in push_to_hub:
         raise ConfigError(f"--push-to-hub takes a repository id like 'user/name'; got {push_to_hub!r}")
+    tracker = tracker_name(report_to)
     out = Path(out_dir)
     saved = _check_out_dir(out, config, resume)
     out.mkdir(parents=True, exist_ok=True)
@@ -433,10 +489,17 @@ def train(
         log(f"note: validating on the dataset's own validation split ({len(data.validation)} images)")
     for note in data.notes:
         log(f"note: {note}")
-    run = start_run(config, out, data)
+    run = start_run(config, out, data, tracker)
     if saved is not None:
         restore(run, *saved)
         log(f"resuming {out} after epoch {run.epoch}")
+    if tracker is not None:
+        run.accelerator.init_trackers(
+            "fulora-classifier",
+            config={
+                k: v for k, v in dataclasses.asdict(config).items() if isinstance(v, int | float | str | bool)
+            },
+        )
     last_epoch = min(config.epochs, stop_after) if stop_after is not None else config.epochs
 
     # ---- 3. the epoch loop: train, validate, keep the best, checkpoint
@@ -452,6 +515,7 @@ def train(
             "learning_rate": run.optimizer.param_groups[0]["lr"],
         }
         run.history.append(row)
+        log_epoch(run, row)
         log(
             f"epoch {run.epoch}: train loss {row['train_loss']:.4f}"
             + (f", validation accuracy {accuracy:.4f}" if accuracy is not None else "")
@@ -460,6 +524,9 @@ def train(
             run.best = {"epoch": run.epoch, "accuracy": accuracy, "loss": loss}
             save_best(run)
         save_checkpoint(run)
+
+    if tracker is not None:
+        run.accelerator.end_training()
 
     # ---- 4. card and push
     notes = list(data.notes)

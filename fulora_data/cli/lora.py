@@ -73,11 +73,24 @@ def _check_name(ctx, param, value):
 @click.option(
     "--push-to-hub", default=None, metavar="ORG/NAME", help="Push the adapter to this Hub repository."
 )
-@click.option("--hub-token", default=None, envvar="HF_TOKEN", help="Hub token (default: HF_TOKEN).")
+@click.option(
+    "--token",
+    "--hub-token",
+    "hub_token",
+    default=None,
+    envvar="HF_TOKEN",
+    help="Hub token (default: HF_TOKEN).",
+)
 @click.option("--private", is_flag=True, help="Create the Hub repository as private.")
 @click.option("--cpu", is_flag=True, default=None, help="Train on the CPU even if a GPU is present.")
+@click.option(
+    "--report-to",
+    type=click.Choice(["tensorboard", "wandb", "none"]),
+    default=None,
+    help="Where loss, lr and validation images are logged [tensorboard when installed, else none].",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the run's summary as JSON.")
-def lora(preset, out_dir, resume, push_to_hub, hub_token, private, as_json, **options) -> None:
+def lora(preset, out_dir, resume, push_to_hub, hub_token, private, report_to, as_json, **options) -> None:
     """Fine-tune a LoRA adapter of Stable Diffusion 1.5 on a fulora dataset (resumable; both file formats)."""
     from fulora_data.lora.config import LoraConfig
     from fulora_data.lora.train import train_lora
@@ -85,7 +98,13 @@ def lora(preset, out_dir, resume, push_to_hub, hub_token, private, as_json, **op
     values = {k: (str(v) if isinstance(v, Path) else v) for k, v in options.items()}
     config = LoraConfig.preset(preset, **values)
     summary = train_lora(
-        config, out_dir, resume=resume, push_to_hub=push_to_hub, hub_token=hub_token, hub_private=private
+        config,
+        out_dir,
+        resume=resume,
+        push_to_hub=push_to_hub,
+        hub_token=hub_token,
+        hub_private=private,
+        report_to=report_to,
     )
     if not summary["main_process"]:  # under accelerate launch, one process reports
         return

@@ -72,8 +72,21 @@ def train() -> None:
 @click.option(
     "--push-to-hub", default=None, metavar="REPO", help="Push the trained model to this Hub repository."
 )
-@click.option("--hub-token", default=None, envvar="HF_TOKEN", help="Hub token (default: HF_TOKEN).")
+@click.option(
+    "--token",
+    "--hub-token",
+    "hub_token",
+    default=None,
+    envvar="HF_TOKEN",
+    help="Hub token (default: HF_TOKEN).",
+)
 @click.option("--private", is_flag=True, help="Create the Hub repository as private.")
+@click.option(
+    "--report-to",
+    type=click.Choice(["tensorboard", "wandb", "none"]),
+    default=None,
+    help="Where epoch metrics and the confusion matrix are logged [tensorboard when installed, else none].",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print the run's summary as JSON.")
 def classifier(
     preset,
@@ -82,6 +95,7 @@ def classifier(
     push_to_hub,
     hub_token,
     private,
+    report_to,
     as_json,
     train_set,
     cache_dir,
@@ -103,6 +117,7 @@ def classifier(
         push_to_hub=push_to_hub,
         hub_token=hub_token,
         hub_private=private,
+        report_to=report_to,
     )
     if as_json:
         click.echo(json.dumps(summary, indent=2))

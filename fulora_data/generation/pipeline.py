@@ -10,7 +10,6 @@ same fixed batch (``config.batches``).
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 from dataclasses import dataclass
@@ -119,7 +118,6 @@ class ResolvedBase:
     revision: str
 
 
-_WEIGHT_SUFFIXES = (".safetensors", ".bin", ".ckpt", ".pt", ".pth", ".msgpack", ".onnx")
 _DIGESTS: dict[str, str] = {}
 """Per-file sha256 by ``"<resolved path>|<size>|<mtime ns>"``, loaded from and saved to ``digest_cache()``."""
 
@@ -155,6 +153,7 @@ def folder_digest(folder: str | os.PathLike) -> str:
     """
     import json
 
+    from fulora_data.checkpoint import weights_digest
     from fulora_data.io import atomic_write_json
 
     folder = Path(folder)
@@ -166,18 +165,14 @@ def folder_digest(folder: str | os.PathLike) -> str:
     if isinstance(stored, dict):
         _DIGESTS.update({k: v for k, v in stored.items() if isinstance(v, str) and k not in _DIGESTS})
     known = len(_DIGESTS)
-    lines = []
-    for path in sorted(folder.rglob("*")):
-        relative = path.relative_to(folder).as_posix()
-        if path.is_file() and (relative == "model_index.json" or path.name.endswith(_WEIGHT_SUFFIXES)):
-            lines.append(f"{relative} {_file_digest(path)}")
+    digest = weights_digest(folder, file_digest=_file_digest)  # the one rule, shared with the LoRA trainer
     if len(_DIGESTS) > known:
         try:
             cache.parent.mkdir(parents=True, exist_ok=True)
             atomic_write_json(cache, dict(_DIGESTS), indent=None)
         except OSError:  # a read-only home: the digests are recomputed next time
             pass
-    return "sha256:" + hashlib.sha256("\n".join(lines).encode("utf-8")).hexdigest()
+    return digest
 
 
 def resolve_base(base: str, revision: str | None) -> ResolvedBase:

@@ -15,6 +15,7 @@ after the last one, so ``diffusers clip_skip = study clip_skip - 1``.
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -30,6 +31,12 @@ SD15_REVISION = "451f4fe16113bff5a5d2269ed5ad43b0592e9a14"
 SD15_LICENSE = "creativeml-openrail-m"
 
 TARGETS = ("study", "attention")
+MAX_SEED = 2**32 - 1
+"""Seeds run from 0 to 2**32 - 1 (NumPy's seeding, through accelerate's ``set_seed``, takes no more)."""
+MAX_CLIP_SKIP = 12
+MAX_ALPHA_PER_RANK = 64
+MAX_RANK = 1024
+MAX_RESOLUTION = 4096
 MIXED_PRECISION = ("no", "fp16", "bf16")
 OPTIMIZERS = ("adamw8bit", "adamw")
 SCHEDULERS = ("constant", "constant_with_warmup", "linear", "cosine")
@@ -162,8 +169,7 @@ class LoraConfig(RunConfig):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
                 raise field_error(name, f"must be 0 or a positive integer; got {value!r}")
-        if self.alpha is not None and not (isinstance(self.alpha, int | float) and self.alpha > 0):
-            raise field_error("alpha", f"must be a positive number; got {self.alpha!r}")
+        self._check_ranges()
         if self.resolution % 8:
             raise field_error(
                 "resolution", f"must be divisible by 8 (the VAE's factor); got {self.resolution!r}"
@@ -175,15 +181,19 @@ class LoraConfig(RunConfig):
                 "bucket_step",
                 f"({self.bucket_step}) cannot exceed the resolution; got resolution {self.resolution!r}",
             )
-        if not (isinstance(self.learning_rate, int | float) and self.learning_rate > 0):
-            raise field_error("learning_rate", f"must be positive; got {self.learning_rate!r}")
-        if not (isinstance(self.text_encoder_lr, int | float) and self.text_encoder_lr >= 0):
+        if not (_finite(self.learning_rate) and self.learning_rate > 0):
             raise field_error(
-                "text_encoder_lr", f"must be 0 (frozen) or positive; got {self.text_encoder_lr!r}"
+                "learning_rate", f"must be a finite positive number; got {self.learning_rate!r}"
             )
-        if self.max_grad_norm < 0:
+        if not (_finite(self.text_encoder_lr) and self.text_encoder_lr >= 0):
             raise field_error(
-                "max_grad_norm", f"must be 0 (no clipping) or positive; got {self.max_grad_norm!r}"
+                "text_encoder_lr",
+                f"must be 0 (frozen) or a finite positive number; got {self.text_encoder_lr!r}",
+            )
+        if not (_finite(self.max_grad_norm) and self.max_grad_norm >= 0):
+            raise field_error(
+                "max_grad_norm",
+                f"must be 0 (no clipping) or a finite positive number; got {self.max_grad_norm!r}",
             )
         if self.targets not in TARGETS:
             raise field_error("targets", f"must be one of {', '.join(TARGETS)}; got {self.targets!r}")
@@ -211,6 +221,64 @@ class LoraConfig(RunConfig):
         if self.source is not None and not Path(self.source).expanduser().exists():
             raise field_error("source", f"{self.source} does not exist")
         check_base(self.base)
+        layers = text_encoder_layers(self.base) if base_kind(self.base) == "folder" else None
+        if layers is not None:
+            check_clip_skip(self.clip_skip, layers, self.base)
+
+    def _check_ranges(self) -> None:
+        """Refuse numbers that are not finite or out of range (each would fail, or train nothing, later)."""
+        if self.alpha is not None:
+            if not _finite(self.alpha):
+                raise field_error("alpha", f"must be a finite number; got {self.alpha!r}")
+            if self.alpha <= 0:
+                raise field_error("alpha", f"must be a positive number; got {self.alpha!r}")
+            if self.alpha > MAX_ALPHA_PER_RANK * self.rank:
+                raise field_error(
+                    "alpha",
+                    f"must be at most {MAX_ALPHA_PER_RANK} x rank ({MAX_ALPHA_PER_RANK * self.rank}): "
+                    f"updates are scaled by alpha / rank; got {self.alpha!r}",
+                )
+        if self.rank > MAX_RANK:
+            raise field_error("rank", f"must be at most {MAX_RANK}; got {self.rank!r}")
+        if self.resolution > MAX_RESOLUTION:
+            raise field_error("resolution", f"must be at most {MAX_RESOLUTION}; got {self.resolution!r}")
+        if self.clip_skip > MAX_CLIP_SKIP:
+            raise field_error(
+                "clip_skip",
+                f"must be 1 to {MAX_CLIP_SKIP} (SD 1.5's text encoder has 12 layers); got {self.clip_skip!r}",
+            )
+        for name in ("seed", "validation_seed"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= MAX_SEED:
+                raise field_error(name, f"must be an integer from 0 to {MAX_SEED}; got {value!r}")
+
+
+def _finite(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def check_clip_skip(clip_skip: int, layers: int, base: str) -> None:
+    """Refuse a clip skip that reaches below the text encoder's first layer.
+
+    Raises:
+        ConfigError: Naming the base and its number of layers.
+    """
+    if clip_skip > layers:
+        raise field_error(
+            "clip_skip", f"{clip_skip} is more than the {layers} layers of the text encoder of --base {base}"
+        )
+
+
+def text_encoder_layers(base: str) -> int | None:
+    """The number of layers of a local diffusers base's text encoder (from its config), or None if unknown."""
+    import json
+
+    path = Path(base).expanduser() / "text_encoder" / "config.json"
+    try:
+        layers = json.loads(path.read_text(encoding="utf-8")).get("num_hidden_layers")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return layers if isinstance(layers, int) and layers > 0 else None
 
 
 def base_kind(base: str) -> str:

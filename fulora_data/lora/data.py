@@ -367,7 +367,7 @@ def encode_latents(
     from tqdm.auto import tqdm
 
     folder.mkdir(parents=True, exist_ok=True)
-    todo = [i for i, key in enumerate(keys) if not (folder / f"{key}.safetensors").is_file()]
+    todo = [i for i, key in enumerate(keys) if not _whole_latent(folder / f"{key}.safetensors")]
     by_bucket: dict[tuple[int, int], list[int]] = {}
     for i in todo:
         by_bucket.setdefault(examples[i].bucket, []).append(i)
@@ -394,6 +394,20 @@ def encode_latents(
                 bar.update(len(chunk))
     bar.close()
     return len(todo)
+
+
+def _whole_latent(path: Path) -> bool:
+    """Whether a cached latent file can be read whole; a truncated or damaged one is encoded again."""
+    if not path.is_file():
+        return False
+    from safetensors import safe_open
+
+    try:
+        with safe_open(str(path), framework="pt") as handle:
+            handle.get_tensor("latent")
+    except Exception:  # safetensors raises its own error kinds for a truncated header or body
+        return False
+    return True
 
 
 def read_latents(keys: list[str], folder: Path) -> list[Any]:
@@ -431,7 +445,8 @@ def text_embeddings(text_encoder, ids, clip_skip: int):
     output = text_encoder(ids, output_hidden_states=True)
     model = text_encoder.module if hasattr(text_encoder, "module") else text_encoder
     norm = model.final_layer_norm if hasattr(model, "final_layer_norm") else model.text_model.final_layer_norm
-    return norm(output.hidden_states[-clip_skip])
+    # With LoRA layers (fp32) in a half-precision encoder the hidden state is fp32: match the norm's dtype.
+    return norm(output.hidden_states[-clip_skip].to(norm.weight.dtype))
 
 
 class BucketBatches:
