@@ -804,7 +804,7 @@ def subprocess_outcome(run: subprocess.CompletedProcess | tuple[int, str]) -> Ou
     code, err = (run.returncode, run.stderr) if isinstance(run, subprocess.CompletedProcess) else run
     lines = [x for x in err.splitlines() if x.strip() and "examples/s" not in x and "Warning" not in x]
     errors = [x for x in lines if x.startswith("Error:")]
-    message = errors[-1] if errors else (lines[-1] if lines else "")
+    message = errors[-1] if errors else (lines[-1] if lines and code else "")
     traceback = "Traceback (most recent call last)" in err
     return Outcome(code, f"TRACEBACK {message}" if traceback else message, traceback)
 
@@ -842,7 +842,7 @@ def f_train_two_runs(ws):
         sys.executable,
         "-c",
         _FULORA,
-        *map(str, train_args(out, "--max-steps", "40", "--checkpoint-every", "0")),
+        *map(str, train_args(out, "--max-steps", "200", "--checkpoint-every", "0")),
     ]
     first = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     deadline = time.monotonic() + 300
