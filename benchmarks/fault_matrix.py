@@ -901,6 +901,186 @@ def f_endpoint_credentials(command):
     return run
 
 
+# ----------------------------------------------------------------------------- training faults
+# `train lora` on a tiny diffusers pipeline (fulora_data.tiny_sd, built once per matrix run) and a 5-image
+# procedural Spanish set, at 32 px with 8 px buckets, a few steps. A finished 2-step run (a checkpoint at
+# step 2 and an adapter) is made once too; the resume and checkpoint faults work on a copy of it.
+_TRAIN: dict = {}
+
+_FULORA = """
+import sys, warnings
+warnings.simplefilter("ignore")
+from fulora_data.cli import main
+main(sys.argv[1:], prog_name="fulora")
+"""
+
+_FSIZE_FULORA = """
+import resource, signal, sys, warnings
+signal.signal(signal.SIGXFSZ, signal.SIG_IGN)  # a write past the limit fails with EFBIG, as a full disk would
+limit = int(sys.argv[1])
+resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+warnings.simplefilter("ignore")
+from fulora_data.cli import main
+main(sys.argv[2:], prog_name="fulora")
+"""
+
+
+def train_world() -> dict:
+    """The shared tiny base, source, latent cache, smoke preset and one finished run (made on first use)."""
+    if _TRAIN:
+        return _TRAIN
+    import atexit
+
+    import yaml
+
+    from fulora_data.lora.config import LoraConfig
+    from fulora_data.tiny_sd import save_tiny_pipeline
+
+    root = Path(tempfile.mkdtemp(prefix="fulora-fault-train-"))
+    atexit.register(shutil.rmtree, root, ignore_errors=True)
+    base = save_tiny_pipeline(root / "base")
+    source = samples.write_spanish_source(root / "src", per_plane=1, test_per_plane=1, seed=0)
+    values = dict(base=str(base), data_config="es", source=str(source), cache_dir=str(root / "cache"),
+                  resolution=32, bucket_step=8, batch_size=1, max_steps=2, text_encoder_lr=0.0,
+                  checkpoint_every=2, validation_every=0, validation_inference_steps=1, seed=3)  # fmt: skip
+    config = LoraConfig.preset("smoke", **values).to_dict()
+    config.pop("train_text_encoder", None)
+    preset = root / "tiny.yaml"
+    preset.write_text(yaml.safe_dump(config))
+    _TRAIN.update(root=root, base=base, source=source, cache=root / "cache", preset=preset)
+    _TRAIN["other"] = save_tiny_pipeline(root / "other", seed=1)
+    finished = cli(*train_args(root / "finished"))
+    if finished.exit != 0:
+        raise RuntimeError(f"the shared 2-step run failed: {finished.message}")
+    _TRAIN["finished"] = root / "finished"
+    return _TRAIN
+
+
+def train_args(out: Path, *extra) -> list:
+    return ["train", "lora", "--preset", _TRAIN["preset"], "--out", out, *extra]
+
+
+def finished_copy(ws: Path) -> Path:
+    world = train_world()
+    return Path(
+        shutil.copytree(world["finished"], ws / "run", ignore=shutil.ignore_patterns(".fulora.lock*"))
+    )
+
+
+def digests(folder: Path) -> dict[str, bytes]:
+    return {
+        p.relative_to(folder).as_posix(): p.read_bytes() for p in sorted(folder.rglob("*")) if p.is_file()
+    }
+
+
+def subprocess_outcome(run: subprocess.CompletedProcess | tuple[int, str]) -> Outcome:
+    code, err = (run.returncode, run.stderr) if isinstance(run, subprocess.CompletedProcess) else run
+    lines = [x for x in err.splitlines() if x.strip() and "examples/s" not in x and "Warning" not in x]
+    errors = [x for x in lines if x.startswith("Error:")]
+    message = errors[-1] if errors else (lines[-1] if lines and code else "")
+    traceback = "Traceback (most recent call last)" in err
+    return Outcome(code, f"TRACEBACK {message}" if traceback else message, traceback)
+
+
+def trained(out: Path) -> bool:
+    """Whether a command got as far as training (a checkpoint, an adapter or logs in ``out``)."""
+    return (
+        any((out / name).exists() for name in ("checkpoint", "logs"))
+        or (out / "adapter").is_dir()
+        and any(p.suffix == ".safetensors" for p in (out / "adapter").iterdir())
+    )
+
+
+def f_train_foreign_file(ws):
+    train_world()
+    out = ws / "proj"
+    (out / "adapter").mkdir(parents=True)
+    notes = out / "adapter" / "notes.txt"
+    notes.write_text("my notes\n")
+    outcome = cli(*train_args(out))
+    kept = notes.is_file() and notes.read_text() == "my notes\n"
+    if not kept:
+        return outcome, False, "LOST"
+    named = "notes.txt" in outcome.message
+    notes.rename(ws / "notes.txt")
+    again = cli(*train_args(out))
+    return outcome, again.exit == 0, "" if named or outcome.exit == 0 else "file not named"
+
+
+def f_train_two_runs(ws):
+    train_world()
+    out = ws / "proj"
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    command = [
+        sys.executable,
+        "-c",
+        _FULORA,
+        *map(str, train_args(out, "--max-steps", "200", "--checkpoint-every", "0")),
+    ]
+    first = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    deadline = time.monotonic() + 300
+    while (
+        time.monotonic() < deadline
+        and first.poll() is None
+        and not (list(out.glob(".fulora.lock*")) or trained(out))
+    ):
+        time.sleep(0.2)
+    second = subprocess.run(command[:-4] + ["--max-steps", "2", "--checkpoint-every", "0"], capture_output=True,
+                            text=True, env=env, timeout=600)  # fmt: skip
+    raced = first.poll() is None  # the first was still training when the second ended
+    first_err = first.communicate(timeout=600)[1]
+    outcome = subprocess_outcome(second)
+    names_holder = f"PID {first.pid}" in outcome.message
+    note = ""
+    if not raced and outcome.exit == 0:
+        note = "first ended before the second ran"
+    elif outcome.exit == 0:
+        note = "SILENT"  # two writers in one --out, both exit 0
+    elif outcome.exit and not names_holder:
+        note = "holder not named"
+    intact = first.returncode == 0 and trained(out)
+    if outcome.exit != 0 and first.returncode != 0:
+        note = note or "LOST"
+    return outcome, intact and "Traceback" not in first_err, note
+
+
+def f_train_resume(change):
+    def run(ws):
+        world = train_world()
+        extra, fragment = ["--max-steps", "3"], ""
+        if change == "more images":
+            out = finished_copy(ws)
+            bigger = samples.write_spanish_source(ws / "src10", per_plane=2, test_per_plane=1, seed=0)
+            extra += ["--source", bigger, "--cache-dir", ws / "cache"]
+            fragment = "10"
+        elif change == "learning rate":
+            out = finished_copy(ws)
+            extra += ["--learning-rate", "2e-3"]
+            fragment = "learning_rate"
+        else:  # other weights in the same --base folder
+            base = Path(shutil.copytree(world["base"], ws / "base"))
+            out = ws / "run"
+            first = cli(*train_args(out, "--base", base))
+            if first.exit != 0:
+                return first, None, "first run failed"
+            for weights in (world["other"] / "unet").glob("*.safetensors"):
+                shutil.copy(weights, base / "unet" / weights.name)
+            extra += ["--base", base]
+            fragment = "base"
+        before = digests(out / "checkpoint")
+        outcome = cli(*train_args(out, "--resume", *extra))
+        if outcome.exit == 0:
+            return outcome, None, "SILENT"  # trained on as if it were the same run
+        unchanged = digests(out / "checkpoint") == before
+        return (
+            outcome,
+            None,
+            "" if fragment in outcome.message else "difference not named" if unchanged else "LOST",
+        )
+
+    return run
+
+
 def f_generate_nan_adapter(ws):
     from fulora_data.adapter import DIFFUSERS_FILE, save_adapter_file
 
@@ -943,6 +1123,19 @@ def f_generate_against(kind: str):
         late = _images(out) > 0  # refused only after making the images: the check came late
         rerun = cli(*generate_args(out)).exit == 0
         return outcome, rerun, "LATE" if late else ""
+
+    return run
+
+
+def f_train_number(args):
+    def run(ws):
+        world = train_world()
+        out = ws / "out"
+        extra = ["--base", world["base"]] if args[0] == "--clip-skip" else []
+        outcome = cli(*train_args(out, *extra, *args))
+        if outcome.exit == 0:
+            return outcome, None, "SILENT"
+        return outcome, None, "LATE" if trained(out) else ""
 
     return run
 
@@ -1158,6 +1351,89 @@ FAULTS += [
     Fault("evaluate --device cuda without GPU", f_device("evaluate", "cuda")),
     Fault("evaluate @v1 --push-results, main is v2", f_push_results_revision),
 ]
+
+
+def f_train_latent_cache(ws):
+    world = train_world()
+    cache = Path(shutil.copytree(world["cache"], ws / "cache"))
+    latents = sorted(p for p in cache.rglob("*.safetensors") if "latent" in p.parent.name)
+    if not latents:
+        return Outcome(-1, "HARNESS no latent cache files found", True), None, ""
+    victim = latents[0]
+    victim.write_bytes(victim.read_bytes()[: victim.stat().st_size // 2])
+    outcome = cli(
+        *train_args(ws / "out", "--cache-dir", cache, "--max-steps", "1", "--checkpoint-every", "0")
+    )
+    from safetensors.torch import load_file
+
+    try:
+        healed = all(t.numel() > 0 for t in load_file(str(victim)).values())
+    except Exception:
+        healed = False
+    return outcome, healed, "" if healed or outcome.exit != 0 else "SILENT"
+
+
+def f_train_cut_checkpoint(ws):
+    out = finished_copy(ws)
+    files = sorted((out / "checkpoint").iterdir())
+    victim = next((p for p in files if p.name == "optimizer.pt"), max(files, key=lambda p: p.stat().st_size))
+    saved = victim.read_bytes()
+    victim.write_bytes(saved[:100])
+    outcome = cli(*train_args(out, "--resume", "--max-steps", "3"))
+    if outcome.exit == 0:
+        return outcome, None, "SILENT"
+    named = victim.name in outcome.message
+    victim.write_bytes(saved)
+    again = cli(*train_args(out, "--resume", "--max-steps", "3"))
+    return outcome, again.exit == 0, "" if named else "file not named"
+
+
+def f_train_disk_full(ws):
+    out = finished_copy(ws)
+    before = digests(out / "checkpoint")
+    largest = max((out / "checkpoint").iterdir(), key=lambda p: p.stat().st_size)
+    args = train_args(out, "--resume", "--max-steps", "4", "--checkpoint-every", "2")
+    run = subprocess.run([sys.executable, "-c", _FSIZE_FULORA, str(largest.stat().st_size - 1), *map(str, args)],
+                         capture_output=True, text=True, env={**os.environ, "OMP_NUM_THREADS": "1"},
+                         timeout=600)  # fmt: skip
+    outcome = subprocess_outcome(run)
+    kept = digests(out / "checkpoint") == before
+    if not kept:
+        return outcome, False, "LOST"
+    if outcome.exit == 0:
+        return outcome, None, "SILENT"
+    again = cli(*args)
+    return outcome, again.exit == 0, ""
+
+
+def f_train_push_no_token(ws):
+    train_world()
+    out = ws / "out"
+    env = {"HF_TOKEN": "", "HF_ENDPOINT": "http://127.0.0.1:9", "HF_HUB_DISABLE_XET": "1"}
+    outcome = cli(*train_args(out, "--push-to-hub", "fulora/x"), env=env)
+    if outcome.exit == 0:
+        return outcome, None, "SILENT"
+    return outcome, None, "LATE" if trained(out) else ""
+
+
+TRAINING_FAULTS = [
+    Fault("train: user's file in --out/adapter", f_train_foreign_file),
+    Fault("train: two runs into one --out", f_train_two_runs),
+    Fault("train: --resume, source gained images", f_train_resume("more images")),
+    Fault("train: --resume, --learning-rate changed", f_train_resume("learning rate")),
+    Fault("train: --resume, other weights in --base", f_train_resume("other weights")),
+    Fault("train: --alpha 1e30", f_train_number(["--alpha", "1e30"])),
+    Fault("train: --clip-skip 7 (5-layer encoder)", f_train_number(["--clip-skip", "7"])),
+    Fault("train: --seed -1", f_train_number(["--seed", "-1"])),
+    Fault("train: --seed 2**70", f_train_number(["--seed", str(2**70)])),
+    Fault("train: truncated latent-cache file", f_train_latent_cache, expect_success=True),
+    Fault("train: truncated checkpoint on --resume", f_train_cut_checkpoint),
+    Fault("train: file-size limit while checkpointing", f_train_disk_full),
+    Fault("train: --push-to-hub without a token", f_train_push_no_token),
+    # Not here: --push-to-hub to a repo the token cannot write needs a stand-in Hub, and this matrix has no
+    # helper for one yet (tests/lora/test_train.py::test_push_target_is_checked_before_training covers it).
+]
+FAULTS += TRAINING_FAULTS
 
 
 def verdict(fault: Fault, outcome: Outcome, rerun: bool | None, note: str, left: list[str]) -> str:
