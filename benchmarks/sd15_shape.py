@@ -8,8 +8,9 @@ at a small resolution in its own process, so each peak RSS is that run's own. On
 - the kohya file's modules (UNet, CLIP) and keys, and the trainable parameter count against the study's;
 - seconds per optimizer step in the training loop and the process's peak RSS;
 - the memory r128 needs at 512 px, batch 2, fp16 with 8-bit AdamW: weights, LoRA state and activations.
-  Without a GPU the activations are EXTRAPOLATED (measured UNet forward + backward at two small sizes on
-  the CPU, fitted linearly in latent pixels, halved for fp16) and printed so labelled. With a CUDA GPU
+  Without a GPU the activations are EXTRAPOLATED (the bytes one UNet forward keeps for its backward,
+  counted with autograd's saved-tensor hooks at 64, 128 and 192 px on the CPU, fitted in latent pixels and
+  their square, halved for fp16) and printed so labelled. With a CUDA GPU
   (``--gpu``) it is measured: ``torch.cuda.max_memory_allocated`` over real fp16 steps with bitsandbytes'
   AdamW8bit, and steps/s.
 
@@ -87,7 +88,11 @@ def train_one(base: str, source: str, preset: str, steps: int, resolution: int, 
 
 
 def activations_gib(base: str, rank: int, sizes: list[int], batch: int) -> dict[int, float]:
-    """Peak RSS growth of one UNet forward + backward with LoRA, per latent size (CPU, fp32; a child)."""
+    """GiB of activations one UNet forward keeps for its backward with LoRA, per latent size (CPU, fp32).
+
+    Counted exactly with autograd's saved-tensor hooks (each saved tensor once, parameters left out), so the
+    process's high-water mark from loading the weights does not hide them. Run as a child process.
+    """
     import torch
 
     from fulora_data.lora.config import LoraConfig
@@ -96,17 +101,23 @@ def activations_gib(base: str, rank: int, sizes: list[int], batch: int) -> dict[
     unet = load_base(LoraConfig(base=base, mixed_precision="no"))["unet"]
     unet.requires_grad_(False)
     add_lora(unet, rank, float(rank), unet_targets(unet, "study"), "UNet")
-    growth = {}
-    for size in sizes:  # growing sizes: each peak includes the previous one's, so take differences
-        before = peak_rss_gib()
-        latents = torch.randn(batch, 4, size, size)
-        context = torch.randn(batch, 77, 768)
-        loss = unet(latents, torch.tensor([500] * batch), context).sample.float().pow(2).mean()
-        loss.backward()
-        growth[size] = max(peak_rss_gib() - before, 0.0)
-        unet.zero_grad(set_to_none=True)
+    params = {p.data_ptr() for p in unet.parameters()}
+    kept = {}
+    for size in sizes:
+        seen: dict[int, int] = {}
+
+        def pack(tensor, seen=seen):
+            if tensor.data_ptr() not in params:
+                seen[tensor.data_ptr()] = tensor.numel() * tensor.element_size()
+            return tensor
+
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+            latents = torch.randn(batch, 4, size, size)
+            context = torch.randn(batch, 77, 768)
+            loss = unet(latents, torch.tensor([500] * batch), context).sample.float().pow(2).mean()
+        kept[size] = sum(seen.values()) / GIB
         del loss
-    return growth
+    return kept
 
 
 def child(args: list[str]) -> dict:
@@ -185,18 +196,26 @@ def main() -> None:
             return
         # r128 at 512 px, batch 2, fp16, 8-bit AdamW: what a 24 GB GPU must hold.
         rank, batch = 128, 2
-        sizes = [8, 16]  # latent sides of 64 px and 128 px images
-        growth = child(["act", base, str(rank), str(batch), *map(str, sizes)])
-        a, b = growth[str(sizes[0])], growth[str(sizes[1])]
-        slope = (b - a) / (sizes[1] ** 2 - sizes[0] ** 2)  # GiB per latent pixel (fp32)
-        act_512 = max(a + slope * (64**2 - sizes[0] ** 2), 0.0) / 2  # fp16 halves the activations
+        sizes = [8, 16, 24]  # latent sides of 64, 128 and 192 px images
+        kept = {int(k): v for k, v in child(["act", base, str(rank), str(batch), *map(str, sizes)]).items()}
+        # Activations grow with the latent pixels (convolutions, norms, projections) and, where attention's
+        # probabilities are kept (the CPU's math kernel), with their square: fit a + b p + c p^2 exactly.
+        import numpy as np
+
+        pixels = np.array([s * s for s in sizes], dtype=float)
+        a, b, c = np.linalg.solve(np.stack([np.ones(3), pixels, pixels**2], axis=1), [kept[s] for s in sizes])
+        p512 = 64.0 * 64.0
+        linear, quadratic = (a + b * p512) / 2, c * p512**2 / 2  # fp16 halves both
         weights = (859_520_964 + 123_060_480 + 83_653_863) * 2 / GIB  # fp16 UNet, CLIP, VAE
-        lora = 75_497_472 * (4 + 4 + 2) / GIB  # fp32 weights and grads, two 8-bit Adam moments
+        lora = 75_497_472 * (4 + 4 + 2) / GIB  # fp32 LoRA weights and grads, two 8-bit Adam moments
+        measured = ", ".join(f"{s * 8} px {kept[s]:.2f} GiB" for s in sizes)
         print(
-            f"\nr128 at 512 px, batch 2, fp16 + 8-bit AdamW (EXTRAPOLATED, no GPU measured): weights "
-            f"{weights:.2f} GiB + LoRA state {lora:.2f} GiB + activations {act_512:.2f} GiB "
-            f"(fp32 CPU growth {a:.2f} GiB at 64 px, {b:.2f} GiB at 128 px, linear in latent pixels, halved) "
-            f"= {weights + lora + act_512:.2f} GiB"
+            f"\nr128 at 512 px, batch 2, fp16 + 8-bit AdamW (EXTRAPOLATED from the CPU, no GPU measured):\n"
+            f"  activations kept for backward, fp32 on the CPU: {measured}\n"
+            f"  weights {weights:.2f} GiB + LoRA state {lora:.2f} GiB + activations {linear:.2f} GiB with a "
+            f"fused attention kernel (PyTorch SDPA on a GPU keeps no attention matrix) = "
+            f"{weights + lora + linear:.2f} GiB; {weights + lora + linear + quadratic:.2f} GiB if attention "
+            "matrices were kept (the math kernel)"
         )
 
 
