@@ -11,6 +11,11 @@ class ConfigError(FuloraError, ValueError):
     """A bad option, config name or option combination."""
 
 
+class OptionValueError(ConfigError):
+    """A bad option value (or combination of values), refused before any work: the CLI exits 2, as click
+    does for its own parameter errors."""
+
+
 class SourceNotFoundError(FuloraError, FileNotFoundError):
     """A dataset's archive or folder is not where it was looked for, and downloading is not possible."""
 

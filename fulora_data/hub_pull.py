@@ -26,7 +26,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from fulora_data.errors import ConfigError, DataError, FuloraError, SourceNotFoundError
+from fulora_data.errors import ConfigError, DataError, FuloraError, OptionValueError, SourceNotFoundError
 
 DEFAULT_ORG = "fulora"
 MANIFEST = "fulora_export.json"
@@ -63,7 +63,7 @@ def parse_repo_spec(spec: str, *, what: str = "repo id") -> tuple[str, str | Non
     """
     match = _SPEC.fullmatch(str(spec).strip()) if isinstance(spec, (str, os.PathLike)) else None
     if match is None or ".." in match["repo"]:
-        raise ConfigError(
+        raise OptionValueError(
             f"{what} must be a local path or a Hub repo 'ORG/NAME' with an optional '@REVISION', got {spec!r}"
         )
     return match["repo"], match["rev"]
@@ -579,5 +579,5 @@ def parse_training_data(spec: str) -> tuple[str, str | None]:
         rf"(?P<repo>{_NAME}/{_NAME}(?:@[\w.-]+)?)(?:/(?P<config>[\w\-.+]+))?", str(spec).strip()
     )
     if match is None or ".." in match["repo"]:
-        raise ConfigError(f"--data must be a Hub dataset ORG/NAME[@REVISION][/CONFIG], got {spec!r}")
+        raise OptionValueError(f"--data must be a Hub dataset ORG/NAME[@REVISION][/CONFIG], got {spec!r}")
     return match["repo"], match["config"]

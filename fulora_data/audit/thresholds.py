@@ -25,7 +25,7 @@ needs a learned copy-detection embedding, which this audit does not ship.
 
 from __future__ import annotations
 
-from fulora_data.errors import ConfigError
+from fulora_data.errors import OptionValueError
 
 HASH_BITS = 64
 THUMBNAIL_SIDE = 32
@@ -56,7 +56,7 @@ def check_threshold(threshold: object) -> int:
         ConfigError: If ``threshold`` is not an integer from 0 to ``MAX_THRESHOLD``.
     """
     if isinstance(threshold, bool) or not isinstance(threshold, int) or not 0 <= threshold <= MAX_THRESHOLD:
-        raise ConfigError(
+        raise OptionValueError(
             f"--threshold must be a whole number of pHash bits from 0 to {MAX_THRESHOLD}, got {threshold!r}"
         )
     return threshold
@@ -69,5 +69,5 @@ def check_similarity(similarity: object) -> float:
         ConfigError: If ``similarity`` is not a number in (0, 1].
     """
     if isinstance(similarity, bool) or not isinstance(similarity, (int, float)) or not 0 < similarity <= 1:
-        raise ConfigError(f"--similarity must be a number greater than 0 and at most 1, got {similarity!r}")
+        raise OptionValueError(f"--similarity must be a number greater than 0 and at most 1, got {similarity!r}")
     return float(similarity)

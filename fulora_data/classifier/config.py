@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from fulora_data.classifier.models import architecture, check_image_size, check_weights_option
-from fulora_data.errors import ConfigError, require
+from fulora_data.errors import OptionValueError, require
 from fulora_data.presets import config_from_dict, read_preset
 from fulora_data.splits import VALIDATION_POLICIES
 
@@ -142,7 +142,7 @@ class TrainConfig:
             ConfigError: For an unknown preset or option.
         """
         if name not in PRESETS:
-            raise ConfigError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
+            raise OptionValueError(f"unknown preset {name!r}; choose one of {', '.join(PRESETS)}")
         values = {**PRESETS[name], **{k: v for k, v in overrides.items() if v is not None}}
         return cls.from_dict(values, where=f"preset {name!r}")
 
@@ -154,39 +154,39 @@ class TrainConfig:
         """
         architecture(self.arch)
         if self.train_set not in TRAIN_SETS:
-            raise ConfigError(f"train_set must be one of {', '.join(TRAIN_SETS)}; got {self.train_set!r}")
+            raise OptionValueError(f"train_set must be one of {', '.join(TRAIN_SETS)}; got {self.train_set!r}")
         check_weights_option(self.weights)
         check_image_size(self.arch, self.image_size, self.weights)
         for name in ("epochs", "batch_size"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:
-                raise ConfigError(f"{name} must be a positive integer; got {value!r}")
+                raise OptionValueError(f"{name} must be a positive integer; got {value!r}")
         if not self.learning_rate > 0:
-            raise ConfigError(f"learning_rate must be positive; got {self.learning_rate!r}")
+            raise OptionValueError(f"learning_rate must be positive; got {self.learning_rate!r}")
         if not 0 <= self.momentum < 1:
-            raise ConfigError(f"momentum must be in [0, 1); got {self.momentum!r}")
+            raise OptionValueError(f"momentum must be in [0, 1); got {self.momentum!r}")
         if self.weight_decay < 0:
-            raise ConfigError(f"weight_decay must be 0 or more; got {self.weight_decay!r}")
+            raise OptionValueError(f"weight_decay must be 0 or more; got {self.weight_decay!r}")
         if self.scheduler not in SCHEDULERS:
-            raise ConfigError(f"scheduler must be one of {', '.join(SCHEDULERS)}; got {self.scheduler!r}")
+            raise OptionValueError(f"scheduler must be one of {', '.join(SCHEDULERS)}; got {self.scheduler!r}")
         if not isinstance(self.validation_size, int) or self.validation_size < 0:
-            raise ConfigError(f"validation_size must be 0 or more; got {self.validation_size!r}")
+            raise OptionValueError(f"validation_size must be 0 or more; got {self.validation_size!r}")
         if self.validation_policy not in VALIDATION_POLICIES:
-            raise ConfigError(
+            raise OptionValueError(
                 f"validation_policy must be one of {', '.join(VALIDATION_POLICIES)}; "
                 f"got {self.validation_policy!r}"
             )
         if self.num_workers < 0:
-            raise ConfigError(f"num_workers must be 0 or more; got {self.num_workers!r}")
+            raise OptionValueError(f"num_workers must be 0 or more; got {self.num_workers!r}")
         if self.mixed_precision not in MIXED_PRECISION:
-            raise ConfigError(
+            raise OptionValueError(
                 f"mixed_precision must be one of {', '.join(MIXED_PRECISION)}; got {self.mixed_precision!r}"
             )
         if self.mixed_precision == "fp16":
             if cuda_available is None:
                 cuda_available = require("torch", "train").cuda.is_available()
             if self.cpu or not cuda_available:
-                raise ConfigError("mixed_precision 'fp16' needs a CUDA GPU; use 'bf16' or 'no' on the CPU")
+                raise OptionValueError("mixed_precision 'fp16' needs a CUDA GPU; use 'bf16' or 'no' on the CPU")
         if self.hub_data is not None:
             from fulora_data.hub_pull import parse_training_data
 
@@ -201,30 +201,30 @@ class TrainConfig:
                 if value
             ]
             if given:
-                raise ConfigError(
+                raise OptionValueError(
                     f"--data {self.hub_data!r} trains on a published dataset, which {' and '.join(given)} "
                     "cannot change: drop them, or build the training set locally without --data"
                 )
         if self.synthetic_source is not None and self.dataset[0] != "hybrid":
-            raise ConfigError(
+            raise OptionValueError(
                 f"synthetic_source is only used by the hybrid training sets (HB, HB+DA); got train_set "
                 f"{self.train_set!r}"
             )
         if not isinstance(self.dataset_options, dict):
-            raise ConfigError(f"dataset_options must be a mapping; got {self.dataset_options!r}")
+            raise OptionValueError(f"dataset_options must be a mapping; got {self.dataset_options!r}")
         from fulora_data.prepare import option_names
 
         accepted = set(option_names(self.dataset[0]))
         for key in self.dataset_options:
             if key not in accepted or key in ("source", "real_source", "synthetic_source"):
-                raise ConfigError(
+                raise OptionValueError(
                     f"dataset_options: {self.dataset[0]} has no option {key!r} here; "
                     f"choose from {', '.join(sorted(accepted - {'real_source', 'synthetic_source'}))}"
                 )
         for name in ("source", "synthetic_source"):
             value = getattr(self, name)
             if value is not None and not Path(value).expanduser().exists():
-                raise ConfigError(f"{name}: {value} does not exist")
+                raise OptionValueError(f"{name}: {value} does not exist")
 
 
 PRESETS: dict[str, dict[str, Any]] = {
@@ -245,5 +245,5 @@ def parse_train_set(name: str) -> str:
         part for part in str(name).strip().upper().replace("_", "+").replace("-", "+").split("+") if part
     )
     if key not in TRAIN_SETS:
-        raise ConfigError(f"unknown training set {name!r}; choose one of {', '.join(TRAIN_SETS)}")
+        raise OptionValueError(f"unknown training set {name!r}; choose one of {', '.join(TRAIN_SETS)}")
     return key

@@ -5,15 +5,33 @@ from __future__ import annotations
 import click
 
 from fulora_data import __version__
-from fulora_data.errors import FuloraError
+from fulora_data.cli.grammar import add_verbosity_options, quiet_option, verbose_option
+from fulora_data.errors import FuloraError, OptionValueError
+
+
+class BadValue(click.BadParameter):
+    """A bad option value the library found (``OptionValueError``): exit 2, the message as the library wrote it."""
+
+    def format_message(self) -> str:
+        return self.message
 
 
 class FuloraGroup(click.Group):
-    """A click group that reports fulora's errors as one line and a non-zero exit, without a traceback."""
+    """A click group that reports fulora's errors as one line and a non-zero exit, without a traceback.
+
+    Exit codes (docs/cli.md): 2 for a bad option value (click's own parameter errors and the library's
+    ``OptionValueError``), 1 for any other failure.
+    """
+
+    def main(self, *args, **kwargs):
+        add_verbosity_options(self)  # commands attached after import get -q/-v too
+        return super().main(*args, **kwargs)
 
     def invoke(self, ctx: click.Context):
         try:
             return super().invoke(ctx)
+        except OptionValueError as err:
+            raise BadValue(str(err)) from None
         except FuloraError as err:
             raise click.ClickException(str(err)) from None
         except OSError as err:
@@ -25,6 +43,8 @@ class FuloraGroup(click.Group):
 
 @click.group(cls=FuloraGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="fulora")
+@quiet_option
+@verbose_option
 def main() -> None:
     """fulora: synthetic fetal-ultrasound datasets, LoRA training, generation and zero-shot evaluation."""
 
@@ -57,3 +77,4 @@ main.add_command(train)
 train.add_command(lora)
 data.add_command(pull_dataset)
 model.add_command(pull_model)
+add_verbosity_options(main)  # last: every command attached above gets -q/-v

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import click
 
+from fulora_data.cli.grammar import echo_json, json_option, report_option, verbosity
 from fulora_data.cli.options import cache_option
 
 
@@ -50,7 +50,7 @@ from fulora_data.cli.options import cache_option
     default=None,
     help="Where features are cached (default: CACHE_DIR/fulora-features or ~/.cache/fulora/features).",
 )
-@click.option("--report", type=click.Path(path_type=Path), default=None, help="Write a Markdown report here.")
+@report_option("compare.json and the t-SNE figures")
 @click.option(
     "--bootstrap",
     type=int,
@@ -67,7 +67,7 @@ from fulora_data.cli.options import cache_option
 )
 @click.option("--batch-size", type=int, default=16, show_default=True, help="Images per forward pass.")
 @click.option("--device", default=None, help="cpu, cuda, ... (default: CUDA when available).")
-@click.option("--json", "as_json", is_flag=True, help="Print the full result as JSON.")
+@json_option("the full result")
 def compare_command(
     sets,
     sources,
@@ -111,10 +111,10 @@ def compare_command(
         tsne_features=tsne_features,
         batch_size=batch_size,
         device=device,
-        log=lambda message: click.echo(message, err=True),
+        log=verbosity().info,
     )
     if as_json:
-        click.echo(json.dumps(result, indent=2))
+        echo_json(result)
         return
     for entry in result["sets"]:
         drawn = ", ".join(f"{p} {n}" for p, n in entry["drawn_per_plane"].items())

@@ -6,17 +6,24 @@ from pathlib import Path
 
 import click
 
+from fulora_data.cli.grammar import echo_json, json_option, out_option, verbosity
+
 
 @click.command("demo")
-@click.option(
-    "--workdir",
-    type=click.Path(path_type=Path),
+@out_option(
+    "Folder for the procedural sources, caches, exports, checkpoint and report (reused on a rerun).",
+    aliases=("--workdir",),
     default=Path(".fulora-demo"),
     show_default=True,
-    help="Folder for the procedural sources, caches, exports, checkpoint and report (reused on a rerun).",
 )
-def demo(workdir: Path) -> None:
+@json_option("the summary (adapter, generation, sizes, exports, audit, zero-shot metrics)")
+def demo(out: Path, as_json: bool) -> None:
     """Run every step on seeded procedural stand-ins of the published archives (no download)."""
     from fulora_data.demo import run_demo
 
-    run_demo(workdir, log=click.echo)
+    say = verbosity()
+    # The steps go to stdout unless stdout holds the JSON; -q silences them.
+    log = say.info if as_json else (lambda message: None) if say.quiet else click.echo
+    summary = run_demo(out, log=log)
+    if as_json:
+        echo_json(summary)

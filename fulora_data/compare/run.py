@@ -33,7 +33,7 @@ from fulora_data.compare.sets import (
     load_set,
     parse_set,
 )
-from fulora_data.errors import ConfigError
+from fulora_data.errors import OptionValueError
 from fulora_data.prepare import option_names
 from fulora_data.taxonomy import canonical_plane
 
@@ -47,35 +47,35 @@ def _default_log(message: str) -> None:
 
 def _check_options(sets, sources, labels, planes, per_plane, tsne_features) -> tuple:
     if len(sets) < 2:
-        raise ConfigError(f"compare needs at least two sets, got {len(sets)}: {', '.join(map(str, sets))}")
+        raise OptionValueError(f"compare needs at least two sets, got {len(sets)}: {', '.join(map(str, sets))}")
     specs = [parse_set(s) for s in sets]
     for spec in specs:
         if not spec.on_hub:
             option_names(spec.name)  # an unknown dataset fails here, before the network loads
     sources = list(sources or [])
     if sources and len(sources) != len(specs):
-        raise ConfigError(
+        raise OptionValueError(
             f"give --source once per set, in the sets' order ('-' for a published set or one to download): "
             f"{len(specs)} sets but {len(sources)} --source"
         )
     sources = [None if s is None or str(s) == "-" else str(s) for s in sources] or [None] * len(specs)
     for spec, source in zip(specs, sources, strict=True):
         if spec.on_hub and source is not None:
-            raise ConfigError(
+            raise OptionValueError(
                 f"set {str(spec)!r} is a published dataset, read from the Hub: give --source - for it, "
                 f"not {source!r}"
             )
     labels = list(labels or []) or default_labels(specs, sources)
     if len(labels) != len(specs):
-        raise ConfigError(f"give --label once per set: {len(specs)} sets but {len(labels)} --label")
+        raise OptionValueError(f"give --label once per set: {len(specs)} sets but {len(labels)} --label")
     repeated = sorted({label for label in labels if labels.count(label) > 1})
     if repeated:
-        raise ConfigError(f"two sets would share the name {repeated[0]!r}; tell them apart with --label")
+        raise OptionValueError(f"two sets would share the name {repeated[0]!r}; tell them apart with --label")
     planes = [canonical_plane(p) for p in planes] if planes else list(STUDY_PLANES)
     if per_plane is not None and (not isinstance(per_plane, int) or per_plane < 1):
-        raise ConfigError(f"--per-plane must be a whole number of at least 1, got {per_plane!r}")
+        raise OptionValueError(f"--per-plane must be a whole number of at least 1, got {per_plane!r}")
     if tsne_features not in TSNE_FEATURES:
-        raise ConfigError(f"--tsne-features must be one of {', '.join(TSNE_FEATURES)}, got {tsne_features!r}")
+        raise OptionValueError(f"--tsne-features must be one of {', '.join(TSNE_FEATURES)}, got {tsne_features!r}")
     return specs, sources, labels, list(dict.fromkeys(planes))
 
 

@@ -30,7 +30,7 @@ from typing import Any
 import numpy as np
 
 from fulora_data.audit.run import parse_against
-from fulora_data.errors import ConfigError, DataError
+from fulora_data.errors import ConfigError, DataError, OptionValueError
 
 STUDY_PLANES: tuple[str, ...] = ("Fetal abdomen", "Fetal brain", "Fetal femur", "Fetal thorax")
 """The four planes of the African set, the planes the study compared."""
@@ -86,7 +86,7 @@ def parse_set(value: str) -> SetSpec:
         with contextlib.suppress(ConfigError):  # the audit's NAME[/CONFIG] reading; ':' is the split's
             name, config = parse_against(head)
     if not name:
-        raise ConfigError(
+        raise OptionValueError(
             f"a set must be NAME[/CONFIG][:SPLIT] (e.g. african:test or spanish/es-1150) or a published "
             f"ORG/NAME[@REVISION][/CONFIG][:SPLIT], got {value!r}"
         )

@@ -6,7 +6,7 @@ import os
 import re
 from pathlib import Path
 
-from fulora_data.errors import ConfigError, DataError
+from fulora_data.errors import ConfigError, DataError, OptionValueError
 from fulora_data.evaluation.metrics import score
 from fulora_data.evaluation.predictions import read_predictions
 from fulora_data.evaluation.report import write_report
@@ -25,7 +25,7 @@ def parse_data_spec(spec: str) -> tuple[str, str | None, str]:
     """
     match = _SPEC.match(str(spec).strip())
     if match is None:
-        raise ConfigError(f"--data must look like NAME[/CONFIG]:SPLIT, e.g. african:test; got {spec!r}")
+        raise OptionValueError(f"--data must look like NAME[/CONFIG]:SPLIT, e.g. african:test; got {spec!r}")
     return match["name"], match["config"], match["split"]
 
 
@@ -41,7 +41,7 @@ def _read_spec(data_spec: str, source, cache_dir) -> tuple[str, str | None, str,
     if hub is None:
         return (*parse_data_spec(data_spec), False)
     if source is not None or cache_dir is not None:
-        raise ConfigError(
+        raise OptionValueError(
             f"--data {data_spec!r} is a published dataset, read from the Hugging Face cache: --source and "
             "--cache-dir do not apply to it"
         )

@@ -17,7 +17,7 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
-from fulora_data.errors import ConfigError, DataError
+from fulora_data.errors import DataError, OptionValueError
 from fulora_data.taxonomy import CERVIX, PLANES, canonical_plane, prompt_for
 
 SAMPLERS: dict[str, str] = {
@@ -160,7 +160,7 @@ class GenerateConfig:
             ConfigError: If the preset is unknown.
         """
         if name not in PRESETS:
-            raise ConfigError(f"unknown preset {name!r}; known presets: {', '.join(PRESETS)}")
+            raise OptionValueError(f"unknown preset {name!r}; known presets: {', '.join(PRESETS)}")
         return cls(**{**PRESETS[name], **overrides})
 
     def validated(self) -> GenerateConfig:
@@ -170,63 +170,63 @@ class GenerateConfig:
             ConfigError: Naming the first bad option and its value.
         """
         if not self.base:
-            raise ConfigError("--base is required: a Hub repository or a local diffusers folder")
+            raise OptionValueError("--base is required: a Hub repository or a local diffusers folder")
         planes = []
         for value in self.planes:
             try:
                 plane = canonical_plane(value)
             except DataError as err:
-                raise ConfigError(f"--planes: {err}") from None
+                raise OptionValueError(f"--planes: {err}") from None
             if plane == CERVIX:
-                raise ConfigError(
+                raise OptionValueError(
                     f"--planes: {value!r} is not one of the study's five planes ({', '.join(PLANES)})"
                 )
             if plane in planes:
-                raise ConfigError(f"--planes names {plane!r} twice")
+                raise OptionValueError(f"--planes names {plane!r} twice")
             planes.append(plane)
         if not planes:
-            raise ConfigError("--planes names no plane")
+            raise OptionValueError("--planes names no plane")
         samplers = []
         for value in self.samplers:
             name = str(value).strip().lower()
             if name not in SAMPLERS:
-                raise ConfigError(f"unknown sampler {value!r}; known samplers: {', '.join(SAMPLERS)}")
+                raise OptionValueError(f"unknown sampler {value!r}; known samplers: {', '.join(SAMPLERS)}")
             if name in samplers:
-                raise ConfigError(f"--samplers names {name!r} twice")
+                raise OptionValueError(f"--samplers names {name!r} twice")
             samplers.append(name)
         if not samplers:
-            raise ConfigError("--samplers names no sampler")
+            raise OptionValueError("--samplers names no sampler")
         for option, value in (("--per-plane", self.per_plane), ("--steps", self.steps),
                               ("--batch-size", self.batch_size), ("--shard-size", self.shard_size)):  # fmt: skip
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(f"{option} must be a positive integer, got {value!r}")
+                raise OptionValueError(f"{option} must be a positive integer, got {value!r}")
         for option, value in (("--width", self.width), ("--height", self.height)):
             if isinstance(value, bool) or not isinstance(value, int) or value < 8 or value % 8:
-                raise ConfigError(
+                raise OptionValueError(
                     f"{option} must be a positive multiple of 8 (the VAE's latent grid), got {value!r}"
                 )
         if self.guidance_scale < 0:
-            raise ConfigError(f"--guidance must be 0 or more, got {self.guidance_scale!r}")
+            raise OptionValueError(f"--guidance must be 0 or more, got {self.guidance_scale!r}")
         if self.clip_skip is not None and (isinstance(self.clip_skip, bool) or self.clip_skip < 1):
-            raise ConfigError(
+            raise OptionValueError(
                 f"--clip-skip counts from 1 (1 = the text encoder's last layer, 2 = the penultimate), "
                 f"got {self.clip_skip!r}"
             )
         if self.mixed_precision not in MIXED_PRECISION:
-            raise ConfigError(
+            raise OptionValueError(
                 f"--mixed-precision must be one of {', '.join(MIXED_PRECISION)}, got {self.mixed_precision!r}"
             )
         if self.against_source is not None and self.against is None:
-            raise ConfigError("--against-source needs --against NAME/CONFIG (the adapter's training set)")
+            raise OptionValueError("--against-source needs --against NAME/CONFIG (the adapter's training set)")
         if self.against is not None:
             from fulora_data.audit.run import parse_against
 
             if "/" in parse_against(self.against)[0] and self.against_source is not None:
-                raise ConfigError(
+                raise OptionValueError(
                     f"--against {self.against!r} is a published dataset: --against-source does not apply to it"
                 )
         if self.adapter is None and (self.weight_name or self.adapter_revision):
-            raise ConfigError("--weight-name and --adapter-revision need --adapter")
+            raise OptionValueError("--weight-name and --adapter-revision need --adapter")
         return dataclasses.replace(self, planes=tuple(planes), samplers=tuple(samplers))
 
 

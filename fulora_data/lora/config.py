@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fulora_data.errors import ConfigError, require
+from fulora_data.errors import OptionValueError, require
 from fulora_data.presets import config_from_dict, read_preset
 
 SD15 = "stable-diffusion-v1-5/stable-diffusion-v1-5"
@@ -171,7 +171,7 @@ class LoraConfig:
         if name not in PRESETS:
             if name.endswith((".yaml", ".yml")) or Path(name).is_file():
                 return cls.from_yaml(name, **overrides)
-            raise ConfigError(
+            raise OptionValueError(
                 f"unknown LoRA preset {name!r}; choose one of {', '.join(PRESETS)} or a YAML file"
             )
         values = {**PRESETS[name], **{k: v for k, v in overrides.items() if v is not None}}
@@ -186,59 +186,59 @@ class LoraConfig:
         for name in ("rank", "batch_size", "max_steps", "resolution", "bucket_step", "clip_skip"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise ConfigError(f"--{name.replace('_', '-')} must be a positive integer; got {value!r}")
+                raise OptionValueError(f"--{name.replace('_', '-')} must be a positive integer; got {value!r}")
         for name in ("checkpoint_every", "validation_every", "lr_warmup_steps", "validation_inference_steps"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ConfigError(
+                raise OptionValueError(
                     f"--{name.replace('_', '-')} must be 0 or a positive integer; got {value!r}"
                 )
         if self.alpha is not None and not (isinstance(self.alpha, int | float) and self.alpha > 0):
-            raise ConfigError(f"--alpha must be a positive number; got {self.alpha!r}")
+            raise OptionValueError(f"--alpha must be a positive number; got {self.alpha!r}")
         if self.resolution % 8:
-            raise ConfigError(
+            raise OptionValueError(
                 f"--resolution must be divisible by 8 (the VAE's factor); got {self.resolution!r}"
             )
         if self.bucket_step % 8:
-            raise ConfigError(f"bucket_step must be divisible by 8; got {self.bucket_step!r}")
+            raise OptionValueError(f"bucket_step must be divisible by 8; got {self.bucket_step!r}")
         if self.bucket_step > self.resolution:
-            raise ConfigError(
+            raise OptionValueError(
                 f"bucket_step ({self.bucket_step}) cannot exceed the resolution; got resolution {self.resolution!r}"
             )
         if not (isinstance(self.learning_rate, int | float) and self.learning_rate > 0):
-            raise ConfigError(f"--learning-rate must be positive; got {self.learning_rate!r}")
+            raise OptionValueError(f"--learning-rate must be positive; got {self.learning_rate!r}")
         if not (isinstance(self.text_encoder_lr, int | float) and self.text_encoder_lr >= 0):
-            raise ConfigError(
+            raise OptionValueError(
                 f"--text-encoder-lr must be 0 (frozen) or positive; got {self.text_encoder_lr!r}"
             )
         if self.max_grad_norm < 0:
-            raise ConfigError(
+            raise OptionValueError(
                 f"max_grad_norm must be 0 (no clipping) or positive; got {self.max_grad_norm!r}"
             )
         if self.targets not in TARGETS:
-            raise ConfigError(f"--targets must be one of {', '.join(TARGETS)}; got {self.targets!r}")
+            raise OptionValueError(f"--targets must be one of {', '.join(TARGETS)}; got {self.targets!r}")
         if self.optimizer not in OPTIMIZERS:
-            raise ConfigError(f"optimizer must be one of {', '.join(OPTIMIZERS)}; got {self.optimizer!r}")
+            raise OptionValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}; got {self.optimizer!r}")
         if self.lr_scheduler not in SCHEDULERS:
-            raise ConfigError(
+            raise OptionValueError(
                 f"lr_scheduler must be one of {', '.join(SCHEDULERS)}; got {self.lr_scheduler!r}"
             )
         if self.mixed_precision not in MIXED_PRECISION:
-            raise ConfigError(
+            raise OptionValueError(
                 f"--mixed-precision must be one of {', '.join(MIXED_PRECISION)}; got {self.mixed_precision!r}"
             )
         if self.mixed_precision == "fp16":
             if cuda_available is None:
                 cuda_available = require("torch", "train").cuda.is_available()
             if self.cpu or not cuda_available:
-                raise ConfigError(
+                raise OptionValueError(
                     "--mixed-precision fp16 needs a CUDA GPU and none is in use; pass --mixed-precision no "
                     "(or bf16) to train on the CPU"
                 )
         if not isinstance(self.dataset_options, dict):
-            raise ConfigError(f"dataset_options must be a mapping; got {self.dataset_options!r}")
+            raise OptionValueError(f"dataset_options must be a mapping; got {self.dataset_options!r}")
         if self.source is not None and not Path(self.source).expanduser().exists():
-            raise ConfigError(f"--source {self.source} does not exist")
+            raise OptionValueError(f"--source {self.source} does not exist")
         check_base(self.base)
 
 
@@ -259,23 +259,23 @@ def check_base(base: str) -> None:
             ``.safetensors``/``.ckpt`` checkpoint.
     """
     if not isinstance(base, str) or not base.strip():
-        raise ConfigError(f"--base must name a model; got {base!r}")
+        raise OptionValueError(f"--base must name a model; got {base!r}")
     kind = base_kind(base)
     path = Path(base).expanduser()
     if kind == "hub":
         return
     if not path.exists():
-        raise ConfigError(
+        raise OptionValueError(
             f"--base {base} does not exist (give a diffusers folder, a .safetensors file or a Hub id)"
         )
     if kind == "folder":
         if not path.is_dir():
-            raise ConfigError(f"--base {base} is not a diffusers model folder nor a .safetensors checkpoint")
+            raise OptionValueError(f"--base {base} is not a diffusers model folder nor a .safetensors checkpoint")
         if not (path / "model_index.json").is_file():
-            raise ConfigError(f"--base {base} is not a diffusers model folder (it has no model_index.json)")
+            raise OptionValueError(f"--base {base} is not a diffusers model folder (it has no model_index.json)")
         for sub in ("unet", "vae", "text_encoder", "tokenizer", "scheduler"):
             if not (path / sub).is_dir():
-                raise ConfigError(f"--base {base} is not a Stable Diffusion folder (it has no {sub}/)")
+                raise OptionValueError(f"--base {base} is not a Stable Diffusion folder (it has no {sub}/)")
 
 
 PRESETS: dict[str, dict[str, Any]] = {
