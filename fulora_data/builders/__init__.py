@@ -7,7 +7,7 @@ from fulora_data.builders.base import FuloraBuilder, FuloraConfig
 from fulora_data.builders.hybrid import HybridBuilder
 from fulora_data.builders.spanish import SpanishBuilder
 from fulora_data.builders.synthetic import SyntheticBuilder
-from fulora_data.errors import ConfigError, OptionValueError
+from fulora_data.errors import OptionValueError
 
 BUILDERS: dict[str, type[FuloraBuilder]] = {
     "spanish": SpanishBuilder,
