@@ -40,6 +40,11 @@ class MissingExtraError(FuloraError, ImportError):
     """An optional dependency is not installed."""
 
 
+def install_hint(extra: str) -> str:
+    """How to install the fulora extra ``extra``: from a clone of the repository, until fulora is on PyPI."""
+    return f"pip install -e '.[{extra}]' in a clone of fulora's repository"
+
+
 def require(module: str, extra: str):
     """Import an optional dependency or fail with the extra that installs it.
 
@@ -59,5 +64,5 @@ def require(module: str, extra: str):
         return importlib.import_module(module)
     except ImportError as err:
         raise MissingExtraError(
-            f"{module} is not installed; install it with: pip install 'fulora[{extra}]'"
+            f"{module} is not installed; install it with: {install_hint(extra)}"
         ) from err

@@ -246,7 +246,9 @@ def export(
     # The real folder: a symlinked --out exports into its target, and "." or "sub/.." get a name.
     out = Path(out).expanduser().resolve()
     if out == Path.cwd() or out in Path.cwd().parents:
-        raise OptionValueError(f"--out {out} is the current folder or holds it; export into a folder of its own")
+        raise OptionValueError(
+            f"--out {out} is the current folder or holds it; export into a folder of its own"
+        )
     if version is None:  # growing an export keeps its release version unless --version bumps it
         earlier = read_manifest(out) if out.is_dir() else None
         version = earlier.get("version") if isinstance(earlier, dict) else None

@@ -69,5 +69,7 @@ def check_similarity(similarity: object) -> float:
         ConfigError: If ``similarity`` is not a number in (0, 1].
     """
     if isinstance(similarity, bool) or not isinstance(similarity, (int, float)) or not 0 < similarity <= 1:
-        raise OptionValueError(f"--similarity must be a number greater than 0 and at most 1, got {similarity!r}")
+        raise OptionValueError(
+            f"--similarity must be a number greater than 0 and at most 1, got {similarity!r}"
+        )
     return float(similarity)

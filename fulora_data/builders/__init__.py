@@ -26,7 +26,9 @@ def get_builder_class(name: str) -> type[FuloraBuilder]:
     try:
         return BUILDERS[name]
     except KeyError:
-        raise OptionValueError(f"unknown dataset {name!r}; choose one of {', '.join(sorted(BUILDERS))}") from None
+        raise OptionValueError(
+            f"unknown dataset {name!r}; choose one of {', '.join(sorted(BUILDERS))}"
+        ) from None
 
 
 __all__ = ["BUILDERS", "FuloraBuilder", "FuloraConfig", "get_builder_class"]

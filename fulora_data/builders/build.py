@@ -97,7 +97,9 @@ def make_builder(
         if value is None:
             continue
         if key not in accepted:
-            raise OptionValueError(f"{name} has no option {key!r}; its options are {', '.join(sorted(accepted))}")
+            raise OptionValueError(
+                f"{name} has no option {key!r}; its options are {', '.join(sorted(accepted))}"
+            )
         if isinstance(value, os.PathLike):
             value = str(value)
         if isinstance(value, str) and key.endswith(("_csv", "_dir", "_path", "labels", "source")):

@@ -154,7 +154,9 @@ class TrainConfig:
         """
         architecture(self.arch)
         if self.train_set not in TRAIN_SETS:
-            raise OptionValueError(f"train_set must be one of {', '.join(TRAIN_SETS)}; got {self.train_set!r}")
+            raise OptionValueError(
+                f"train_set must be one of {', '.join(TRAIN_SETS)}; got {self.train_set!r}"
+            )
         check_weights_option(self.weights)
         check_image_size(self.arch, self.image_size, self.weights)
         for name in ("epochs", "batch_size"):
@@ -168,7 +170,9 @@ class TrainConfig:
         if self.weight_decay < 0:
             raise OptionValueError(f"weight_decay must be 0 or more; got {self.weight_decay!r}")
         if self.scheduler not in SCHEDULERS:
-            raise OptionValueError(f"scheduler must be one of {', '.join(SCHEDULERS)}; got {self.scheduler!r}")
+            raise OptionValueError(
+                f"scheduler must be one of {', '.join(SCHEDULERS)}; got {self.scheduler!r}"
+            )
         if not isinstance(self.validation_size, int) or self.validation_size < 0:
             raise OptionValueError(f"validation_size must be 0 or more; got {self.validation_size!r}")
         if self.validation_policy not in VALIDATION_POLICIES:
@@ -186,7 +190,9 @@ class TrainConfig:
             if cuda_available is None:
                 cuda_available = require("torch", "train").cuda.is_available()
             if self.cpu or not cuda_available:
-                raise OptionValueError("mixed_precision 'fp16' needs a CUDA GPU; use 'bf16' or 'no' on the CPU")
+                raise OptionValueError(
+                    "mixed_precision 'fp16' needs a CUDA GPU; use 'bf16' or 'no' on the CPU"
+                )
         if self.hub_data is not None:
             from fulora_data.hub_pull import parse_training_data
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from fulora_data import __version__
-from fulora_data.cli.grammar import add_verbosity_options, quiet_option, verbose_option
+from fulora_data.cli.grammar import add_verbosity_options, fit_hints, quiet_option, verbose_option
 from fulora_data.errors import FuloraError, OptionValueError
 
 
@@ -31,9 +31,9 @@ class FuloraGroup(click.Group):
         try:
             return super().invoke(ctx)
         except OptionValueError as err:
-            raise BadValue(str(err)) from None
+            raise BadValue(fit_hints(str(err), ctx.meta.get("fulora.command"))) from None
         except FuloraError as err:
-            raise click.ClickException(str(err)) from None
+            raise click.ClickException(fit_hints(str(err), ctx.meta.get("fulora.command"))) from None
         except OSError as err:
             # The file system refused something fulora did not check first (a folder made read-only while
             # it ran, a full disk): one line naming the path, not a traceback.

@@ -9,8 +9,11 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
+import os
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -75,6 +78,8 @@ def verbosity() -> Verbosity:
 
 
 def _set_verbosity(ctx: click.Context, param: click.Parameter, value) -> None:
+    # Every command has -q/-v and runs their callbacks, the innermost last: the command an error came from.
+    ctx.meta["fulora.command"] = ctx.command
     if not value:
         return
     root = ctx.find_root()
@@ -96,6 +101,11 @@ def _apply(root: click.Context, state: Verbosity) -> None:
         return
     root._fulora_verbosity_applied = (state.quiet, state.verbose)
     if state.quiet:
+        # Every library draws its own progress bars (tqdm, diffusers' and transformers' wrappers) and logs
+        # its own notes on stderr: while the command runs, stderr goes nowhere. Errors are unaffected:
+        # click prints them after the command's context has closed and given stderr back.
+        devnull = root.with_resource(open(os.devnull, "w"))  # noqa: SIM115 (closed with the command)
+        root.with_resource(contextlib.redirect_stderr(devnull))
         from huggingface_hub.utils import (
             are_progress_bars_disabled,
             disable_progress_bars,
@@ -135,7 +145,7 @@ quiet_option = click.option(
     is_flag=True,
     expose_value=False,
     callback=_set_verbosity,
-    help="Print only the result and errors: no progress bars, no info lines.",
+    help="Print only the result and errors: no progress bars, info lines or warnings.",
 )
 verbose_option = click.option(
     "-v",
@@ -209,3 +219,43 @@ def repo_id_value(positional: str | None, option: str | None, *, argument: str =
     if not value:
         raise click.UsageError(f"give the Hub repository as {argument} or --repo-id ORG/NAME")
     return value
+
+
+FLAG = re.compile(r"(?<![\w`-])--[a-z][a-z0-9-]*")
+
+
+def command_flags(command: click.Command) -> set[str]:
+    """Every option name ``command`` parses."""
+    return {opt for param in command.params if isinstance(param, click.Option) for opt in param.opts}
+
+
+def fit_hints(message: str, command: click.Command | None) -> str:
+    """``message`` with each flag that ``command`` lacks spelled the way ``command`` takes it.
+
+    The library names a builder option by its ``fulora data`` flag (``--synthetic-per-plane``); a command
+    that takes builder options only as ``--data-option KEY=VALUE`` (``fulora train classifier``) gets that
+    form instead (``--data-option synthetic_per_plane=VALUE``). A command that takes a library flag under
+    another name says so in its ``hint_flags`` attribute (``train classifier``'s ``--source`` is the
+    hybrid's ``--real-source``). Other flags are left as they are.
+    """
+    if command is None:
+        return message
+    flags = command_flags(command)
+    spellings = getattr(command, "hint_flags", {})  # a command's own names for library flags
+    keys = {}
+    if "--data-option" in flags:
+        from fulora_data.cli.data import builder_flag_keys
+
+        keys = builder_flag_keys()
+
+    def fit(match: re.Match) -> str:
+        flag = match.group(0)
+        if flag in flags:
+            return flag
+        if flag in spellings:
+            return spellings[flag]
+        if flag in keys:
+            return f"--data-option {keys[flag]}=VALUE"
+        return flag
+
+    return FLAG.sub(fit, message)

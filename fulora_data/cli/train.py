@@ -119,3 +119,7 @@ def classifier(
     click.echo(f"model: {summary['model_dir']}")
     if summary["hub"]:
         click.echo(f"pushed: {summary['hub'].get('url')}")
+
+
+# Library hints name the hybrid's flags; here its real part is --source (see fit_hints).
+classifier.hint_flags = {"--real-source": "--source"}

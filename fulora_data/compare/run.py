@@ -47,7 +47,9 @@ def _default_log(message: str) -> None:
 
 def _check_options(sets, sources, labels, planes, per_plane, tsne_features) -> tuple:
     if len(sets) < 2:
-        raise OptionValueError(f"compare needs at least two sets, got {len(sets)}: {', '.join(map(str, sets))}")
+        raise OptionValueError(
+            f"compare needs at least two sets, got {len(sets)}: {', '.join(map(str, sets))}"
+        )
     specs = [parse_set(s) for s in sets]
     for spec in specs:
         if not spec.on_hub:
@@ -75,7 +77,9 @@ def _check_options(sets, sources, labels, planes, per_plane, tsne_features) -> t
     if per_plane is not None and (not isinstance(per_plane, int) or per_plane < 1):
         raise OptionValueError(f"--per-plane must be a whole number of at least 1, got {per_plane!r}")
     if tsne_features not in TSNE_FEATURES:
-        raise OptionValueError(f"--tsne-features must be one of {', '.join(TSNE_FEATURES)}, got {tsne_features!r}")
+        raise OptionValueError(
+            f"--tsne-features must be one of {', '.join(TSNE_FEATURES)}, got {tsne_features!r}"
+        )
     return specs, sources, labels, list(dict.fromkeys(planes))
 
 

@@ -217,7 +217,9 @@ class GenerateConfig:
                 f"--mixed-precision must be one of {', '.join(MIXED_PRECISION)}, got {self.mixed_precision!r}"
             )
         if self.against_source is not None and self.against is None:
-            raise OptionValueError("--against-source needs --against NAME/CONFIG (the adapter's training set)")
+            raise OptionValueError(
+                "--against-source needs --against NAME/CONFIG (the adapter's training set)"
+            )
         if self.against is not None:
             from fulora_data.audit.run import parse_against
 

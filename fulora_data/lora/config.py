@@ -186,7 +186,9 @@ class LoraConfig:
         for name in ("rank", "batch_size", "max_steps", "resolution", "bucket_step", "clip_skip"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-                raise OptionValueError(f"--{name.replace('_', '-')} must be a positive integer; got {value!r}")
+                raise OptionValueError(
+                    f"--{name.replace('_', '-')} must be a positive integer; got {value!r}"
+                )
         for name in ("checkpoint_every", "validation_every", "lr_warmup_steps", "validation_inference_steps"):
             value = getattr(self, name)
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
@@ -218,7 +220,9 @@ class LoraConfig:
         if self.targets not in TARGETS:
             raise OptionValueError(f"--targets must be one of {', '.join(TARGETS)}; got {self.targets!r}")
         if self.optimizer not in OPTIMIZERS:
-            raise OptionValueError(f"optimizer must be one of {', '.join(OPTIMIZERS)}; got {self.optimizer!r}")
+            raise OptionValueError(
+                f"optimizer must be one of {', '.join(OPTIMIZERS)}; got {self.optimizer!r}"
+            )
         if self.lr_scheduler not in SCHEDULERS:
             raise OptionValueError(
                 f"lr_scheduler must be one of {', '.join(SCHEDULERS)}; got {self.lr_scheduler!r}"
@@ -270,9 +274,13 @@ def check_base(base: str) -> None:
         )
     if kind == "folder":
         if not path.is_dir():
-            raise OptionValueError(f"--base {base} is not a diffusers model folder nor a .safetensors checkpoint")
+            raise OptionValueError(
+                f"--base {base} is not a diffusers model folder nor a .safetensors checkpoint"
+            )
         if not (path / "model_index.json").is_file():
-            raise OptionValueError(f"--base {base} is not a diffusers model folder (it has no model_index.json)")
+            raise OptionValueError(
+                f"--base {base} is not a diffusers model folder (it has no model_index.json)"
+            )
         for sub in ("unet", "vae", "text_encoder", "tokenizer", "scheduler"):
             if not (path / sub).is_dir():
                 raise OptionValueError(f"--base {base} is not a Stable Diffusion folder (it has no {sub}/)")
