@@ -16,7 +16,7 @@ from fulora_data.audit.thresholds import (
     check_similarity,
     check_threshold,
 )
-from fulora_data.errors import ConfigError
+from fulora_data.errors import OptionValueError
 
 
 def parse_against(value: str) -> tuple[str, str | None]:
@@ -43,7 +43,7 @@ def parse_against(value: str) -> tuple[str, str | None]:
     else:
         if text:
             return text, None
-    raise ConfigError(
+    raise OptionValueError(
         f"--against must be NAME or NAME/CONFIG (e.g. spanish/lora-100), or a published "
         f"ORG/NAME[@REVISION][/CONFIG], got {value!r}"
     )
@@ -95,11 +95,11 @@ def audit_dataset(
     similarity = check_similarity(similarity)
     against_name, against_config = parse_against(against) if against is not None else (None, None)
     if num_proc is not None and (isinstance(num_proc, bool) or not isinstance(num_proc, int) or num_proc < 1):
-        raise ConfigError(f"--num-proc must be at least 1, got {num_proc!r}")
+        raise OptionValueError(f"--num-proc must be at least 1, got {num_proc!r}")
     if against_source is not None and against is None:
-        raise ConfigError("--against-source needs --against NAME[/CONFIG]")
+        raise OptionValueError("--against-source needs --against NAME[/CONFIG]")
     if against_source is not None and "/" in against_name:
-        raise ConfigError(
+        raise OptionValueError(
             f"--against {against!r} is a published dataset: --against-source does not apply to it"
         )
     if report is not None:
@@ -108,7 +108,9 @@ def audit_dataset(
 
     if is_repo_spec(name):  # a published fulora dataset, ORG/NAME[@REVISION]
         if source is not None or options:
-            raise ConfigError(f"{name!r} is a published dataset: --source and builder options do not apply")
+            raise OptionValueError(
+                f"{name!r} is a published dataset: --source and builder options do not apply"
+            )
         splits = load_repo_dataset(name, config)
     else:
         splits = prepare(name, config, source=source, cache_dir=cache_dir, **options)

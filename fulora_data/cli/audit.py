@@ -16,7 +16,7 @@ from fulora_data.cli.options import (
     config_option,
     source_option,
 )
-from fulora_data.errors import ConfigError
+from fulora_data.errors import OptionValueError
 
 
 def options_for(name: str, **options) -> dict:
@@ -27,7 +27,7 @@ def options_for(name: str, **options) -> dict:
         return builder_values(name, **options)
     given = sorted(k for k, v in options.items() if v not in (None, ()))
     if given:
-        raise ConfigError(
+        raise OptionValueError(
             f"{name} is a published dataset, already built: it takes no builder option "
             f"(got --{given[0].replace('_', '-')})"
         )

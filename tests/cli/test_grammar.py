@@ -6,6 +6,7 @@ The walk finds commands added later too (a new group, a new option): each must f
 from __future__ import annotations
 
 import json
+import warnings
 from pathlib import Path
 
 import click
@@ -207,7 +208,7 @@ def test_data_prepare_and_export_json(tmp_path):
     assert manifest["version"] == on_disk["version"]
 
 
-def test_push_and_pull_json_print_the_commit_and_the_tag(hub_server, tmp_path):
+def test_push_and_pull_json_print_the_commit_and_the_tag_without_deprecation_warnings(hub_server, tmp_path):
     import uuid
 
     from huggingface_hub import HfApi
@@ -226,21 +227,25 @@ def test_push_and_pull_json_print_the_commit_and_the_tag(hub_server, tmp_path):
     assert result["pushed"] and result["repo_id"] == repo and result["tag"] == tag.name == "v1.0.0"
     assert result["commit"] == tag.target_commit
 
-    pulled = runner.invoke(
-        main,
-        [
-            "data",
-            "pull",
-            "--repo-id",
-            repo,
-            "--revision",
-            "v1.0.0",
-            "--out",
-            str(tmp_path / "copy"),
-            "--json",
-        ],
-    )
+    pull = [
+        "data",
+        "pull",
+        "--repo-id",
+        repo,
+        "--revision",
+        "v1.0.0",
+        "--out",
+        str(tmp_path / "copy"),
+        "--json",
+    ]
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")  # setup.cfg ignores DeprecationWarning; this test looks at them
+        pulled = runner.invoke(main, pull)
     assert pulled.exit_code == 0, pulled.output
+    deprecated = [
+        str(w.message) for w in caught if issubclass(w.category, (DeprecationWarning, FutureWarning))
+    ]
+    assert deprecated == []  # e.g. no local_dir_use_symlinks passed to the Hub client
     got = json.loads(pulled.stdout)
     assert got["commit"] == tag.target_commit and got["revision"] == "v1.0.0" and got["repo_id"] == repo
     assert Path(got["path"]) == tmp_path / "copy" and (tmp_path / "copy" / "README.md").is_file()
