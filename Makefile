@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.fulora-installed
 
-.PHONY: install demo test lint bench
+.PHONY: install demo test lint bench lower-bounds
 
 $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,10 +17,15 @@ $(STAMP): setup.cfg pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/fulora demo --workdir .fulora-demo
+	$(BIN)/fulora demo --out .fulora-demo
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
+
+# Every dependency at the lowest version setup.cfg allows, in a throwaway venv, and the core tests
+# (docs/dependencies.md; add EXTRAS=train,eval,audit for everything, a large download).
+lower-bounds: $(STAMP)
+	$(BIN)/python scripts/check_lower_bounds.py $(if $(EXTRAS),--extras $(EXTRAS))

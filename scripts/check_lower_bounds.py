@@ -6,8 +6,8 @@
 Each ``name>=X`` of ``install_requires`` (and of the extras asked for) becomes the constraint ``name==X``, so
 pip installs exactly the oldest versions fulora claims to support; the script then runs the tests against
 them and exits with pytest's status. It prints the versions it tested. It needs the package index (pip) and
-a Python that the oldest versions have wheels for (numpy 1.24 has none past Python 3.11). CI runs it as the
-"lower bounds" job; docs/dependencies.md says when to run it (before changing a bound).
+a Python that the oldest versions have wheels for (numpy 1.24 has none past Python 3.11). ``make
+lower-bounds`` runs it; docs/dependencies.md says when (before changing a bound).
 """
 
 from __future__ import annotations

@@ -97,10 +97,9 @@ def _set_verbosity(ctx: click.Context, param: click.Parameter, value) -> None:
 
 def _apply(root: click.Context, state: Verbosity) -> None:
     """Silence progress bars (quiet) or show library logs (verbose), restored when the command ends."""
-    if getattr(root, "_fulora_verbosity_applied", None) == (state.quiet, state.verbose):
-        return
-    root._fulora_verbosity_applied = (state.quiet, state.verbose)
-    if state.quiet:
+    done = root.meta.setdefault("fulora.verbosity", {})
+    if state.quiet and not done.get("quiet"):
+        done["quiet"] = True
         # Every library draws its own progress bars (tqdm, diffusers' and transformers' wrappers) and logs
         # its own notes on stderr: while the command runs, stderr goes nowhere. Errors are unaffected:
         # click prints them after the command's context has closed and given stderr back.
@@ -121,22 +120,24 @@ def _apply(root: click.Context, state: Verbosity) -> None:
             datasets_logging.disable_progress_bar()
             root.call_on_close(datasets_logging.enable_progress_bar)
     if state.verbose:
+        if "handler" not in done:  # one handler however many -v are given, on the group and the command
+            handler = done["handler"] = logging.StreamHandler()  # stderr
+            handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+            for name in LIBRARY_LOGGERS:
+                logger = logging.getLogger(name)
+                before = (logger.level, logger.propagate)
+                logger.addHandler(handler)
+                logger.propagate = False  # the handler above prints it once
+
+                def restore(logger=logger, before=before):
+                    logger.removeHandler(handler)
+                    logger.setLevel(before[0])
+                    logger.propagate = before[1]
+
+                root.call_on_close(restore)
         level = logging.DEBUG if state.verbose > 1 else logging.INFO
-        handler = logging.StreamHandler()  # stderr
-        handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
         for name in LIBRARY_LOGGERS:
-            logger = logging.getLogger(name)
-            before = (logger.level, logger.propagate)
-            logger.setLevel(level)
-            logger.addHandler(handler)
-            logger.propagate = False  # the handler above prints it once
-
-            def restore(logger=logger, before=before):
-                logger.removeHandler(handler)
-                logger.setLevel(before[0])
-                logger.propagate = before[1]
-
-            root.call_on_close(restore)
+            logging.getLogger(name).setLevel(level)
 
 
 quiet_option = click.option(

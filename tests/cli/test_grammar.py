@@ -268,8 +268,20 @@ def test_quiet_prints_the_result_alone_and_verbose_adds_library_logs(tiny_world,
     assert quiet.stderr == ""
     assert json.loads(quiet.stdout)["images"] == 1
 
-    verbose = runner.invoke(main, ["data", "list", "-v"])
-    assert verbose.exit_code == 0 and verbose.stdout.startswith("african ")
+
+def test_verbose_shows_the_libraries_logs_once(tmp_path):
+    from fulora_data.samples import write_spanish_source
+
+    source = write_spanish_source(tmp_path / "src", per_plane=4, test_per_plane=1, seed=0)
+    args = ["data", "prepare", "spanish", "--source", str(source), "--cache-dir"]
+    plain = CliRunner().invoke(main, [*args, str(tmp_path / "a")])
+    assert plain.exit_code == 0 and "INFO datasets" not in plain.stderr
+    verbose = CliRunner().invoke(
+        main, ["-v", *args, str(tmp_path / "b"), "-v"]
+    )  # on the group and the command
+    assert verbose.exit_code == 0, verbose.output
+    assert verbose.stderr.count("INFO datasets.builder: Generating train split") == 1
+    assert verbose.stdout.startswith("spanish/es 1.0.0: train 20")
 
 
 # ----------------------------------------------------------------------------- audit --fail-on
