@@ -250,7 +250,7 @@ def fit_hints(message: str, command: click.Command | None) -> str:
         keys = builder_flag_keys()
 
     def fit(match: re.Match) -> str:
-        flag = match.group(0)
+        flag = match[0]
         if flag in flags:
             return flag
         if flag in spellings:
