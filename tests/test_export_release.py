@@ -164,7 +164,7 @@ def test_a_symlinked_out_exports_into_its_target_and_the_current_folder_is_refus
     assert sorted(p.name for p in tmp_path.iterdir() if not p.name.endswith(".lock")) == ["link", "real"]
     monkeypatch.chdir(real)
     here = _export(spanish, Path("."), "lora-100")
-    assert here.exit_code == 1 and "is the current folder" in here.output
+    assert here.exit_code == 2 and "is the current folder" in here.output
 
 
 def test_growing_an_export_keeps_its_release_version(spanish, tmp_path):
