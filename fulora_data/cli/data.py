@@ -30,15 +30,6 @@ def option_flag(key: str) -> str:
     return f"--data-option {key}=VALUE"
 
 
-def builder_flag_keys() -> dict[str, str]:
-    """Each builder option's ``fulora data`` flag -> its key (``--md5`` -> ``archive_md5``), every builder's."""
-    keys = {f"--{key.replace('_', '-')}": key for row in library.list_builders() for key in row["options"]}
-    for param in prepare_command.params:
-        if isinstance(param, click.Option) and param.name in keys.values():
-            keys.update(dict.fromkeys(param.opts, param.name))
-    return keys
-
-
 @data.command("list")
 @json_option("the datasets, their configs and options")
 def list_command(as_json: bool) -> None:

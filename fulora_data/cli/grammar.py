@@ -245,7 +245,7 @@ def fit_hints(message: str, command: click.Command | None) -> str:
     spellings = getattr(command, "hint_flags", {})  # a command's own names for library flags
     keys = {}
     if "--data-option" in flags:
-        from fulora_data.cli.data import builder_flag_keys
+        from fulora_data.cli.options import builder_flag_keys
 
         keys = builder_flag_keys()
 

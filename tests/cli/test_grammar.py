@@ -353,8 +353,8 @@ def test_every_flag_the_package_names_exists_on_some_command():
 
 @pytest.mark.parametrize(("path", "command"), COMMANDS, ids=IDS)
 def test_a_builder_hint_is_spelled_the_way_each_command_takes_it(path, command):
-    from fulora_data.cli.data import builder_flag_keys
     from fulora_data.cli.grammar import FLAG, command_flags, fit_hints
+    from fulora_data.cli.options import builder_flag_keys
 
     if "--data-option" not in command_flags(command):
         pytest.skip("takes no builder options")
