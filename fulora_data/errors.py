@@ -63,6 +63,4 @@ def require(module: str, extra: str):
     try:
         return importlib.import_module(module)
     except ImportError as err:
-        raise MissingExtraError(
-            f"{module} is not installed; install it with: {install_hint(extra)}"
-        ) from err
+        raise MissingExtraError(f"{module} is not installed; install it with: {install_hint(extra)}") from err

@@ -118,7 +118,13 @@ def test_the_lower_bound_script_pins_every_lower_bound():
     script = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(script)
     pins = script.lower_bounds(script.requirements(["train", "eval", "audit"]))
-    assert "tqdm==4.66.3" in pins and "huggingface_hub==0.26" in pins and "datasets==3.3" in pins and "webdataset==0.2.96" in pins and "diffusers==0.42" in pins
+    assert (
+        "tqdm==4.66.3" in pins
+        and "huggingface_hub==0.26" in pins
+        and "datasets==3.3" in pins
+        and "webdataset==0.2.96" in pins
+        and "diffusers==0.42" in pins
+    )
     assert 'bitsandbytes==0.43; platform_system == "Linux"' in pins
     every = requirements()
     with_lower = [r for r in every.values() if any(s.operator == ">=" for s in r.specifier)]

@@ -40,7 +40,9 @@ def test_doctor_says_what_a_missing_piece_disables(monkeypatch):
     report = doctor.diagnose()
     assert report["packages"]["bitsandbytes"]["version"] is None
     assert any(
-        line.startswith("bitsandbytes missing (pip install -e '.[train]' in a clone of fulora's repository): no 8-bit AdamW")
+        line.startswith(
+            "bitsandbytes missing (pip install -e '.[train]' in a clone of fulora's repository): no 8-bit AdamW"
+        )
         for line in report["disabled"]
     )
     assert any("no Hugging Face token" in line for line in report["disabled"])
