@@ -307,6 +307,9 @@ def _push(
     except HfHubHTTPError as err:
         raise HubError(f"the Hub at {shown} refused the token: {_reason(err)}") from None
     except (HTTPError, OSError) as err:
+        if getattr(getattr(err, "response", None), "status_code", None) in (401, 403):
+            # huggingface_hub 0.26 raises a plain HTTPError (not HfHubHTTPError) for a refused token
+            raise HubError(f"the Hub at {shown} refused the token: {_reason(err)}") from None
         raise HubError(f"could not reach the Hub at {shown}: {_reason(err)}") from None
     try:
         url = str(api.create_repo(repo_id, repo_type=repo_type, private=private, exist_ok=True))

@@ -46,7 +46,7 @@ from fulora_data.checkpoint import (
     read_state,
     save_rng_state,
 )
-from fulora_data.errors import ConfigError, FuloraError, require
+from fulora_data.errors import ConfigError, FuloraError, install_hint, require
 from fulora_data.io import atomic_write_json, remove_leftovers
 from fulora_data.lora.config import RUN_FIELDS, LoraConfig, base_kind
 
@@ -223,7 +223,7 @@ def train_lora(
     device = accelerator.device
     notes: list[str] = []
     if tracker is None:
-        notes.append("tensorboard is not installed: no training logs (pip install 'fulora[train]')")
+        notes.append(f"tensorboard is not installed: no training logs ({install_hint('train')})")
     if resumed is not None:
         saved_processes = resumed[1].get("num_processes", 1)
         if saved_processes != accelerator.num_processes:
