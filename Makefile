@@ -6,7 +6,7 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.fulora-installed
 
-.PHONY: install demo test lint bench check-old-stack
+.PHONY: install demo test lint bench check-old-stack lower-bounds
 
 $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -17,7 +17,7 @@ $(STAMP): setup.cfg pyproject.toml
 install: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/fulora demo --workdir .fulora-demo
+	$(BIN)/fulora demo --out .fulora-demo
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
@@ -40,3 +40,8 @@ $(OLD_VENV)/.installed: $(STAMP)
 
 check-old-stack: $(OLD_VENV)/.installed
 	$(BIN)/python scripts/check_old_stack.py --old-python $(OLD_VENV)/bin/python
+
+# Every dependency at the lowest version setup.cfg allows, in a throwaway venv, and the core tests
+# (docs/dependencies.md; add EXTRAS=train,eval,audit for everything, a large download).
+lower-bounds: $(STAMP)
+	$(BIN)/python scripts/check_lower_bounds.py $(if $(EXTRAS),--extras $(EXTRAS))

@@ -20,7 +20,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
-from fulora_data.errors import ConfigError
+from fulora_data.errors import OptionValueError
 
 _HUB_PART = r"[A-Za-z0-9][\w.-]*"
 _LOCAL_NAME = r"[\w-]+"
@@ -116,7 +116,7 @@ class DatasetRef:
             found = cls(found.name, found.split, None, found.revision) if legacy else None
         if found is None or (split == "required" and found.split is None):
             field = option if option.isidentifier() else None  # a config field, for the CLI to name its flag
-            raise ConfigError(f"{option} must be {describe(split, hub_only)}, got {value!r}", field=field)
+            raise OptionValueError(f"{option} must be {describe(split, hub_only)}, got {value!r}", field=field)
         return found
 
 
@@ -158,7 +158,7 @@ class RepoRef:
         """
         match = _REPO.fullmatch(str(value).strip()) if isinstance(value, (str, os.PathLike)) else None
         if match is None or ".." in match["repo"]:
-            raise ConfigError(
+            raise OptionValueError(
                 f"{option} must be a local path or a Hub repo 'ORG/NAME' with an optional '@REVISION', "
                 f"got {value!r}"
             )

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from fulora_data import __version__
-from fulora_data.errors import redact
+from fulora_data.errors import install_hint, redact
 
 # distribution -> (extra, what fulora cannot do without it)
 PACKAGES: dict[str, tuple[str, str]] = {
@@ -132,7 +132,7 @@ def diagnose() -> dict[str, Any]:
         version = _version(name)
         packages[name] = {"version": version, "extra": extra, "disables": None if version else what}
         if version is None:
-            disabled.append(f"{name} missing (pip install 'fulora[{extra}]'): no {what}")
+            disabled.append(f"{name} missing ({install_hint(extra)}): no {what}")
     gpu = _gpu()
     if not gpu["ok"]:
         disabled.append(f"no GPU ({gpu['detail']}): generation and training run on the CPU, slowly; no fp16")
@@ -181,7 +181,7 @@ def format_report(report: dict[str, Any]) -> str:
     lines = [f"fulora {report['fulora']}, Python {report['python']}", f"platform: {report['platform']}", ""]
     lines.append("packages:")
     for name, info in report["packages"].items():
-        state = info["version"] or f"MISSING (fulora[{info['extra']}])"
+        state = info["version"] or f"MISSING (the [{info['extra']}] extra)"
         lines.append(f"  {name:<13} {state}")
     gpu = report["gpu"]
     lines += ["", f"GPU: {gpu['detail']}"]

@@ -33,6 +33,11 @@ class ConfigError(FuloraError, ValueError):
         self.field = field
 
 
+class OptionValueError(ConfigError):
+    """A bad option value (or combination of values), refused before any work: the CLI exits 2, as click
+    does for its own parameter errors."""
+
+
 class SourceNotFoundError(FuloraError, FileNotFoundError):
     """A dataset's archive or folder is not where it was looked for, and downloading is not possible."""
 
@@ -57,6 +62,11 @@ class MissingExtraError(FuloraError, ImportError):
     """An optional dependency is not installed."""
 
 
+def install_hint(extra: str) -> str:
+    """How to install the fulora extra ``extra``: from a clone of the repository, until fulora is on PyPI."""
+    return f"pip install -e '.[{extra}]' in a clone of fulora's repository"
+
+
 def require(module: str, extra: str):
     """Import an optional dependency or fail with the extra that installs it.
 
@@ -75,6 +85,4 @@ def require(module: str, extra: str):
     try:
         return importlib.import_module(module)
     except ImportError as err:
-        raise MissingExtraError(
-            f"{module} is not installed; install it with: pip install 'fulora[{extra}]'"
-        ) from err
+        raise MissingExtraError(f"{module} is not installed; install it with: {install_hint(extra)}") from err

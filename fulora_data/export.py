@@ -39,7 +39,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from fulora_data import datasets_internals as hf
-from fulora_data.errors import ConfigError, DataError
+from fulora_data.errors import ConfigError, DataError, OptionValueError
 from fulora_data.io import (
     atomic_folder,
     atomic_write_text,
@@ -250,17 +250,19 @@ def export(
 
     cls = get_builder_class(name)
     if version is not None and not re.fullmatch(r"\d+\.\d+\.\d+", str(version)):
-        raise ConfigError(f"--version must look like 1.1.0 (MAJOR.MINOR.PATCH), got {version!r}")
+        raise OptionValueError(f"--version must look like 1.1.0 (MAJOR.MINOR.PATCH), got {version!r}")
     # The real folder: a symlinked --out exports into its target, and "." or "sub/.." get a name.
     out = Path(out).expanduser().resolve()
     if out == Path.cwd() or out in Path.cwd().parents:
-        raise ConfigError(f"--out {out} is the current folder or holds it; export into a folder of its own")
+        raise OptionValueError(
+            f"--out {out} is the current folder or holds it; export into a folder of its own"
+        )
     if version is None:  # growing an export keeps its release version unless --version bumps it
         earlier = read_manifest(out) if out.is_dir() else None
         version = earlier.get("version") if isinstance(earlier, dict) else None
     version = str(version or cls.VERSION)
     if max_shard_size < 1:
-        raise ConfigError(f"max_shard_size must be positive, got {max_shard_size!r}")
+        raise OptionValueError(f"max_shard_size must be positive, got {max_shard_size!r}")
     manifest = _check_target(out, name, version) or {
         "format": FORMAT,
         "name": name,

@@ -314,6 +314,9 @@ def _whoami(api) -> dict:
     except HfHubHTTPError as err:
         raise HubError(f"the Hub at {shown} refused the token: {_reason(err)}") from None
     except (HTTPError, OSError) as err:
+        if getattr(getattr(err, "response", None), "status_code", None) in (401, 403):
+            # huggingface_hub 0.26 raises a plain HTTPError (not HfHubHTTPError) for a refused token
+            raise HubError(f"the Hub at {shown} refused the token: {_reason(err)}") from None
         raise HubError(f"could not reach the Hub at {shown}: {_reason(err)}") from None
 
 

@@ -42,6 +42,12 @@ _KIND_NAMES = {
     "adapter": "a LoRA adapter",
     "pipeline": "a diffusers pipeline",
 }
+# The command and option that take a pulled model of each kind (``fulora model pull`` prints it).
+USE = {
+    "classifier": "fulora evaluate --model {path}",
+    "adapter": "fulora generate --adapter {path}",
+    "pipeline": "fulora generate --base {path}",
+}
 
 
 class HubNotFoundError(SourceNotFoundError):
@@ -365,8 +371,8 @@ def pull_model(
         endpoint: Hub URL.
 
     Returns:
-        ``{"repo_id", "revision", "commit", "path", "kind", "use"}``; ``use`` is the option that then
-        works offline (``--model PATH``).
+        ``{"repo_id", "revision", "commit", "path", "kind", "use"}``; ``use`` is the command and option
+        that then take it offline (``fulora generate --adapter PATH`` for an adapter, see ``USE``).
     """
     repo_id, rev = parse_repo_spec(spec, what="model")
     revision = revision or rev
@@ -380,13 +386,14 @@ def pull_model(
         endpoint=endpoint,
         pull_command=f"fulora model pull {spec}",
     )
+    kind = model_kind(folder)
     return {
         "repo_id": repo_id,
         "revision": revision or "main",
         "commit": commit,
         "path": str(folder),
-        "kind": model_kind(folder),
-        "use": f"--model {folder}",
+        "kind": kind,
+        "use": USE.get(kind, "{path}").format(path=folder),
     }
 
 

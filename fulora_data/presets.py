@@ -24,7 +24,7 @@ import os
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar
 
-from fulora_data.errors import ConfigError
+from fulora_data.errors import ConfigError, OptionValueError
 
 T = TypeVar("T")
 
@@ -125,7 +125,7 @@ class RunConfig:
         if name not in cls.PRESETS:
             if str(name).endswith((".yaml", ".yml")) or Path(name).is_file():
                 return cls.from_yaml(name, **overrides)
-            raise ConfigError(
+            raise OptionValueError(
                 f"unknown {cls.KIND} preset {name!r}; choose one of {', '.join(cls.PRESETS)} or a YAML file"
             )
         values = {**cls.PRESETS[name], **{k: v for k, v in overrides.items() if v is not None}}

@@ -399,7 +399,9 @@ class _Handler(BaseHTTPRequestHandler):
             )
         if (repo_type, repo_id) in self.hub.repos:
             return 409, {"error": f"You already created this {repo_type} repo", "url": url}, {}
-        repo = Repo(repo_type, repo_id, private=req.get("visibility") == "private")
+        # The Hub accepts both: newer clients send "visibility", older ones (0.26) "private".
+        private = req.get("visibility") == "private" or req.get("private") is True
+        repo = Repo(repo_type, repo_id, private=private)
         self.hub.repos[(repo_type, repo_id)] = repo
         self.hub._commit(
             repo, "main", {".gitattributes": self.hub._store_regular(repo, GITATTRIBUTES)}, "initial commit"

@@ -79,7 +79,7 @@ def test_hints_name_the_option_that_was_given(tmp_path):
     result = _cli("data", "prepare", "hybrid", "--real-source", missing, "--synthetic-source", missing,
                   "--cache-dir", tmp_path / "c")  # fmt: skip
     assert (
-        result.exit_code == 1
+        result.exit_code == 2  # a path that does not exist is a bad option value
         and "--real-source" in result.output
         and "option real_source" not in result.output
     ), result.output

@@ -73,4 +73,4 @@ def test_demo_closes_the_loop_and_its_outputs_load(tmp_path):
 
 def test_demo_command_has_help():
     result = CliRunner().invoke(main, ["demo", "--help"])
-    assert result.exit_code == 0 and "--workdir" in result.output
+    assert result.exit_code == 0 and "--out" in result.output  # --workdir: a hidden alias (docs/cli.md)

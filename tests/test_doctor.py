@@ -40,11 +40,13 @@ def test_doctor_says_what_a_missing_piece_disables(monkeypatch):
     report = doctor.diagnose()
     assert report["packages"]["bitsandbytes"]["version"] is None
     assert any(
-        line.startswith("bitsandbytes missing (pip install 'fulora[train]'): no 8-bit AdamW")
+        line.startswith(
+            "bitsandbytes missing (pip install -e '.[train]' in a clone of fulora's repository): no 8-bit AdamW"
+        )
         for line in report["disabled"]
     )
     assert any("no Hugging Face token" in line for line in report["disabled"])
-    assert "MISSING (fulora[train])" in doctor.format_report(report)
+    assert "MISSING (the [train] extra)" in doctor.format_report(report)
 
 
 def test_doctor_finds_the_cache_as_the_hub_libraries_do(monkeypatch, tmp_path):

@@ -164,7 +164,7 @@ def test_a_symlinked_out_exports_into_its_target_and_the_current_folder_is_refus
     assert sorted(p.name for p in tmp_path.iterdir() if not p.name.endswith(".lock")) == ["link", "real"]
     monkeypatch.chdir(real)
     here = _export(spanish, Path("."), "lora-100")
-    assert here.exit_code == 1 and "is the current folder" in here.output
+    assert here.exit_code == 2 and "is the current folder" in here.output
 
 
 def test_growing_an_export_keeps_its_release_version(spanish, tmp_path):
@@ -196,7 +196,7 @@ def test_push_checks_data_exactly_but_lets_an_attached_report_go_up(spanish, tmp
 
 def test_builder_options_on_a_published_set_are_one_error_line():
     result = CliRunner().invoke(main, ["data", "audit", "fulora/spanish@v1.0.0", "--seed", "3"])
-    assert result.exit_code == 1
+    assert result.exit_code == 2  # builder options on a published set: a bad option (docs/cli.md)
     assert result.output.strip().splitlines() == [
         "Error: fulora/spanish@v1.0.0 is a published dataset, already built: it takes no builder option "
         "(got --seed)"

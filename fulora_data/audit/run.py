@@ -17,7 +17,7 @@ from fulora_data.audit.thresholds import (
     check_similarity,
     check_threshold,
 )
-from fulora_data.errors import ConfigError
+from fulora_data.errors import OptionValueError
 
 
 def audit_dataset(
@@ -93,7 +93,9 @@ def run_audit(settings: AuditConfig) -> dict[str, Any]:
     against_ref, against_source, report = settings.against_ref(), settings.against_source, settings.report
     if is_repo_spec(name):  # a published fulora dataset, ORG/NAME[@REVISION]
         if source is not None or options:
-            raise ConfigError(f"{name!r} is a published dataset: --source and builder options do not apply")
+            raise OptionValueError(
+                f"{name!r} is a published dataset: --source and builder options do not apply"
+            )
         splits = load_repo_dataset(name, config)
     else:
         splits = prepare(name, config, source=source, cache_dir=cache_dir, **options)

@@ -7,7 +7,7 @@ from fulora_data.builders.base import FuloraBuilder, FuloraConfig
 from fulora_data.builders.hybrid import HybridBuilder
 from fulora_data.builders.spanish import SpanishBuilder
 from fulora_data.builders.synthetic import SyntheticBuilder
-from fulora_data.errors import ConfigError
+from fulora_data.errors import OptionValueError
 
 BUILDERS: dict[str, type[FuloraBuilder]] = {
     "spanish": SpanishBuilder,
@@ -26,7 +26,9 @@ def get_builder_class(name: str) -> type[FuloraBuilder]:
     try:
         return BUILDERS[name]
     except KeyError:
-        raise ConfigError(f"unknown dataset {name!r}; choose one of {', '.join(sorted(BUILDERS))}") from None
+        raise OptionValueError(
+            f"unknown dataset {name!r}; choose one of {', '.join(sorted(BUILDERS))}"
+        ) from None
 
 
 __all__ = ["BUILDERS", "FuloraBuilder", "FuloraConfig", "get_builder_class"]

@@ -82,6 +82,9 @@ class FuloraBuilder(datasets.GeneratorBasedBuilder):
     # The command-line option that gave this builder its source, named in hints (a hybrid's part is
     # given by --real-source or --synthetic-source, an audit's reference set by --against-source).
     source_option: str = "--source"
+    # The same for its other options where they differ from --key-name (a hybrid's Spanish part takes its
+    # subset_csv as --real-subset-csv); see ``option_flag``.
+    option_flags: dict[str, str] = {}
 
     # Provenance, set by each subclass.
     NAME: ClassVar[str] = ""
@@ -98,6 +101,10 @@ class FuloraBuilder(datasets.GeneratorBasedBuilder):
     ROOT_MARKER: ClassVar[str] = ""
     # Split sizes of the complete published release, per config; checked when the source is complete.
     EXPECTED_SPLITS: ClassVar[dict[str, dict[str, int]]] = {}
+
+    def option_flag(self, key: str) -> str:
+        """The command-line flag that sets builder option ``key`` of this builder, for hints."""
+        return self.option_flags.get(key) or f"--{key.replace('_', '-')}"
 
     def __init__(self, *args, **kwargs):
         kwargs.setdefault("dataset_name", self.NAME)

@@ -19,7 +19,7 @@ import datasets
 
 from fulora_data import datasets_internals as hf
 from fulora_data.builders.base import PROVENANCE_FILE, FuloraBuilder, FuloraConfig
-from fulora_data.errors import ConfigError, FuloraError
+from fulora_data.errors import FuloraError, OptionValueError
 from fulora_data.io import ensure_folder
 
 _BASE_FIELDS = {f.name for f in dataclasses.fields(FuloraConfig)} - {"drop_test_duplicates", "archive_md5"}
@@ -81,13 +81,13 @@ def make_builder(
     config_names = [c.name for c in cls.BUILDER_CONFIGS]
     config = config or cls.DEFAULT_CONFIG_NAME
     if config not in config_names:
-        raise ConfigError(f"{name} has no config {config!r}; choose one of {', '.join(config_names)}")
+        raise OptionValueError(f"{name} has no config {config!r}; choose one of {', '.join(config_names)}")
     accepted = set(option_names(cls))
     if cache_dir is not None:
         ensure_folder(Path(cache_dir).expanduser(), "--cache-dir")
     for key, value in [("source", source), *options.items()]:
         if isinstance(value, (str, os.PathLike)) and not _is_utf8(os.fspath(value)):
-            raise ConfigError(
+            raise OptionValueError(
                 f"--{key.replace('_', '-')} {os.fspath(value)!r} is not valid UTF-8 (a byte the file system "
                 "cannot name in text); rename or link it to a UTF-8 path"
             )
@@ -97,13 +97,15 @@ def make_builder(
         if value is None:
             continue
         if key not in accepted:
-            raise ConfigError(f"{name} has no option {key!r}; its options are {', '.join(sorted(accepted))}")
+            raise OptionValueError(
+                f"{name} has no option {key!r}; its options are {', '.join(sorted(accepted))}"
+            )
         if isinstance(value, os.PathLike):
             value = str(value)
         if isinstance(value, str) and key.endswith(("_csv", "_dir", "_path", "labels", "source")):
             path = Path(value).expanduser()
             if not path.exists():
-                raise ConfigError(f"--{key.replace('_', '-')} {path} does not exist")
+                raise OptionValueError(f"--{key.replace('_', '-')} {path} does not exist")
             value = str(path.resolve())
             prints.append(source_fingerprint(path))
         kwargs[key] = value

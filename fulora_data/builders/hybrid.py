@@ -172,6 +172,7 @@ class HybridBuilder(FuloraBuilder):
             source = options.pop("source")
             builder = make_builder(cls, config, source=source, cache_dir=hf.cache_root(self), **options)
             builder.source_option = f"--{part}-source"
+            builder.option_flags = {"subset_csv": "--real-subset-csv"} if part == "real" else {}
             splits = build(builder)
             if "train" not in splits:
                 raise ConfigError(f"{name} config {config!r} has no train split to draw a hybrid from")

@@ -69,7 +69,12 @@ class SpanishConfig(FuloraConfig):
 
 
 def draw_per_plane(
-    records: list[Record], per_plane: int, seed: int, planes=PLANES, where: str = "the source"
+    records: list[Record],
+    per_plane: int,
+    seed: int,
+    planes=PLANES,
+    where: str = "the source",
+    hint: str = "use a larger source or pass --subset-csv",
 ) -> list[Record]:
     """Draw ``per_plane`` records of each plane, reproducibly, keeping the source order.
 
@@ -86,7 +91,7 @@ def draw_per_plane(
         seed,
         planes,
         where=where,
-        hint="use a larger source or pass --subset-csv",
+        hint=hint,
     )
     return [records[i] for i in positions]
 
@@ -242,7 +247,12 @@ class SpanishBuilder(FuloraBuilder):
         elif self.config.per_plane is not None:
             selected = {
                 split: draw_per_plane(
-                    rows_, self.config.per_plane, self.config.seed, classes, source.location
+                    rows_,
+                    self.config.per_plane,
+                    self.config.seed,
+                    classes,
+                    source.location,
+                    hint=f"use a larger {self.source_option} or pass {self.option_flag('subset_csv')}",
                 )
                 for split, rows_ in selected.items()
             }

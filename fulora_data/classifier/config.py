@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from fulora_data.classifier.models import architecture, check_image_size, check_weights_option
-from fulora_data.errors import ConfigError, require
+from fulora_data.errors import OptionValueError, require
 from fulora_data.presets import RunConfig, field_error
 from fulora_data.splits import VALIDATION_POLICIES
 
@@ -173,7 +173,7 @@ class TrainConfig(RunConfig):
                 if value
             ]
             if given:
-                raise ConfigError(
+                raise OptionValueError(
                     f"--data {self.hub_data!r} trains on a published dataset, which {' and '.join(given)} "
                     "cannot change: drop them, or build the training set locally without --data"
                 )
@@ -189,7 +189,7 @@ class TrainConfig(RunConfig):
         accepted = set(option_names(self.dataset[0]))
         for key in self.dataset_options:
             if key not in accepted or key in ("source", "real_source", "synthetic_source"):
-                raise ConfigError(
+                raise OptionValueError(
                     f"dataset_options: {self.dataset[0]} has no option {key!r} here; "
                     f"choose from {', '.join(sorted(accepted - {'real_source', 'synthetic_source'}))}"
                 )
@@ -218,5 +218,5 @@ def parse_train_set(name: str) -> str:
         part for part in str(name).strip().upper().replace("_", "+").replace("-", "+").split("+") if part
     )
     if key not in TRAIN_SETS:
-        raise ConfigError(f"unknown training set {name!r}; choose one of {', '.join(TRAIN_SETS)}")
+        raise OptionValueError(f"unknown training set {name!r}; choose one of {', '.join(TRAIN_SETS)}")
     return key

@@ -7,18 +7,42 @@ import re
 import click
 
 from fulora_data import __version__
-from fulora_data.errors import FuloraError, redact
+from fulora_data.cli.grammar import add_verbosity_options, fit_hints, quiet_option, verbose_option
+from fulora_data.errors import FuloraError, OptionValueError, redact
+
+
+class BadValue(click.BadParameter):
+    """A bad option value the library found (``OptionValueError``, or a ``ConfigError`` naming its config
+    ``field``): exit 2, the message as the library wrote it."""
+
+    def format_message(self) -> str:
+        return self.message
 
 
 class FuloraGroup(click.Group):
-    """A click group that reports fulora's errors as one line and a non-zero exit, without a traceback."""
+    """A click group that reports fulora's errors as one line and a non-zero exit, without a traceback.
+
+    Exit codes (docs/cli.md): 2 for a bad option value (click's own parameter errors, the library's
+    ``OptionValueError`` and a ``ConfigError`` that names the config ``field`` it refuses), 1 for any other
+    failure.
+    """
+
+    def main(self, *args, **kwargs):
+        add_verbosity_options(self)  # commands attached after import get -q/-v too
+        return super().main(*args, **kwargs)
 
     def invoke(self, ctx: click.Context):
         words = [*getattr(ctx, "_protected_args", []), *ctx.args]  # the command line below this group
         try:
             return super().invoke(ctx)
         except FuloraError as err:
-            raise click.ClickException(redact(in_flags(err, self.leaf(words)))) from None
+            # The leaf command's flags: house's field -> flag rewrite first, then the cli's hints (flags the
+            # command lacks in another spelling), then nothing local is printed (redact).
+            command = ctx.meta.get("fulora.command") or self.leaf(words)
+            message = redact(fit_hints(in_flags(err, command), command))
+            if isinstance(err, OptionValueError) or getattr(err, "field", None):
+                raise BadValue(message) from None  # a bad option value: exit 2
+            raise click.ClickException(message) from None
         except OSError as err:
             # The file system refused something fulora did not check first (a folder made read-only while
             # it ran, a full disk): one line naming the path, not a traceback.
@@ -57,6 +81,8 @@ def in_flags(err: FuloraError, command: click.Command) -> str:
 
 @click.group(cls=FuloraGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="fulora")
+@quiet_option
+@verbose_option
 def main() -> None:
     """fulora: synthetic fetal-ultrasound datasets, LoRA training, generation and zero-shot evaluation."""
 
@@ -91,3 +117,4 @@ main.add_command(train)
 train.add_command(lora)
 data.add_command(pull_dataset)
 model.add_command(pull_model)
+add_verbosity_options(main)  # last: every command attached above gets -q/-v

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import click
 
+from fulora_data.audit.gate import FAIL_ON
 from fulora_data.audit.thresholds import DEFAULT_SIMILARITY, DEFAULT_THRESHOLD, MAX_THRESHOLD
+from fulora_data.cli.grammar import echo_json, json_option, report_option
 from fulora_data.cli.options import (
     builder_options,
     builder_values,
@@ -15,7 +16,7 @@ from fulora_data.cli.options import (
     config_option,
     source_option,
 )
-from fulora_data.errors import ConfigError
+from fulora_data.errors import OptionValueError
 
 
 def options_for(name: str, **options) -> dict:
@@ -26,7 +27,7 @@ def options_for(name: str, **options) -> dict:
         return builder_values(name, **options)
     given = sorted(k for k, v in options.items() if v not in (None, ()))
     if given:
-        raise ConfigError(
+        raise OptionValueError(
             f"{name} is a published dataset, already built: it takes no builder option "
             f"(got --{given[0].replace('_', '-')})"
         )
@@ -64,11 +65,18 @@ def options_for(name: str, **options) -> dict:
     default=None,
     help="The archive or folder of the --against dataset.",
 )
-@click.option("--report", type=click.Path(path_type=Path), default=None, help="Write a Markdown report here.")
+@report_option("audit.json and figures of the pairs")
 @click.option(
     "--num-proc", type=click.IntRange(min=1), default=None, help="Worker processes for decoding the images."
 )
-@click.option("--json", "as_json", is_flag=True, help="Print the full result as JSON.")
+@click.option(
+    "--fail-on",
+    "fail_on",
+    multiple=True,
+    type=click.Choice(list(FAIL_ON)),
+    help="Exit 1 when the audit finds these (repeatable; memorisation needs --against): a CI gate.",
+)
+@json_option("the full result")
 def audit_command(
     name,
     config,
@@ -80,12 +88,16 @@ def audit_command(
     against_source,
     report,
     num_proc,
+    fail_on,
     as_json,
     **options,
 ) -> None:
     """Audit dataset NAME (or a published ORG/NAME[@REVISION]) for duplicates, leakage and memorisation."""
     from fulora_data.audit import audit_dataset, format_summary
+    from fulora_data.audit.gate import failed_checks
 
+    if "memorisation" in fail_on and against is None:
+        raise click.BadParameter("memorisation needs --against (the set to check)", param_hint="--fail-on")
     result = audit_dataset(
         name,
         config,
@@ -100,6 +112,9 @@ def audit_command(
         **(options_for(name, **options)),
     )
     if as_json:
-        click.echo(json.dumps(result, indent=2))
-        return
-    click.echo(format_summary(result, f"{name}{'/' + config if config else ''}"))
+        echo_json(result)
+    else:
+        click.echo(format_summary(result, f"{name}{'/' + config if config else ''}"))
+    found = failed_checks(result, fail_on)
+    if found:
+        raise click.ClickException(f"the audit found {'; '.join(found)} (--fail-on {' '.join(fail_on)})")

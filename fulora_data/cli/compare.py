@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import click
 
+from fulora_data.cli.grammar import echo_json, json_option, report_option, verbosity
 from fulora_data.cli.options import cache_option, device_option
 
 
@@ -57,7 +57,7 @@ from fulora_data.cli.options import cache_option, device_option
     default=None,
     help="Where features are cached (default: CACHE_DIR/fulora-features or ~/.cache/fulora/features).",
 )
-@click.option("--report", type=click.Path(path_type=Path), default=None, help="Write a Markdown report here.")
+@report_option("compare.json and the t-SNE figures")
 @click.option(
     "--bootstrap",
     type=int,
@@ -76,7 +76,7 @@ from fulora_data.cli.options import cache_option, device_option
 @click.option(
     "--device", default=None, callback=device_option, help="cpu, cuda, ... (default: CUDA when available)."
 )
-@click.option("--json", "as_json", is_flag=True, help="Print the full result as JSON.")
+@json_option("the full result")
 def compare_command(
     sets,
     sources,
@@ -123,9 +123,9 @@ def compare_command(
         batch_size=batch_size,
         device=device,
     )
-    result = compare_sets(config, log=lambda message: click.echo(message, err=True))
+    result = compare_sets(config, log=verbosity().info)
     if as_json:
-        click.echo(json.dumps(result, indent=2))
+        echo_json(result)
         return
     for entry in result["sets"]:
         drawn = ", ".join(f"{p} {n}" for p, n in entry["drawn_per_plane"].items())

@@ -6,12 +6,12 @@ fulora evaluate predictions FILE [--protocol paper|standard] [--json] [--report 
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import click
 
 from fulora_data import evaluation as library
+from fulora_data.cli.grammar import echo_json, json_option, token_option
 from fulora_data.cli.options import device_option
 
 
@@ -37,11 +37,9 @@ def _common_options(func):
         "report_dir",
         type=click.Path(file_okay=False, path_type=Path),
         default=None,
-        help="Write a Markdown report with a confusion-matrix PNG to this folder.",
+        help="Write a report folder here: report.md, the results JSON and the confusion-matrix PNG.",
     )(func)
-    func = click.option("--json", "as_json", is_flag=True, help="Print the results as JSON (fractions).")(
-        func
-    )
+    func = json_option("the results (fractions)")(func)
     func = click.option(
         "--protocol",
         type=click.Choice(library.PROTOCOLS),
@@ -54,7 +52,7 @@ def _common_options(func):
 
 def _echo(result: dict, as_json: bool) -> None:
     if as_json:
-        click.echo(json.dumps(result, indent=2))
+        echo_json(result)
     else:
         click.echo(library.format_summary(result))
         if result.get("report"):
@@ -90,13 +88,14 @@ def _echo(result: dict, as_json: bool) -> None:
     is_flag=True,
     help="Add the results to the model's card (model-index): in the folder, or a new commit on the repo's main.",
 )
+@token_option("Hub token with write access, for --push-results to a Hub repo (default: HF_TOKEN).")
 @click.option("--batch-size", type=click.IntRange(min=1), default=32, show_default=True)
 @click.option(
     "--device", default=None, callback=device_option, help="Torch device (default: cuda when available)."
 )
 @_common_options
 @click.pass_context
-def evaluate(ctx, checkpoint, data_spec, source, cache_dir, push_results, batch_size, device, protocol, as_json,
+def evaluate(ctx, checkpoint, data_spec, source, cache_dir, push_results, token, batch_size, device, protocol, as_json,
              report_dir, ci_by_patient, n_bootstrap, seed) -> None:  # fmt: skip
     """Evaluate a classifier zero-shot: run --model on --data, or score a CSV with `predictions`."""
     if ctx.invoked_subcommand is not None:
@@ -105,7 +104,8 @@ def evaluate(ctx, checkpoint, data_spec, source, cache_dir, push_results, batch_
         given = [
             param.opts[0]
             for param in ctx.command.params
-            if ctx.get_parameter_source(param.name) == click.core.ParameterSource.COMMANDLINE
+            if param.name not in ("quiet", "verbose")  # -q/-v apply to the whole command line
+            and ctx.get_parameter_source(param.name) == click.core.ParameterSource.COMMANDLINE
         ]
         if given:
             raise click.UsageError(
@@ -137,7 +137,7 @@ def evaluate(ctx, checkpoint, data_spec, source, cache_dir, push_results, batch_
     if push_results:
         from fulora_data.classifier.card import record_results
 
-        result["recorded"] = record_results(checkpoint, result)
+        result["recorded"] = record_results(checkpoint, result, token=token)
     _echo(result, as_json)
     if push_results and not as_json:
         where, commit = result["recorded"]["where"], result["recorded"]["commit"]

@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import click
 
+from fulora_data.cli.grammar import echo_json, json_option, out_option
 from fulora_data.cli.options import builder_options, builder_values, cache_option, source_option
 
 
@@ -18,7 +17,7 @@ from fulora_data.cli.options import builder_options, builder_values, cache_optio
     multiple=True,
     help="Config to export (repeat for several; default: the default).",
 )
-@click.option("--out", required=True, type=click.Path(path_type=Path), help="The export folder.")
+@out_option("The export folder.", required=True)
 @click.option(
     "--max-shard-size",
     type=click.IntRange(min=1),
@@ -41,8 +40,19 @@ from fulora_data.cli.options import builder_options, builder_values, cache_optio
 @source_option
 @cache_option
 @builder_options
+@json_option("the export's manifest (fulora_export.json) and folder")
 def export_command(
-    name, configs, out, max_shard_size, repo_id, default_config, release_version, source, cache_dir, **options
+    name,
+    configs,
+    out,
+    max_shard_size,
+    repo_id,
+    default_config,
+    release_version,
+    source,
+    cache_dir,
+    as_json,
+    **options,
 ) -> None:
     """Export dataset NAME to OUT: data/<config>/<split>-*.parquet, README.md card, fulora_export.json."""
     from fulora_data.export import DEFAULT_MAX_SHARD_SIZE, export
@@ -59,6 +69,9 @@ def export_command(
         version=release_version,
         **builder_values(name, **options),
     )
+    if as_json:
+        echo_json({"out": str(out), **manifest})
+        return
     default = [c for c in manifest["configs"] if manifest["details"][c].get("default")]
     for config in configs or default:  # without --config the default config was exported
         sizes = ", ".join(

@@ -6,12 +6,12 @@ accelerate launch --num_processes N scripts/generate.py --base ... --out DIR   (
 
 from __future__ import annotations
 
-import json
 import math
 from pathlib import Path
 
 import click
 
+from fulora_data.cli.grammar import echo_json, json_option, out_option, verbosity
 from fulora_data.generation.config import MAX_ADAPTER_SCALE, MAX_GUIDANCE
 
 
@@ -108,20 +108,21 @@ class FiniteFloat(click.ParamType):
 @click.option("--cache-dir", default=None, help="Cache of built datasets for the memorisation check.")
 @click.option("--preset", type=click.Choice(["study"]), default=None,
               help="study: 500 per plane and sampler, euler and unipc, the study's prompts, 512 px.")  # fmt: skip
-@click.option("--out", required=True, type=click.Path(file_okay=False, path_type=Path), help="Output folder.")
-@click.option("--json", "as_json", is_flag=True, help="Print the summary as JSON.")
-@click.option("--no-progress", is_flag=True, help="No progress bar.")
+@out_option("Output folder: WebDataset shards, fulora_generated.json, card and contact sheet.", required=True)
+@json_option("the summary")
+@click.option("--no-progress", is_flag=True, help="No progress bar (-q also silences the info lines).")
 def generate(out: Path, preset: str | None, as_json: bool, no_progress: bool, **options) -> None:
     """Generate synthetic planes with per-image provenance; resumes a run killed part-way."""
     from fulora_data.generation.run import generate_from_options
 
+    say = verbosity()
     summary = generate_from_options(
-        out, preset=preset, progress=not no_progress, log=lambda m: click.echo(m, err=True), **options
+        out, preset=preset, progress=say.progress and not no_progress, log=say.info, **options
     )
     if summary.get("rank", 0) != 0:
         return
     if as_json:
-        click.echo(json.dumps(summary, indent=2))
+        echo_json(summary)
     else:
         click.echo(
             f"{summary['images']} images in {summary['out']} ({summary['generated_now']} made now"

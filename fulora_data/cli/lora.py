@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import click
+
+from fulora_data.cli.grammar import echo_json, json_option, out_option, token_option, verbosity
 
 
 def _check_name(ctx, param, value):
@@ -60,7 +61,7 @@ def _check_name(ctx, param, value):
 @click.option("--cache-dir", type=click.Path(path_type=Path), default=None, help="Datasets and latent cache.")
 @click.option("--checkpoint-every", type=int, default=None, help="Checkpoint every N steps [500].")
 @click.option("--validation-every", type=int, default=None, help="Sample one image per plane every N steps.")
-@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True)
+@out_option("The run folder: adapter/, checkpoint/, samples and the model card.", required=True)
 @click.option(
     "--name",
     "output_name",
@@ -73,14 +74,7 @@ def _check_name(ctx, param, value):
 @click.option(
     "--push-to-hub", default=None, metavar="ORG/NAME", help="Push the adapter to this Hub repository."
 )
-@click.option(
-    "--token",
-    "--hub-token",
-    "hub_token",
-    default=None,
-    envvar="HF_TOKEN",
-    help="Hub token (default: HF_TOKEN).",
-)
+@token_option("Hub token for --push-to-hub (default: HF_TOKEN).", envvar="HF_TOKEN")
 @click.option("--private", is_flag=True, help="Create the Hub repository as private.")
 @click.option("--cpu", is_flag=True, default=None, help="Train on the CPU even if a GPU is present.")
 @click.option(
@@ -89,27 +83,30 @@ def _check_name(ctx, param, value):
     default=None,
     help="Where loss, lr and validation images are logged [tensorboard when installed, else none].",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print the run's summary as JSON.")
-def lora(preset, out_dir, resume, push_to_hub, hub_token, private, report_to, as_json, **options) -> None:
+@json_option("the run's summary")
+def lora(preset, out, resume, push_to_hub, token, private, report_to, as_json, **options) -> None:
     """Fine-tune a LoRA adapter of Stable Diffusion 1.5 on a fulora dataset (resumable; both file formats)."""
     from fulora_data.lora.config import LoraConfig
     from fulora_data.lora.train import train_lora
 
     values = {k: (str(v) if isinstance(v, Path) else v) for k, v in options.items()}
     config = LoraConfig.preset(preset, **values)
+    say = verbosity()
     summary = train_lora(
         config,
-        out_dir,
+        out,
         resume=resume,
         push_to_hub=push_to_hub,
-        hub_token=hub_token,
+        hub_token=token,
         hub_private=private,
         report_to=report_to,
+        progress=say.progress,
+        log=say.info,
     )
     if not summary["main_process"]:  # under accelerate launch, one process reports
         return
     if as_json:
-        click.echo(json.dumps(summary, indent=2))
+        echo_json(summary)
         return
     loss = summary["losses"]["last"]
     click.echo(

@@ -83,6 +83,18 @@ def builder_options(func):
     return data_option(func)
 
 
+def builder_flag_keys() -> dict[str, str]:
+    """Each builder option's ``fulora data`` flag -> its key (``--md5`` -> ``archive_md5``), every builder's.
+
+    An option without a flag of its own gets ``--key-name`` (what library hints call it).
+    """
+    keys = {f"--{key.replace('_', '-')}": key for row in library.list_builders() for key in row["options"]}
+    for param in click.command()(builder_options(lambda **options: None)).params:
+        if isinstance(param, click.Option) and param.name in keys.values():
+            keys.update(dict.fromkeys(param.opts, param.name))
+    return keys
+
+
 def parse_data_options(pairs: tuple[str, ...] | list[str]) -> dict:
     """Read ``KEY=VALUE`` pairs; ``true``/``false`` and whole numbers become booleans and integers.
 

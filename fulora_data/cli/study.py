@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-import json
+import os
 from pathlib import Path
 
 import click
+
+from fulora_data.cli.grammar import echo_json, json_option, out_option, token_option, verbosity
 
 preset_option = click.option(
     "--preset",
@@ -42,20 +44,23 @@ def study() -> None:
 @study.command("plan")
 @preset_option
 @source_option
-@click.option("--out", type=click.Path(path_type=Path), default=None, help="The study folder whose state to show.")
-@click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
+@out_option("The study folder whose state to show.")
+@json_option("the plan")
 def plan_command(preset: str, sources: tuple[str, ...], out: Path | None, as_json: bool) -> None:
     """Show every step with its state (done / stale / to do) and device-time estimate."""
     from fulora_data.study.run import format_plan, plan_study
 
     plan = plan_study(out, preset, source_changes(sources))
-    click.echo(json.dumps(plan, indent=2) if as_json else format_plan(plan))
+    if as_json:
+        echo_json(plan)
+        return
+    click.echo(format_plan(plan))
 
 
 @study.command("run")
 @preset_option
 @source_option
-@click.option("--out", type=click.Path(path_type=Path), required=True, help="The study folder (reused by a rerun).")
+@out_option("The study folder (reused by a rerun).", required=True)
 @click.option(
     "--executor",
     type=click.Choice(["local", "slurm"]),
@@ -68,9 +73,19 @@ def plan_command(preset: str, sources: tuple[str, ...], out: Path | None, as_jso
     default=None,
     metavar="ORG",
     help="Last, push every exported dataset, adapter and classifier to this Hub user or organisation "
-    "(token: HF_TOKEN or the login).",
+    "(token: --token, HF_TOKEN or the login).",
 )
-def run_command(preset: str, sources: tuple[str, ...], out: Path, executor: str, push_to: str | None) -> None:
+@token_option("Hub token with write access, for --push-to (default: HF_TOKEN or `hf auth login`).")
+@json_option("the steps run and skipped")
+def run_command(
+    preset: str,
+    sources: tuple[str, ...],
+    out: Path,
+    executor: str,
+    push_to: str | None,
+    token: str | None,
+    as_json: bool,
+) -> None:
     """Run every step the plan says is not done, in order; a rerun continues where the last one stopped."""
     from fulora_data.study.run import SubmititExecutor, run_study
 
@@ -79,7 +94,17 @@ def run_command(preset: str, sources: tuple[str, ...], out: Path, executor: str,
         if not push_to or "/" in push_to:
             raise click.BadParameter(f"takes a Hub user or organisation; got {push_to!r}", param_hint="--push-to")
         changes["publish"] = {"org": push_to}
+    if token:
+        # Through the environment, as HF_TOKEN: the token is never a setting (settings are recorded), and a
+        # step run in another process (accelerate, slurm) inherits it.
+        os.environ["HF_TOKEN"] = token
     chosen = SubmititExecutor(cluster="slurm") if executor == "slurm" else None
-    result = run_study(out, preset, changes=changes, executor=chosen, log=click.echo)
+    say = verbosity()
+    # The steps go to stdout unless stdout holds the JSON; -q silences them.
+    log = say.info if as_json else (lambda message: None) if say.quiet else click.echo
+    result = run_study(out, preset, changes=changes, executor=chosen, log=log)
+    if as_json:
+        echo_json(result)
+        return
     if result["ran"]:
         click.echo(f"ran {len(result['ran'])} steps; report: {out / 'report' / 'report.html'}")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import click
@@ -10,6 +9,7 @@ import click
 from fulora_data.classifier.config import TRAIN_SETS, TrainConfig, parse_train_set
 from fulora_data.classifier.models import ARCHITECTURES
 from fulora_data.classifier.train import train as train_classifier
+from fulora_data.cli.grammar import echo_json, json_option, out_option, token_option, verbosity
 from fulora_data.cli.options import data_option, parse_data_options
 
 
@@ -67,19 +67,12 @@ def train() -> None:
     help="Train on a published fulora dataset (e.g. fulora/hybrid@v1.0.0) instead of building the training "
     "set (not with --source, --synthetic-source or --data-option; --resume needs the same --data).",
 )
-@click.option("--out", "out_dir", type=click.Path(file_okay=False, path_type=Path), required=True)
+@out_option("The run folder: model/, checkpoint/ and the metrics.", required=True)
 @click.option("--resume", is_flag=True, help="Continue the run in --out after its last finished epoch.")
 @click.option(
     "--push-to-hub", default=None, metavar="REPO", help="Push the trained model to this Hub repository."
 )
-@click.option(
-    "--token",
-    "--hub-token",
-    "hub_token",
-    default=None,
-    envvar="HF_TOKEN",
-    help="Hub token (default: HF_TOKEN).",
-)
+@token_option("Hub token for --push-to-hub (default: HF_TOKEN).", envvar="HF_TOKEN")
 @click.option("--private", is_flag=True, help="Create the Hub repository as private.")
 @click.option(
     "--report-to",
@@ -87,13 +80,13 @@ def train() -> None:
     default=None,
     help="Where epoch metrics and the confusion matrix are logged [tensorboard when installed, else none].",
 )
-@click.option("--json", "as_json", is_flag=True, help="Print the run's summary as JSON.")
+@json_option("the run's summary")
 def classifier(
     preset,
-    out_dir,
+    out,
     resume,
     push_to_hub,
-    hub_token,
+    token,
     private,
     report_to,
     as_json,
@@ -110,17 +103,20 @@ def classifier(
     values["data_cache_dir"] = str(cache_dir) if cache_dir is not None else None
     values["hub_data"] = hub_data  # --train-set still names the run (and decides augmentation)
     config = TrainConfig.from_yaml(preset, **values) if preset else TrainConfig.preset("paper", **values)
+    say = verbosity()
     summary = train_classifier(
         config,
-        out_dir,
+        out,
         resume=resume,
         push_to_hub=push_to_hub,
-        hub_token=hub_token,
+        hub_token=token,
         hub_private=private,
         report_to=report_to,
+        progress=say.progress,
+        log=say.info,
     )
     if as_json:
-        click.echo(json.dumps(summary, indent=2))
+        echo_json(summary)
         return
     best = summary["best"]
     accuracy = "n/a" if best["accuracy"] is None else f"{best['accuracy']:.4f}"
@@ -131,3 +127,7 @@ def classifier(
     click.echo(f"model: {summary['model_dir']}")
     if summary["hub"]:
         click.echo(f"pushed: {summary['hub'].get('url')}")
+
+
+# Library hints name the hybrid's flags; here its real part is --source (see fit_hints).
+classifier.hint_flags = {"--real-source": "--source"}

@@ -4,7 +4,7 @@
 the study's seeded rule (``sets``), takes cached Inception-V3 features (``features``), and compares every
 pair of sets per plane and overall (``metrics``: FID, KID, bootstrap intervals; ``figures``: t-SNE),
 writing a Markdown report (``report``). Importing this package needs only numpy; torch, torchvision,
-scikit-learn and matplotlib are imported when used (``pip install 'fulora[eval]'``).
+scikit-learn and matplotlib are imported when used (``pip install -e '.[eval]'`` in a clone).
 """
 
 from __future__ import annotations

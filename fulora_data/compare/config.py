@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from fulora_data.compare.metrics import DEFAULT_BOOTSTRAP
 from fulora_data.compare.sets import STUDY_PER_PLANE, STUDY_PLANES, STUDY_SEED, default_labels
 from fulora_data.dataset_ref import DatasetRef
-from fulora_data.errors import ConfigError
+from fulora_data.errors import OptionValueError
 from fulora_data.presets import RunConfig, field_error
 from fulora_data.taxonomy import canonical_plane
 
@@ -83,7 +83,7 @@ class CompareConfig(RunConfig):
 
         sets = list(self.sets)
         if len(sets) < 2:
-            raise ConfigError(
+            raise OptionValueError(
                 f"compare needs at least two sets, got {len(sets)}: {', '.join(map(str, sets))}"
             )
         specs = [DatasetRef.parse(s, option="a SET") for s in sets]
@@ -100,7 +100,7 @@ class CompareConfig(RunConfig):
         sources = [None if s is None or str(s) == "-" else str(s) for s in given] or [None] * len(specs)
         for spec, source in zip(specs, sources, strict=True):
             if spec.on_hub and source is not None:
-                raise ConfigError(
+                raise OptionValueError(
                     f"set {str(spec)!r} is a published dataset, read from the Hub: give `sources` - for it, "
                     f"not {source!r}"
                 )
@@ -111,7 +111,7 @@ class CompareConfig(RunConfig):
             )
         repeated = sorted({label for label in labels if labels.count(label) > 1})
         if repeated:
-            raise ConfigError(f"two sets would share the name {repeated[0]!r}; tell them apart with `labels`")
+            raise OptionValueError(f"two sets would share the name {repeated[0]!r}; tell them apart with `labels`")
         planes = [canonical_plane(p) for p in self.planes] if self.planes else list(STUDY_PLANES)
         if self.per_plane is not None and (not isinstance(self.per_plane, int) or self.per_plane < 1):
             raise field_error("per_plane", f"must be a whole number of at least 1, got {self.per_plane!r}")

@@ -172,7 +172,7 @@ def fid_inception():
     branch; pytorch-fid's ``FIDInception*`` classes reproduce those blocks.
 
     Raises:
-        MissingExtraError: If pytorch-fid is not installed (``pip install 'fulora[eval]'``).
+        MissingExtraError: If pytorch-fid is not installed (``pip install -e '.[eval]'`` in a clone).
     """
     blocks = require("pytorch_fid.inception", "eval")
     models = require("torchvision.models", "eval")

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 from fulora_data.dataset_ref import DatasetRef
-from fulora_data.errors import ConfigError, DataError
+from fulora_data.errors import ConfigError, DataError, OptionValueError
 from fulora_data.evaluation.metrics import score
 from fulora_data.evaluation.predictions import read_predictions
 from fulora_data.evaluation.report import roc_curves, write_report
@@ -21,7 +21,7 @@ def _read_spec(data_spec: str, source, cache_dir) -> tuple[str, str | None, str,
     """
     ref = DatasetRef.parse(data_spec, option="--data", split="required")
     if ref.on_hub and (source is not None or cache_dir is not None):
-        raise ConfigError(
+        raise OptionValueError(
             f"--data {data_spec!r} is a published dataset, read from the Hugging Face cache: --source and "
             "--cache-dir do not apply to it"
         )

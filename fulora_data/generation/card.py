@@ -26,7 +26,7 @@ def contact_sheet(
     """Write a PNG grid of a generated set: one row per plane, ``per_cell`` images per sampler.
 
     Each row is labelled with its plane, each column group with the sampler's CLI name (``euler``,
-    ``unipc``: what ``fulora generate --sampler`` takes), and each thumbnail (up to ``THUMBNAIL`` px) with
+    ``unipc``: what ``fulora generate --samplers`` takes), and each thumbnail (up to ``THUMBNAIL`` px) with
     its seed, so any image can be found and regenerated.
 
     Returns:

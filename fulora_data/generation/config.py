@@ -17,7 +17,7 @@ import hashlib
 from dataclasses import dataclass, field
 from typing import Any
 
-from fulora_data.errors import ConfigError, DataError
+from fulora_data.errors import ConfigError, DataError, OptionValueError
 from fulora_data.presets import RunConfig, field_error
 from fulora_data.taxonomy import CERVIX, PLANES, canonical_plane, prompt_for
 
@@ -198,7 +198,10 @@ class GenerateConfig(RunConfig):
             if name not in SAMPLERS:
                 from fulora_data.generation.samplers import a1111_sampler
 
-                a1111_sampler(name)  # raises, naming the A1111 samplers fulora has
+                try:
+                    a1111_sampler(name)  # raises, naming the A1111 samplers fulora has
+                except ConfigError as err:
+                    raise field_error("samplers", f": {err}") from None
             if name in samplers:
                 raise field_error("samplers", f"names {name!r} twice")
             samplers.append(name)
@@ -244,7 +247,7 @@ class GenerateConfig(RunConfig):
                     f"does not apply to `against` {self.against!r}: it is a published dataset",
                 )
         if self.adapter is None and (self.weight_name or self.adapter_revision):
-            raise ConfigError("--weight-name and --adapter-revision need --adapter")
+            raise OptionValueError("--weight-name and --adapter-revision need --adapter")
         return dataclasses.replace(self, planes=tuple(planes), samplers=tuple(samplers))
 
 

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from fulora_data.errors import ConfigError, require
+from fulora_data.errors import OptionValueError, require
 from fulora_data.presets import RunConfig, field_error
 
 SD15 = "stable-diffusion-v1-5/stable-diffusion-v1-5"
@@ -298,23 +298,27 @@ def check_base(base: str) -> None:
             ``.safetensors``/``.ckpt`` checkpoint.
     """
     if not isinstance(base, str) or not base.strip():
-        raise ConfigError(f"--base must name a model; got {base!r}")
+        raise OptionValueError(f"--base must name a model; got {base!r}")
     kind = base_kind(base)
     path = Path(base).expanduser()
     if kind == "hub":
         return
     if not path.exists():
-        raise ConfigError(
+        raise OptionValueError(
             f"--base {base} does not exist (give a diffusers folder, a .safetensors file or a Hub id)"
         )
     if kind == "folder":
         if not path.is_dir():
-            raise ConfigError(f"--base {base} is not a diffusers model folder nor a .safetensors checkpoint")
+            raise OptionValueError(
+                f"--base {base} is not a diffusers model folder nor a .safetensors checkpoint"
+            )
         if not (path / "model_index.json").is_file():
-            raise ConfigError(f"--base {base} is not a diffusers model folder (it has no model_index.json)")
+            raise OptionValueError(
+                f"--base {base} is not a diffusers model folder (it has no model_index.json)"
+            )
         for sub in ("unet", "vae", "text_encoder", "tokenizer", "scheduler"):
             if not (path / sub).is_dir():
-                raise ConfigError(f"--base {base} is not a Stable Diffusion folder (it has no {sub}/)")
+                raise OptionValueError(f"--base {base} is not a Stable Diffusion folder (it has no {sub}/)")
 
 
 PRESETS: dict[str, dict[str, Any]] = {

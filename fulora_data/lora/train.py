@@ -61,7 +61,7 @@ from fulora_data.checkpoint import (
     tracker_name,
     weights_digest,
 )
-from fulora_data.errors import ConfigError, DataError, FuloraError, require
+from fulora_data.errors import ConfigError, DataError, FuloraError, install_hint, require
 from fulora_data.io import atomic_write_json, atomic_write_text, file_sha256, remove_leftovers
 from fulora_data.lora.config import LoraConfig, base_kind, check_clip_skip
 
@@ -1099,7 +1099,7 @@ def train_lora(
         )
         say = log if run.main else (lambda message: None)
         if report_to is None and tracker is None:
-            run.notes.append("tensorboard is not installed: no training logs (--report-to none to silence)")
+            run.notes.append(f"tensorboard is not installed: no training logs ({install_hint('train')}; --report-to none to silence)")
         say(
             f"{len(run.data.examples)} images of {config.dataset_id} in "
             f"{len({e.bucket for e in run.data.examples})} bucket(s); {run.data.encoded} latent(s) encoded, "

@@ -220,7 +220,7 @@ def run_evaluate(ctx: Context, settings: dict) -> dict:
     intervals: dict[str, list[float] | None] = {k: None for k in METRICS}
     n_bootstrap = int(settings.get("n_bootstrap", 0))
     if n_bootstrap > 0:
-        ref = DatasetRef.parse(settings["data"], option="evaluation.data", split="required")
+        ref = DatasetRef.parse(settings["data"], option="data", split="required")
         dataset = prepare(ref.name, ref.config, source=ctx.inputs["source"], cache_dir=ctx.cache)[ref.split]
         out = predict(checkpoint, dataset, device=ctx.device)
         ref, pred = np.asarray(out["reference"]), np.asarray(out["prediction"])

@@ -122,7 +122,7 @@ def test_source_path_that_is_not_utf8(tmp_path, source):
 
     odd = tmp_path / os.fsdecode(b"odd\xffname")
     shutil.copytree(source, odd)
-    line = _one_line("data", "prepare", "spanish", "--source", odd, "--cache-dir", tmp_path / "c")
+    line = _one_line("data", "prepare", "spanish", "--source", odd, "--cache-dir", tmp_path / "c", code=2)
     assert "is not valid UTF-8" in line
 
 

@@ -359,14 +359,14 @@ def test_bad_sets_and_options_are_one_error_line(tiny_sets, weights, tmp_path): 
     runner = CliRunner()
     base = ["--weights", str(weights), "--image-size", str(SIZE), "--cache-dir", str(tmp_path)]
     run = runner.invoke(main, ["data", "compare", "nosuchset:test", "synthetic/generated", *base])
-    assert run.exit_code == 1 and "Error:" in run.output and "nosuchset" in run.output
+    assert run.exit_code == 2 and "Error:" in run.output and "nosuchset" in run.output
     assert "Traceback" not in run.output
     run = runner.invoke(
         main, ["data", "compare", "synthetic/generated", "synthetic/generated", "--source", "x", *base]
     )
-    assert run.exit_code == 1 and "once per set" in run.output
+    assert run.exit_code == 2 and "once per set" in run.output
     run = runner.invoke(main, ["data", "compare", "african:test", *base])
-    assert run.exit_code == 1 and "at least two sets" in run.output
+    assert run.exit_code == 2 and "at least two sets" in run.output
     run = runner.invoke(
         main,
         ["data", "compare", "synthetic/generated:nosplit", "synthetic/generated", *base]

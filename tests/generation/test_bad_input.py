@@ -28,7 +28,7 @@ from fulora_data.cli import main
 def test_bad_options_are_refused_before_any_write(tiny_world, tmp_path, changes, message):
     out = tmp_path / "out"
     result = CliRunner().invoke(main, ["generate", *reference_args(tiny_world, out, **changes)])
-    assert result.exit_code == 1, result.output
+    assert result.exit_code == 2, result.output  # a bad option value, as click's own (docs/cli.md)
     assert message in result.output and "Traceback" not in result.output
     assert result.output.count("Error:") == 1
     assert not out.exists()

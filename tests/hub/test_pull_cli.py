@@ -49,8 +49,8 @@ def _json(output: str) -> dict:
     return json.loads(output[output.index('{\n  "') :])
 
 
-def _one_line_error(result) -> str:
-    assert result.exit_code == 1, result.output
+def _one_line_error(result, code: int = 1) -> str:
+    assert result.exit_code == code, result.output
     lines = [line for line in result.output.splitlines() if line.startswith("Error: ")]
     assert len(lines) == 1 and "Traceback" not in result.output, result.output
     return lines[0]
@@ -151,12 +151,12 @@ def test_missing_repo_revision_config_and_bad_ids_are_one_sentence(pushed, hub_s
         ("data", "pull", "fulora/nothing-here"): "no dataset repository 'fulora/nothing-here'",
         ("data", "pull", f"{repo}@v9.9.9"): f"{repo!r} has no revision 'v9.9.9'",
         ("data", "pull", repo, "-c", "zzz"): "has no config 'zzz'; it has a, b",
-        ("data", "pull", "not-a-repo"): "got 'not-a-repo'",
+        ("data", "pull", "not-a-repo"): "got 'not-a-repo'",  # a bad value: exit 2
         ("model", "pull", "a/b/c"): "got 'a/b/c'",
         ("model", "pull", "fulora/no-model"): "no model repository 'fulora/no-model'",
     }
     for args, message in cases.items():
-        line = _one_line_error(runner.invoke(main, list(args)))
+        line = _one_line_error(runner.invoke(main, list(args)), code=2 if message.startswith("got") else 1)
         assert message in line, (args, line)
 
 

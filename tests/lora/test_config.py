@@ -129,8 +129,9 @@ def _invoke(args: list[str]):
     return CliRunner().invoke(main, ["train", "lora", "--preset", "smoke", *args])
 
 
-def _refused(result, *fragments: str) -> None:
-    assert result.exit_code == 1, result.output
+def _refused(result, *fragments: str, code: int = 1) -> None:
+    """One error line holding ``fragments``; exit ``code`` (2: a bad option value, docs/cli.md)."""
+    assert result.exit_code == code, result.output
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and lines[0].startswith("Error: "), result.output
     for fragment in fragments:
@@ -149,7 +150,7 @@ def _refused(result, *fragments: str) -> None:
 )
 def test_bad_values_are_refused_before_any_work(tmp_path, args, fragments):
     result = _invoke([*args, "--out", str(tmp_path / "out")])
-    _refused(result, *fragments)
+    _refused(result, *fragments, code=2)
     assert not (tmp_path / "out").exists()
 
 
@@ -180,13 +181,17 @@ def test_a_target_module_without_lora_is_refused():
 def test_a_base_that_is_not_a_diffusers_model_is_refused(tmp_path):
     (tmp_path / "notamodel").mkdir()
     result = _invoke(["--base", str(tmp_path / "notamodel"), "--out", str(tmp_path / "out")])
-    _refused(result, "is not a diffusers model folder", "model_index.json")
+    _refused(result, "is not a diffusers model folder", "model_index.json", code=2)
     text = tmp_path / "weights.txt"
     text.write_text("x")
     _refused(
-        _invoke(["--base", str(text), "--out", str(tmp_path / "out")]), "is not a diffusers model folder"
+        _invoke(["--base", str(text), "--out", str(tmp_path / "out")]),
+        "is not a diffusers model folder",
+        code=2,
     )
-    _refused(_invoke(["--base", str(tmp_path / "gone"), "--out", str(tmp_path / "out")]), "does not exist")
+    _refused(
+        _invoke(["--base", str(tmp_path / "gone"), "--out", str(tmp_path / "out")]), "does not exist", code=2
+    )
 
 
 def _fake_base(folder: Path) -> Path:
