@@ -212,7 +212,7 @@ def test_push_and_pull_json_print_the_commit_and_the_tag_without_deprecation_war
     import uuid
 
     from huggingface_hub import HfApi
-    from test_hub import make_export
+    from hub_exports import make_export
 
     repo = f"fulora/grammar-{uuid.uuid4().hex[:8]}"
     make_export(tmp_path / "export")
