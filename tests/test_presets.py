@@ -86,7 +86,7 @@ def _run(batch_size, hub_data) -> None:
 
 def test_the_cli_writes_fields_as_the_flags_of_the_command_that_failed():
     result = CliRunner().invoke(_cli, ["sub", "run", "-b", "0"])
-    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert result.exit_code == 2 and "Traceback" not in result.output  # a field error is a bad option value
     # the leading field and backticked fields become that command's (longest) flags; a field with no flag
     # on the command keeps its name
     assert result.output == "Error: --batch-size must be positive, got 0; see --hub-data and `momentum`\n"

@@ -201,7 +201,7 @@ class GenerateConfig(RunConfig):
                 try:
                     a1111_sampler(name)  # raises, naming the A1111 samplers fulora has
                 except ConfigError as err:
-                    raise field_error("samplers", f": {err}") from None
+                    raise OptionValueError(str(err)) from None  # a bad --samplers value: exit 2
             if name in samplers:
                 raise field_error("samplers", f"names {name!r} twice")
             samplers.append(name)

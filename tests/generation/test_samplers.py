@@ -159,7 +159,7 @@ def test_a_sampler_a1111_lacks_is_one_sentence_and_nothing_is_written(tiny_world
     result = CliRunner().invoke(
         main, ["generate", *reference_args(tiny_world, out, samplers="euler_a_karras")]
     )
-    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert result.exit_code == 2 and "Traceback" not in result.output
     error = [line for line in result.output.splitlines() if line.startswith("Error:")]
     assert error == [
         "Error: unknown sampler 'euler_a_karras'; known samplers: euler, unipc, ddim, dpmpp-2m (A1111's "
