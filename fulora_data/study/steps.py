@@ -205,8 +205,9 @@ def run_evaluate(ctx: Context, settings: dict) -> dict:
     import numpy as np
 
     from fulora_data.classifier.predict import predict
+    from fulora_data.dataset_ref import DatasetRef
     from fulora_data.evaluation.metrics import paper_scores, standard_scores
-    from fulora_data.evaluation.run import evaluate_checkpoint, parse_data_spec
+    from fulora_data.evaluation.run import evaluate_checkpoint
     from fulora_data.io import atomic_write_json
     from fulora_data.prepare import prepare
 
@@ -219,7 +220,8 @@ def run_evaluate(ctx: Context, settings: dict) -> dict:
     intervals: dict[str, list[float] | None] = {k: None for k in METRICS}
     n_bootstrap = int(settings.get("n_bootstrap", 0))
     if n_bootstrap > 0:
-        name, config, split = parse_data_spec(settings["data"])
+        ref = DatasetRef.parse(settings["data"], option="evaluation.data", split="required")
+        name, config, split = ref.repo, ref.config, ref.split
         dataset = prepare(name, config, source=ctx.inputs["source"], cache_dir=ctx.cache)[split]
         out = predict(checkpoint, dataset, device=ctx.device)
         ref, pred = np.asarray(out["reference"]), np.asarray(out["prediction"])
