@@ -17,9 +17,11 @@ huggingface_hub's own ignore rules and hash helpers.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import re
+import tempfile
 from pathlib import Path
 
 from fulora_data.errors import ConfigError, DataError, FuloraError, SourceNotFoundError, redact
@@ -215,25 +217,47 @@ def push_model(
     for rel, why in skipped.items():
         logger.warning("not uploading %s: %s", rel, why)
     message = commit_message or f"Upload {folder.name} with fulora" + (f" ({tag})" if tag else "")
-    _name_repo_in_card(folder / CARD, repo_id)
-    result = _push(
-        folder, repo_id, "model", token, private, tag, endpoint, message, None, retry_hint, only=set(files)
-    )
+    with _named_card_view(folder, files, repo_id) as view:
+        result = _push(
+            view, repo_id, "model", token, private, tag, endpoint, message, None, retry_hint, only=set(files)
+        )
     return {**result, "skipped": skipped}
 
 
-def _name_repo_in_card(card: Path, repo_id: str) -> None:
-    """Put the repo id where the card's snippets say ``"REPO_OR_FOLDER"`` (a well-formed id only)."""
+@contextlib.contextmanager
+def _named_card_view(folder: Path, files: list[str], repo_id: str):
+    """The folder as it goes up: its card's ``"REPO_OR_FOLDER"`` snippets naming ``repo_id``.
+
+    The folder itself is never changed (a trained adapter's bytes are its identity, e.g. in ``fulora
+    study``): when the card needs the repo id, the upload reads a view in the system's temporary folder
+    whose files are links to the originals, beside the rewritten card.
+    """
+    card = _name_repo_in_card(folder / CARD, repo_id)
+    if card is None:
+        yield folder
+        return
+    with tempfile.TemporaryDirectory(prefix="fulora-push-") as tmp:
+        view = Path(tmp) / folder.name
+        for rel in files:
+            target = view / rel
+            target.parent.mkdir(parents=True, exist_ok=True)
+            if rel == CARD:
+                target.write_text(card, encoding="utf-8")
+            else:
+                target.symlink_to((folder / rel).resolve())
+        yield view
+
+
+def _name_repo_in_card(card: Path, repo_id: str) -> str | None:
+    """The card's text with the repo id where its snippets say ``"REPO_OR_FOLDER"``; None when unchanged
+    (no placeholder, or an id ``_push`` refuses with its reason)."""
     try:
         check_repo_id(repo_id)
     except ConfigError:
-        return  # _push refuses it with the reason
+        return None
     text = card.read_text(encoding="utf-8")
     quoted = f'"{PLACEHOLDER}"'
-    if quoted in text:
-        from fulora_data.io import atomic_write_text
-
-        atomic_write_text(card, text.replace(quoted, f'"{repo_id}"'))
+    return text.replace(quoted, f'"{repo_id}"') if quoted in text else None
 
 
 MODEL_FILE_PATTERNS = (

@@ -20,6 +20,7 @@ def test_report_beside_the_published_row(tmp_path):
     report = write_report(result, tmp_path / "out", model_name="ResNet18", train_set="hb+da")
     assert report == tmp_path / "out" / "report.md"
     assert sorted(p.name for p in report.parent.iterdir()) == [
+        ".fulora_written.json",  # the record of what fulora wrote there (io.write_report_folder)
         "confusion_matrix.png",
         "metrics.json",
         "report.md",
@@ -37,7 +38,8 @@ def test_report_beside_the_published_row(tmp_path):
         assert len(np.unique(np.asarray(image.convert("L")))) > 2
     saved = json.loads((report.parent / "metrics.json").read_text())
     assert saved["accuracy"] == result["accuracy"] and saved["model_name"] == "ResNet18"
-    assert not [p for p in report.parent.iterdir() if p.name.startswith(".")]
+    staged = [p for p in report.parent.iterdir() if p.name.startswith(".") and p.name != ".fulora_written.json"]
+    assert not staged  # nothing left of the staging
 
 
 def test_report_without_a_published_row_and_with_ci(tmp_path):

@@ -341,9 +341,9 @@ def _invoke(*args: str):
         (["--resolution", "65536"], "--resolution must be at most 4096"),
     ],
 )
-def test_numbers_out_of_range_are_one_sentence_before_any_work(tmp_path, args, fragment):
+def test_numbers_out_of_range_are_one_sentence_and_exit_2_before_any_work(tmp_path, args, fragment):
     result = _invoke(*args, "--out", str(tmp_path / "out"))
-    assert result.exit_code == 1 and "Traceback" not in result.output, result.output
+    assert result.exit_code == 2 and "Traceback" not in result.output, result.output
     lines = result.output.strip().splitlines()
     assert len(lines) == 1 and fragment in lines[0], result.output
     assert not (tmp_path / "out").exists()
@@ -351,7 +351,7 @@ def test_numbers_out_of_range_are_one_sentence_before_any_work(tmp_path, args, f
 
 def test_a_clip_skip_deeper_than_the_bases_text_encoder_is_refused(workspace, tmp_path):
     result = _invoke("--base", str(workspace["base"]), "--clip-skip", "7", "--out", str(tmp_path / "out"))
-    assert result.exit_code == 1 and "Traceback" not in result.output
+    assert result.exit_code == 2 and "Traceback" not in result.output
     assert "--clip-skip 7 is more than the 5 layers of the text encoder of --base" in result.output
 
 

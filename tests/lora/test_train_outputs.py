@@ -262,6 +262,7 @@ def test_cli_resume_of_a_finished_run_pushes_to_the_hub(run, workspace, hub_serv
 
     pushed = Path(hf_hub_download("fulora/tiny-lora", "README.md")).read_text()
     assert 'pipe.load_lora_weights("fulora/tiny-lora")' in pushed and "REPO_OR_FOLDER" not in pushed
+    assert '"REPO_OR_FOLDER"' in (run["adapter"] / "README.md").read_text()  # a push never edits the folder
 
 
 def test_kohya_file_like_the_studys_loads_every_key_including_the_text_encoder(workspace, tmp_path):
