@@ -18,64 +18,12 @@ import tempfile
 import time
 from pathlib import Path
 
-UNET = {
-    "sample_size": 64,
-    "cross_attention_dim": 768,
-    "block_out_channels": (320, 640, 1280, 1280),
-    "layers_per_block": 2,
-    "attention_head_dim": 8,
-    "down_block_types": ("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
-    "up_block_types": ("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
-}
-VAE = {
-    "block_out_channels": (128, 256, 512, 512),
-    "down_block_types": ("DownEncoderBlock2D",) * 4,
-    "up_block_types": ("UpDecoderBlock2D",) * 4,
-    "layers_per_block": 2,
-    "latent_channels": 4,
-    "sample_size": 512,
-    "scaling_factor": 0.18215,
-}
-CLIP = {
-    "hidden_size": 768,
-    "intermediate_size": 3072,
-    "num_attention_heads": 12,
-    "num_hidden_layers": 12,
-    "max_position_embeddings": 77,
-    "projection_dim": 768,
-    "hidden_act": "quick_gelu",
-}
-
 
 def write_sd15_shaped(folder: Path) -> Path:
-    """A diffusers folder with SD1.5's shapes and random weights (tokenizer: the tiny byte-level one)."""
-    import diffusers
-    import transformers
+    """A diffusers folder with SD1.5's shapes and random weights (``fulora_data.tiny_sd``, shape ``sd15``)."""
+    from fulora_data.tiny_sd import save_tiny_pipeline
 
-    from fulora_data.tiny_sd import SCHEDULER_CONFIG, write_tiny_tokenizer
-
-    tokenizer = transformers.CLIPTokenizer.from_pretrained(write_tiny_tokenizer(folder / "_tok"))
-    text = transformers.CLIPTextModel(
-        transformers.CLIPTextConfig(
-            vocab_size=len(tokenizer),
-            bos_token_id=tokenizer.bos_token_id,
-            eos_token_id=tokenizer.eos_token_id,
-            pad_token_id=tokenizer.pad_token_id,
-            **CLIP,
-        )
-    )
-    pipe = diffusers.StableDiffusionPipeline(
-        unet=diffusers.UNet2DConditionModel(**UNET),
-        vae=diffusers.AutoencoderKL(**VAE),
-        text_encoder=text,
-        tokenizer=tokenizer,
-        scheduler=diffusers.PNDMScheduler(**SCHEDULER_CONFIG),
-        safety_checker=None,
-        feature_extractor=None,
-        requires_safety_checker=False,
-    )
-    pipe.save_pretrained(folder / "sd15", safe_serialization=True)
-    return folder / "sd15"
+    return save_tiny_pipeline(folder / "sd15", shape="sd15")
 
 
 def main() -> None:

@@ -14,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from click.testing import CliRunner
+from compare_fixtures import _generated_set
 from PIL import Image
 
 from fulora_data.cli import main
@@ -100,40 +101,13 @@ def cache(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def sets(tmp_path_factory) -> dict[str, Path]:
-    from fulora_data.generated import GeneratedWriter, GenerationRecord
-    from fulora_data.taxonomy import prompt_for
-
+    """Two generated sets of the same draws, the second brightened by 60 grey levels."""
     root = tmp_path_factory.mktemp("sets")
-    out = {}
-    for name, shift in (("base", 0), ("far", 60)):
-        rng = np.random.default_rng(0)
-        with GeneratedWriter(root / name, shard_size=50, info={"command": "tests"}) as writer:
-            index = 0
-            for plane in PLANES2:
-                for _ in range(3):
-                    pixels = np.asarray(render_plane_image(plane, (96, 72), rng), dtype=np.int16) + shift
-                    record = GenerationRecord(
-                        image_id=f"{index:05d}-{index}",
-                        plane=plane,
-                        prompt=prompt_for(plane),
-                        negative_prompt="",
-                        sampler="euler",
-                        steps=20,
-                        guidance_scale=7.5,
-                        seed=index,
-                        width=96,
-                        height=72,
-                        base_model="stable-diffusion-v1-5/stable-diffusion-v1-5",
-                        base_model_revision="0" * 40,
-                        adapter="fulora/lora-rank8",
-                        adapter_revision="1" * 40,
-                        lora_rank=8,
-                        generation_index=index,
-                    )
-                    writer.add(png_bytes(Image.fromarray(np.clip(pixels, 0, 255).astype(np.uint8))), record)
-                    index += 1
-        out[name] = root / name
-    return out
+    per_plane = dict.fromkeys(PLANES2, 3)
+    return {
+        name: _generated_set(root / name, per_plane, seed=0, shift=shift)
+        for name, shift in (("base", 0), ("far", 60))
+    }
 
 
 def test_compare_computes_fid_on_the_fid_inception_and_names_it_beside_every_figure(
