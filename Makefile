@@ -23,12 +23,13 @@ install: $(STAMP)
 demo: $(STAMP)
 	$(BIN)/fulora demo --out .fulora-demo
 
-# The fast suite, then the two checks issue 16 asks of CI: SD 1.5's real shape on the CPU (minutes, ~8 GB)
-# and both adapter files loading on an older transformers/peft/diffusers stack (.venv-old-stack, below).
+# The fast suite, then the slow checks CI must run: SD 1.5's real shape on the CPU (minutes, ~8 GB), both
+# adapter files on an older transformers/peft/diffusers stack (.venv-old-stack, below) and the README's
+# CPU commands, executed as written.
 test: $(STAMP) $(OLD_VENV)/.installed
 	$(BIN)/python -m pytest
 	FULORA_OLD_STACK_PYTHON=$(OLD_VENV)/bin/python $(BIN)/python -m pytest -m slow \
-		tests/lora/test_sd15_shape.py tests/lora/test_old_stack.py
+		tests/lora/test_sd15_shape.py tests/lora/test_old_stack.py tests/test_readme.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

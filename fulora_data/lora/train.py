@@ -32,7 +32,6 @@ import io
 import json
 import math
 import os
-import sys
 import tempfile
 import time
 import warnings
@@ -61,6 +60,7 @@ from fulora_data.checkpoint import (
     tracker_name,
     weights_digest,
 )
+from fulora_data.console import log_stderr
 from fulora_data.errors import ConfigError, DataError, FuloraError, install_hint, require
 from fulora_data.io import atomic_write_json, atomic_write_text, file_sha256, remove_leftovers
 from fulora_data.lora.config import LoraConfig, base_kind, check_clip_skip
@@ -89,10 +89,6 @@ LENGTH_FREE_SCHEDULERS = ("constant", "constant_with_warmup")
 
 class TrainingError(FuloraError):
     """Training cannot go on (a non-finite loss, a checkpoint that cannot be written); the message says why."""
-
-
-def _stderr(message: str) -> None:
-    print(message, file=sys.stderr, flush=True)
 
 
 # ------------------------------------------------------------------------- checks before any long work
@@ -1048,7 +1044,7 @@ def train_lora(
     report_to: str | None = None,
     on_step: Callable[[int, float], None] | None = None,
     progress: bool = True,
-    log: Callable[[str], None] = _stderr,
+    log: Callable[[str], None] = log_stderr,
 ) -> dict[str, Any]:
     """Train a LoRA adapter of Stable Diffusion on a fulora dataset, save it in both formats, push it.
 
@@ -1207,7 +1203,7 @@ def train_tiny_lora(
     data_config: str = "lora-100",
     cache_dir: str | os.PathLike | None = None,
     steps: int = 6,
-    log: Callable[[str], None] = _stderr,
+    log: Callable[[str], None] = log_stderr,
 ) -> dict[str, Any]:
     """Fine-tune the tiny Stable Diffusion (``fulora_data.tiny_sd``) for a few steps: ``fulora demo``'s step.
 
