@@ -21,7 +21,7 @@ from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
-from fulora_data.errors import ConfigError, FuloraError
+from fulora_data.errors import ConfigError, FuloraError, install_hint
 from fulora_data.io import atomic_write_json
 from fulora_data.study.estimates import MEASURED, estimate
 from fulora_data.study.graph import (
@@ -315,7 +315,7 @@ class SubmititExecutor:
         try:
             import submitit  # noqa: F401
         except ImportError:
-            raise ConfigError("the SLURM executor needs submitit: pip install submitit") from None
+            raise ConfigError(f"the SLURM executor needs submitit: {install_hint('cluster')}") from None
         self.folder, self.cluster, self.parameters = folder, cluster, dict(parameters or {})
 
     def run_batch(
