@@ -211,8 +211,8 @@ def test_data_prepare_and_export_json(tmp_path):
 def test_push_and_pull_json_print_the_commit_and_the_tag_without_deprecation_warnings(hub_server, tmp_path):
     import uuid
 
-    from huggingface_hub import HfApi
     from hub_exports import make_export
+    from huggingface_hub import HfApi
 
     repo = f"fulora/grammar-{uuid.uuid4().hex[:8]}"
     make_export(tmp_path / "export")
