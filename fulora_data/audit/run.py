@@ -36,19 +36,8 @@ def audit_dataset(
 ) -> dict[str, Any]:
     """Build (or reuse) a dataset, audit it, optionally check it for memorisation and write a report.
 
-    Args:
-        name: A registered dataset name, or a published fulora dataset ``ORG/NAME[@REVISION]``.
-        config: Its config (``None``: the default).
-        source: Its archive or extracted folder (``None``: download).
-        cache_dir: Where built datasets are cached.
-        threshold: pHash Hamming threshold of near duplicates (0 to 12 bits).
-        similarity: Thumbnail similarity of near duplicates and memorised images, in (0, 1].
-        against: ``NAME[/CONFIG]`` of the training set to check this dataset's images against, or a
-            published fulora dataset ``ORG/NAME[@REVISION][/CONFIG]`` (read from the Hub or its cache).
-        against_source: The source of ``against`` (not for a published dataset).
-        report: A folder to write ``report.md``, ``audit.json`` and figures into.
-        num_proc: Worker processes for the decoding pass.
-        **options: Builder options of ``name`` (e.g. ``drop_test_duplicates``).
+    The keyword form of :func:`run_audit`: each argument is the :class:`AuditConfig` field of the same
+    name (``name`` is its ``dataset``, ``**options`` its builder ``options``); see there for their meaning.
 
     Returns:
         ``{"dataset": {...}, "audit": {...}}`` (see ``fulora_data.audit.audit``), plus ``against`` and
