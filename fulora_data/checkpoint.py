@@ -19,7 +19,7 @@ from typing import Any
 import numpy as np
 
 from fulora_data.errors import ConfigError, DataError, require
-from fulora_data.io import atomic_folder, find_folder
+from fulora_data.io import atomic_folder, atomic_write_json, file_sha256, find_folder
 
 STATE_FILE = "state.json"
 RNG_FILE = "rng.pt"
@@ -122,11 +122,23 @@ def check_same_run(
 
 _WEIGHT_SUFFIXES = (".safetensors", ".bin", ".ckpt", ".pt", ".pth", ".msgpack", ".onnx")
 _FILE_DIGESTS: dict[str, str] = {}
+"""Per-file sha256 by ``"<resolved path>|<size>|<mtime ns>"``, loaded from and saved to ``digest_cache()``."""
+
+
+def digest_cache() -> Path:
+    """The file that keeps per-file digests across runs: ``<HF home>/fulora/file-digests.json``.
+
+    The HF home as the Hub libraries find it (the rule of ``fulora_data.doctor.hf_home``, a higher layer).
+    """
+    if os.environ.get("HF_HOME"):
+        home = Path(os.environ["HF_HOME"]).expanduser()
+    else:
+        cache = os.environ.get("XDG_CACHE_HOME")
+        home = (Path(cache).expanduser() if cache else Path.home() / ".cache") / "huggingface"
+    return home / "fulora" / "file-digests.json"
 
 
 def _file_digest(path: Path) -> str:
-    from fulora_data.io import file_sha256
-
     stat = path.stat()
     key = f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
     if key not in _FILE_DIGESTS:
@@ -134,24 +146,48 @@ def _file_digest(path: Path) -> str:
     return _FILE_DIGESTS[key]
 
 
+def _cached_weights_digest(path: Path) -> str:
+    """:func:`weights_digest` with each file's digest kept in ``digest_cache()`` across runs."""
+    cache = digest_cache()
+    try:
+        stored = json.loads(cache.read_text(encoding="utf-8")) if cache.is_file() else {}
+    except (OSError, ValueError):  # a damaged cache costs a rehash, nothing else
+        stored = {}
+    if isinstance(stored, dict):
+        _FILE_DIGESTS.update(
+            {k: v for k, v in stored.items() if isinstance(v, str) and k not in _FILE_DIGESTS}
+        )
+    known = len(_FILE_DIGESTS)
+    digest = weights_digest(path, file_digest=_file_digest)
+    if len(_FILE_DIGESTS) > known:
+        try:
+            cache.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write_json(cache, dict(_FILE_DIGESTS), indent=None)
+        except OSError:  # a read-only home: the digests are recomputed next time
+            pass
+    return digest
+
+
 def weights_digest(path: str | os.PathLike, *, file_digest: Callable[[Path], str] | None = None) -> str:
     """The content identity of a local model: ``sha256:<hex>``.
 
     A single checkpoint file is its own sha256; a diffusers folder is the sha256 of the sorted lines
     ``<relative path> <sha256>`` of its ``model_index.json`` and weight files. This is the one rule: the
-    LoRA trainer's resume check and generation's local-base identity (``generation.pipeline.folder_digest``,
-    which calls this with its disk-cached ``file_digest``) record the same digest. By default each file's
-    digest is kept for the process by (path, size, mtime), so a check repeated in one process reads no
-    unchanged weight twice.
+    LoRA trainer's resume check and generation's local-base identity (``generation.pipeline.folder_digest``)
+    record the same digest. By default each file's digest is kept by (path, size, mtime) in
+    ``digest_cache()``, so no run reads an unchanged weight twice (an SD 1.5 base is 4 GB, and the trainer
+    checks it at every start and resume).
 
     Args:
         path: A weights file or a diffusers folder.
-        file_digest: How one file's sha256 (hex) is had; default: this module's per-process cache.
+        file_digest: How one file's sha256 (hex) is had; default: the cache kept in ``digest_cache()``.
     """
     import hashlib
 
-    digest = file_digest or _file_digest
     path = Path(path)
+    if file_digest is None:
+        return _cached_weights_digest(path)
+    digest = file_digest
     if path.is_file():
         return "sha256:" + digest(path)
     lines = []

@@ -118,61 +118,17 @@ class ResolvedBase:
     revision: str
 
 
-_DIGESTS: dict[str, str] = {}
-"""Per-file sha256 by ``"<resolved path>|<size>|<mtime ns>"``, loaded from and saved to ``digest_cache()``."""
-
-
-def digest_cache() -> Path:
-    """The file that keeps per-file digests across runs: ``<HF home>/fulora/file-digests.json``.
-
-    The HF home as the Hub libraries find it (the rule of ``fulora_data.doctor.hf_home``, a higher layer).
-    """
-    if os.environ.get("HF_HOME"):
-        home = Path(os.environ["HF_HOME"]).expanduser()
-    else:
-        cache = os.environ.get("XDG_CACHE_HOME")
-        home = (Path(cache).expanduser() if cache else Path.home() / ".cache") / "huggingface"
-    return home / "fulora" / "file-digests.json"
-
-
-def _file_digest(path: Path) -> str:
-    stat = path.stat()
-    key = f"{path.resolve()}|{stat.st_size}|{stat.st_mtime_ns}"
-    if key not in _DIGESTS:
-        _DIGESTS[key] = file_sha256(path)
-    return _DIGESTS[key]
-
-
 def folder_digest(folder: str | os.PathLike) -> str:
     """A local diffusers folder's identity: ``sha256:<hex>`` of its sorted per-file digests.
 
     Covers ``model_index.json`` and every weight file (safetensors, bin, ckpt ...) under the folder; each
     line is ``<relative path> <sha256>``. Configs other than ``model_index.json`` are left out: the
-    weights' shapes already follow from them. Each file's digest is kept by (path, size, mtime) in
-    ``digest_cache()``, so a repeated run reads no unchanged weight again.
+    weights' shapes already follow from them. The rule and its per-file cache (by path, size and mtime, in
+    ``checkpoint.digest_cache()``) are the LoRA trainer's: ``checkpoint.weights_digest``.
     """
-    import json
-
     from fulora_data.checkpoint import weights_digest
-    from fulora_data.io import atomic_write_json
 
-    folder = Path(folder)
-    cache = digest_cache()
-    try:
-        stored = json.loads(cache.read_text(encoding="utf-8")) if cache.is_file() else {}
-    except (OSError, ValueError):  # a damaged cache costs a rehash, nothing else
-        stored = {}
-    if isinstance(stored, dict):
-        _DIGESTS.update({k: v for k, v in stored.items() if isinstance(v, str) and k not in _DIGESTS})
-    known = len(_DIGESTS)
-    digest = weights_digest(folder, file_digest=_file_digest)  # the one rule, shared with the LoRA trainer
-    if len(_DIGESTS) > known:
-        try:
-            cache.parent.mkdir(parents=True, exist_ok=True)
-            atomic_write_json(cache, dict(_DIGESTS), indent=None)
-        except OSError:  # a read-only home: the digests are recomputed next time
-            pass
-    return digest
+    return weights_digest(folder)
 
 
 def resolve_base(base: str, revision: str | None) -> ResolvedBase:

@@ -246,6 +246,7 @@ def test_the_synthetic_builder_version_covers_the_new_columns():
 def test_a_local_base_digest_is_cached_by_path_size_and_mtime(tmp_path, monkeypatch):
     import os
 
+    from fulora_data import checkpoint
     from fulora_data.generation import pipeline
 
     base = tmp_path / "base"
@@ -254,13 +255,13 @@ def test_a_local_base_digest_is_cached_by_path_size_and_mtime(tmp_path, monkeypa
     (base / "unet" / "diffusion_pytorch_model.safetensors").write_bytes(b"weights")
     (base / "unet" / "config.json").write_text("{}")  # not a weight: not hashed
     hashed = []
-    real = pipeline.file_sha256
-    monkeypatch.setattr(pipeline, "file_sha256", lambda path: hashed.append(Path(path).name) or real(path))
-    monkeypatch.setattr(pipeline, "_DIGESTS", {})
+    real = checkpoint.file_sha256
+    monkeypatch.setattr(checkpoint, "file_sha256", lambda path: hashed.append(Path(path).name) or real(path))
+    monkeypatch.setattr(checkpoint, "_FILE_DIGESTS", {})
     first = pipeline.folder_digest(base)
     assert sorted(hashed) == ["diffusion_pytorch_model.safetensors", "model_index.json"]
-    assert pipeline.digest_cache().is_file()
-    monkeypatch.setattr(pipeline, "_DIGESTS", {})  # a new process: the digests come from the cache file
+    assert checkpoint.digest_cache().is_file()
+    monkeypatch.setattr(checkpoint, "_FILE_DIGESTS", {})  # a new process: the digests come from the cache file
     hashed.clear()
     assert pipeline.folder_digest(base) == first and hashed == []
     weights = base / "unet" / "diffusion_pytorch_model.safetensors"
