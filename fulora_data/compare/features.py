@@ -56,9 +56,7 @@ IMAGENET_STD = (0.229, 0.224, 0.225)
 
 FID_NETWORK = "fid_inception_v3"
 FID_WEIGHTS_FILE = "pt_inception-2015-12-05-6726825d.pth"
-FID_WEIGHTS_URL = (
-    "https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/pt_inception-2015-12-05-6726825d.pth"
-)
+FID_WEIGHTS_URL = "https://github.com/mseitzer/pytorch-fid/releases/download/fid_weights/pt_inception-2015-12-05-6726825d.pth"
 FID_IMAGE_SIZE = 299
 FID_CLASSES = 1008  # the 2015 graph's classifier: 1000 ImageNet classes and 8 unused outputs
 FID_PREPROCESSING = "gray-to-3ch, [0, 1], resize 299x299 bilinear align_corners=False, 2x-1 (pytorch-fid)"
@@ -289,20 +287,8 @@ def open_network(
     if device is None:
         device = "cuda" if require("torch", "eval").cuda.is_available() else "cpu"
     model = load_inception(path, device)
-    sha = file_sha256(path)
-    key = f"{NETWORK}-{sha[:16]}-{image_size}px-v{CACHE_FORMAT}"
-    description = {
-        "network": NETWORK,
-        "weights_file": path.name,
-        "weights_sha256": sha,
-        "image_size": image_size,
-        "preprocessing": PREPROCESSING,
-        "cache_format": CACHE_FORMAT,
-        "key": key,
-        "title": "torchvision Inception-V3 (ImageNet)",
-        "comparable_with_published_fid": False,
-    }
-    return Network(model, key, description, device)
+    title = "torchvision Inception-V3 (ImageNet)"
+    return _network(model, NETWORK, path, image_size, PREPROCESSING, title, False, device)
 
 
 def open_fid_network(weights: str | os.PathLike, *, device: str | None = None) -> Network:
@@ -326,18 +312,26 @@ def open_fid_network(weights: str | os.PathLike, *, device: str | None = None) -
     if device is None:
         device = "cuda" if require("torch", "eval").cuda.is_available() else "cpu"
     model = load_fid_inception(path, device)
+    title = "FID Inception (2015 TF graph, pytorch-fid)"
+    return _network(model, FID_NETWORK, path, FID_IMAGE_SIZE, FID_PREPROCESSING, title, True, device)
+
+
+def _network(
+    model, name: str, path: Path, image_size: int, preprocessing, title: str, comparable: bool, device
+):
+    """A loaded network with its cache key and description, both naming its weights by sha256."""
     sha = file_sha256(path)
-    key = f"{FID_NETWORK}-{sha[:16]}-{FID_IMAGE_SIZE}px-v{CACHE_FORMAT}"
+    key = f"{name}-{sha[:16]}-{image_size}px-v{CACHE_FORMAT}"
     description = {
-        "network": FID_NETWORK,
+        "network": name,
         "weights_file": path.name,
         "weights_sha256": sha,
-        "image_size": FID_IMAGE_SIZE,
-        "preprocessing": FID_PREPROCESSING,
+        "image_size": image_size,
+        "preprocessing": preprocessing,
         "cache_format": CACHE_FORMAT,
         "key": key,
-        "title": "FID Inception (2015 TF graph, pytorch-fid)",
-        "comparable_with_published_fid": True,
+        "title": title,
+        "comparable_with_published_fid": comparable,
     }
     return Network(model, key, description, device)
 
@@ -440,9 +434,9 @@ def forward(network: Network, images: list) -> tuple[np.ndarray, np.ndarray]:
     handle = network.model.avgpool.register_forward_hook(lambda _m, _i, out: pooled.append(out))
     try:
         with torch.inference_mode():
-            batch = _preprocess(
-                images, network.description["image_size"], network.description["network"]
-            ).to(network.device)
+            batch = _preprocess(images, network.description["image_size"], network.description["network"]).to(
+                network.device
+            )
             logits = network.model(batch)
     finally:
         handle.remove()
