@@ -46,3 +46,11 @@ def test_saved_folder_loads_and_generates_a_64px_image(tmp_path):
     ).images
     assert images.shape == (1, 64, 64, 3)
     assert 0.0 <= images.min() <= images.max() <= 1.0 and images.std() > 0
+
+
+def test_sd15_shape_has_sd15s_component_configs_and_an_unknown_shape_is_refused():
+    unet, vae, text = tiny_sd.SHAPES["sd15"]
+    assert (unet["block_out_channels"], unet["cross_attention_dim"]) == ((320, 640, 1280, 1280), 768)
+    assert (text["hidden_size"], text["num_hidden_layers"], vae["block_out_channels"][-1]) == (768, 12, 512)
+    with pytest.raises(ValueError, match="shape must be one of \\['sd15', 'tiny'\\], got 'sdxl'"):
+        tiny_sd.build_tiny_components(0, shape="sdxl")

@@ -103,13 +103,13 @@ def bucket_choice(
         resized = (width, height)
     bucket = (resized[0] - resized[0] % step, resized[1] - resized[1] % step)
     if min(bucket) < step:
-        scaled = (
-            ""
-            if resized == (width, height)
-            else f" (scaled to {resized[0]}x{resized[1]} for resolution {resolution})"
-        )
+        if resized == (width, height):
+            raise DataError(
+                f"an image of {width}x{height} pixels is smaller than one bucket step ({step} px) on a side"
+            )
         raise DataError(
-            f"an image of {width}x{height} pixels{scaled} is smaller than one bucket step ({step} px) on a side"
+            f"an image of {width}x{height} pixels, scaled to the pixel budget of resolution {resolution}, is "
+            f"smaller than one bucket step ({step} px) on a side: use a smaller bucket step"
         )
     return bucket, resized
 

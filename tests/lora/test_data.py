@@ -103,3 +103,10 @@ def test_the_100_study_images_fall_in_kohyas_buckets():
         examples.append(Example(index, path.stem, bucket, "p", resized))
     assert len(examples) == 100
     assert bucket_histogram(examples) == STUDY_HISTOGRAM
+
+
+def test_an_image_that_falls_under_one_step_only_once_scaled_says_it_was_scaled():
+    with pytest.raises(DataError, match=r"128x96 pixels, scaled to the pixel budget of resolution 64, is smaller than one bucket step"):
+        bucket_choice(128, 96, 64, 64)
+    with pytest.raises(DataError, match=r"an image of 40x40 pixels is smaller than one bucket step \(64 px\)"):
+        bucket_choice(40, 40, 512, 64)
