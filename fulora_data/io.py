@@ -13,6 +13,7 @@ import contextlib
 import json
 import os
 import shutil
+import stat
 import uuid
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
@@ -178,14 +179,30 @@ def resolve_under(root: str | os.PathLike, relative: str, where: str) -> Path:
     text = str(relative)
     if not text or "\0" in text:
         raise DataError(f"{where}: {text!r} is not a file name")
-    joined = root / text
-    if Path(text).is_absolute() or "\\" in text:
+    if os.path.isabs(text) or "\\" in text:
         raise DataError(f"{where}: {text!r} is an absolute or foreign path; it must name a file under {root}")
     # Lexical check first (cheap, and catches names whose target does not exist); then the resolved one,
     # which also catches a symbolic link inside the root that points out of it.
-    if ".." in Path(os.path.normpath(text)).parts or not joined.resolve().is_relative_to(root.resolve()):
+    parts = os.path.normpath(text).split(os.sep)
+    joined = root / text
+    if ".." in parts or not _resolves_under(root, joined, single=len(parts) == 1):
         raise DataError(f"{where}: {text!r} points outside {root}; refusing to read it")
     return joined
+
+
+def _resolves_under(root: Path, joined: Path, *, single: bool) -> bool:
+    """Whether ``joined`` (``root`` joined with a relative name) resolves to a path under ``root`` resolved.
+
+    A name of one part that is not a symbolic link resolves to ``root``'s resolution joined with the name:
+    one ``lstat`` says so, where resolving both paths costs one per part of each (a build reads thousands).
+    """
+    if single:
+        try:
+            if not stat.S_ISLNK(os.lstat(joined).st_mode):
+                return True
+        except OSError:  # missing (resolution keeps the name) or unreadable (the read will say so)
+            return True
+    return joined.resolve().is_relative_to(root.resolve())
 
 
 def ensure_folder(path: str | os.PathLike, option: str) -> Path:

@@ -33,11 +33,10 @@ from fulora_data.builders.base import (
     FuloraConfig,
     Record,
     ResolvedSource,
-    check_image_bytes,
-    in_order,
     read_table,
     require_columns,
 )
+from fulora_data.builders.checks import check_image_bytes, in_order, read_checked
 from fulora_data.errors import ChecksumError, ConfigError, DataError, SourceNotFoundError
 from fulora_data.generated import (
     PROVENANCE_FIELDS,
@@ -50,7 +49,7 @@ from fulora_data.taxonomy import CERVIX, PLANES, canonical_plane
 
 
 def _checked(pair: tuple[Record, bytes]) -> tuple[Record, bytes]:
-    """Check one image of the stream (run in ``in_order``'s thread pool)."""
+    """Check one image of a generated set's stream (run in ``in_order``'s thread pool)."""
     record, data = pair
     check_image_bytes(data, record.path / record.image_id if record.generated else record.path)
     return pair
@@ -372,13 +371,12 @@ class SyntheticBuilder(FuloraBuilder):
                     )
 
     # ------------------------------------------------------------------ examples
-    def _generate_examples(self, records: list[Record]):
+    def _generate_tables(self, records: list[Record]):
         generated = [r.generated for r in records if r.generated is not None]
         if generated:
             folder = Path(self.config.source).expanduser()
             by_id = {r.image_id: r for r in records}
             stream = ((by_id[image.record.image_id], data) for image, data in iter_images(folder, generated))
+            yield from self._tables(in_order(_checked, stream), source="synthetic")
         else:
-            stream = ((record, record.path.read_bytes()) for record in records)
-        for record, data in in_order(_checked, stream):
-            yield record.image_id, self._example(record, data, source="synthetic")
+            yield from self._tables(read_checked(records), source="synthetic")

@@ -9,7 +9,7 @@ import pytest
 from click.testing import CliRunner
 
 from fulora_data import samples
-from fulora_data.builders.base import check_image_bytes
+from fulora_data.builders.checks import check_image_bytes
 from fulora_data.cli import main
 from fulora_data.errors import DataError
 
