@@ -1416,6 +1416,16 @@ def f_train_push_no_token(ws):
     return outcome, None, "LATE" if trained(out) else ""
 
 
+def f_train_push_foreign_namespace(ws):
+    train_world()
+    out = ws / "out"
+    with stand_in_hub() as hub:  # its token's user may write under its own name and "fulora" only
+        outcome, _ = cli_sub(ws, hub, *train_args(out, "--push-to-hub", "not-my-org/adapter"))
+    if outcome.exit == 0:
+        return outcome, None, "SILENT"
+    return outcome, None, "LATE" if trained(out) else ""
+
+
 TRAINING_FAULTS = [
     Fault("train: user's file in --out/adapter", f_train_foreign_file),
     Fault("train: two runs into one --out", f_train_two_runs),
@@ -1430,8 +1440,7 @@ TRAINING_FAULTS = [
     Fault("train: truncated checkpoint on --resume", f_train_cut_checkpoint),
     Fault("train: file-size limit while checkpointing", f_train_disk_full),
     Fault("train: --push-to-hub without a token", f_train_push_no_token),
-    # Not here: --push-to-hub to a repo the token cannot write needs a stand-in Hub, and this matrix has no
-    # helper for one yet (tests/lora/test_train.py::test_push_target_is_checked_before_training covers it).
+    Fault("train: --push-to-hub where the token cannot write", f_train_push_foreign_namespace),
 ]
 FAULTS += TRAINING_FAULTS
 

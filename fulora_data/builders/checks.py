@@ -9,7 +9,8 @@ more) are checked by worker processes, one per core, while the building process 
 the Arrow tables and writes them: no lock is shared, so the cores stay busy (threads share the GIL with the
 writer, and measured 1.5x slower). A worker returns each good file's CRC-32 and the building process
 compares it with the bytes it stores, so what is stored is what was checked. A few files, or a platform
-without ``fork``, use a thread pool (``in_order``): reading a file and inflating release the GIL.
+other than Linux (where ``fork`` is not safe), use a thread pool (``in_order``): reading a file and
+inflating release the GIL.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ import io
 import multiprocessing
 import os
 import struct
+import sys
 import zlib
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -123,12 +125,15 @@ def read_checked(
 
 def check_processes(files: int) -> int:
     """Worker processes to check ``files`` image files with: ``FULORA_CHECK_PROCESSES`` if set, else one per
-    core (at most 8) for ``PROCESS_MIN_IMAGES`` files or more on a machine of two cores or more, else 0.
+    core (at most 8) for ``PROCESS_MIN_IMAGES`` files or more on a machine of two cores or more, else 0;
+    always 0 off Linux.
 
     Raises:
         ConfigError: If ``FULORA_CHECK_PROCESSES`` is not a whole number from 0 to 64.
     """
-    can_fork = "fork" in multiprocessing.get_all_start_methods()
+    # fork starts a worker in milliseconds with fulora already imported; it is safe on Linux only (macOS
+    # and Windows check in threads).
+    can_fork = sys.platform.startswith("linux")
     value = os.environ.get(CHECK_PROCESSES_ENV, "").strip()
     if value:
         if not value.isdigit() or int(value) > 64:
