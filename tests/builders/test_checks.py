@@ -3,6 +3,7 @@ processes and the two inflaters."""
 
 from __future__ import annotations
 
+import sys
 import threading
 import time
 import zlib
@@ -108,6 +109,7 @@ def test_a_bad_check_processes_setting_is_refused_naming_the_variable(monkeypatc
         checks.check_processes(10)
 
 
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="worker processes are used on Linux only")
 def test_check_processes_uses_one_worker_per_core_only_for_many_files(monkeypatch):
     monkeypatch.delenv(checks.CHECK_PROCESSES_ENV, raising=False)
     assert checks.check_processes(checks.PROCESS_MIN_IMAGES - 1) == 0
@@ -167,3 +169,11 @@ def _png_of(width: int, height: int, stream: bytes) -> bytes:
 
     header = (width).to_bytes(4, "big") + (height).to_bytes(4, "big") + bytes([8, 0, 0, 0, 0])
     return b"\x89PNG\r\n\x1a\n" + _chunk(b"IHDR", header) + _chunk(b"IDAT", stream) + _chunk(b"IEND", b"")
+
+
+def test_check_processes_is_zero_off_linux_whatever_is_asked(monkeypatch):
+    monkeypatch.setattr(sys, "platform", "darwin")
+    monkeypatch.setenv(checks.CHECK_PROCESSES_ENV, "3")
+    assert checks.check_processes(10**6) == 0
+    monkeypatch.delenv(checks.CHECK_PROCESSES_ENV)
+    assert checks.check_processes(10**6) == 0
