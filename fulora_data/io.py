@@ -175,22 +175,24 @@ def resolve_under(root: str | os.PathLike, relative: str, where: str) -> Path:
     """
     from fulora_data.errors import DataError
 
-    root = Path(root)
     text = str(relative)
     if not text or "\0" in text:
         raise DataError(f"{where}: {text!r} is not a file name")
     if os.path.isabs(text) or "\\" in text:
-        raise DataError(f"{where}: {text!r} is an absolute or foreign path; it must name a file under {root}")
+        raise DataError(
+            f"{where}: {text!r} is an absolute or foreign path; it must name a file under {Path(root)}"
+        )
     # Lexical check first (cheap, and catches names whose target does not exist); then the resolved one,
-    # which also catches a symbolic link inside the root that points out of it.
+    # which also catches a symbolic link inside the root that points out of it. Strings, not Paths, until
+    # the end: a build resolves thousands of names.
     parts = os.path.normpath(text).split(os.sep)
-    joined = root / text
+    joined = os.path.join(os.fspath(root), text)
     if ".." in parts or not _resolves_under(root, joined, single=len(parts) == 1):
-        raise DataError(f"{where}: {text!r} points outside {root}; refusing to read it")
-    return joined
+        raise DataError(f"{where}: {text!r} points outside {Path(root)}; refusing to read it")
+    return Path(joined)
 
 
-def _resolves_under(root: Path, joined: Path, *, single: bool) -> bool:
+def _resolves_under(root: str | os.PathLike, joined: str, *, single: bool) -> bool:
     """Whether ``joined`` (``root`` joined with a relative name) resolves to a path under ``root`` resolved.
 
     A name of one part that is not a symbolic link resolves to ``root``'s resolution joined with the name:
@@ -202,7 +204,7 @@ def _resolves_under(root: Path, joined: Path, *, single: bool) -> bool:
                 return True
         except OSError:  # missing (resolution keeps the name) or unreadable (the read will say so)
             return True
-    return joined.resolve().is_relative_to(root.resolve())
+    return Path(joined).resolve().is_relative_to(Path(root).resolve())
 
 
 def ensure_folder(path: str | os.PathLike, option: str) -> Path:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import csv
 import json
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -92,6 +93,26 @@ def test_symlink_out_of_the_root_is_refused(tmp_path):
     with pytest.raises(DataError, match="outside"):
         resolve_under(root, "link.png", "x.csv line 3")
     assert resolve_under(root, "sub/ok.png", "x.csv line 3") == root / "sub" / "ok.png"
+
+
+def test_a_plain_name_and_a_link_inside_the_root_are_accepted_under_their_own_names(tmp_path):
+    root = tmp_path / "root"
+    (root / "real").mkdir(parents=True)
+    (root / "real" / "a.png").write_bytes(b"x")
+    (root / "a.png").symlink_to(Path("real") / "a.png")
+    (root / "b.png").write_bytes(b"y")
+    assert resolve_under(root, "a.png", "x.csv line 2") == root / "a.png"
+    assert resolve_under(str(root), "b.png", "x.csv line 3") == root / "b.png"
+    assert resolve_under(root, "missing.png", "x.csv line 4") == root / "missing.png"
+
+
+def test_a_folder_link_out_of_the_root_is_refused_for_a_name_under_it(tmp_path):
+    secret = _secret_png(tmp_path)
+    root = tmp_path / "root"
+    root.mkdir()
+    (root / "sub").symlink_to(secret.parent)
+    with pytest.raises(DataError, match="x.csv line 5: 'sub/.*' points outside"):
+        resolve_under(root, f"sub/{secret.name}", "x.csv line 5")
 
 
 def test_generated_manifest_shard_name_cannot_leave_the_folder(tmp_path):
