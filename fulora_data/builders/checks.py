@@ -19,6 +19,7 @@ import collections
 import io
 import multiprocessing
 import os
+import re
 import signal
 import struct
 import sys
@@ -183,9 +184,10 @@ def check_image_bytes(data: bytes, path: Path) -> None:
 
     PIL's ``verify`` alone checks the PNG chunks' CRCs but never decompresses, so a file whose compressed
     data is corrupt under valid CRCs used to pass and fail only when read later. Now a non-interlaced PNG
-    (every image of the study's sources) has its pixel stream inflated (its adler32 checksum verified), its
-    size compared with what the header's dimensions require and every row's filter byte checked: what a
-    decoder would reject, at about a third of the cost of a full decode. Any other image is fully decoded.
+    (every image of the study's sources) has every chunk checked as ``verify`` does (type, CRC, the IEND
+    that ends the file), its pixel stream inflated (its adler32 checksum verified), its size compared with
+    what the header's dimensions require and every row's filter byte checked: what a decoder would reject,
+    at about a third of the cost of a full decode. Any other image is fully decoded.
 
     Raises:
         DataError: If the bytes are not an image, do not decode, or declare more than ``MAX_IMAGE_PIXELS``.
@@ -199,7 +201,6 @@ def check_image_bytes(data: bytes, path: Path) -> None:
                     "(fulora_data.builders.checks.MAX_IMAGE_PIXELS); it is corrupt or not an ultrasound image"
                 )
             if image.format == "PNG" and not image.info.get("interlace"):
-                image.verify()
                 _check_png_pixels(data, path)
             else:
                 image.load()
@@ -215,6 +216,7 @@ def check_image_bytes(data: bytes, path: Path) -> None:
 
 
 _PNG_CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}  # by colour type
+_CHUNK_TYPE = re.compile(rb"\w{4}")  # what PIL accepts as a chunk type
 try:
     # ISA-L's inflate makes the same checks as zlib's (the stream's structure, its end and its adler32)
     # at about 2.5x the speed on these scans, and releases the GIL as zlib does.
@@ -233,18 +235,29 @@ _INFLATE_PIECE = 4 * 2**20
 
 def _check_png_pixels(data: bytes, path: Path, *, inflate=_inflate) -> None:
     """Inflate a non-interlaced PNG's pixel stream and check it against the header (see check_image_bytes)."""
-    position, idat, header = 8, [], None
-    while position + 8 <= len(data):
-        (length,) = struct.unpack(">I", data[position : position + 4])
+    # Every chunk as PIL's ``verify`` checks it (a type of four word characters, its CRC, the file ending with
+    # IEND), in one walk with the pixel stream's collection; PIL's own pass cost a tenth of a check.
+    view, position, idat, header, ended = memoryview(data), 8, [], None, False
+    while position + 12 <= len(data):
+        (length,) = struct.unpack_from(">I", data, position)
+        end = position + 12 + length
         kind = data[position + 4 : position + 8]
-        body = data[position + 8 : position + 8 + length]
-        if kind == b"IHDR":
-            header = struct.unpack(">IIBB", body[:10])
-        elif kind == b"IDAT":
-            idat.append(body)
-        elif kind == b"IEND":
+        if end > len(data) or not _CHUNK_TYPE.fullmatch(kind):
             break
-        position += 12 + length
+        if _crc32(view[position + 4 : end - 4]) != struct.unpack_from(">I", data, end - 4)[0]:
+            raise DataError(
+                f"{path} does not decode as an image (its {kind.decode('ascii')} chunk fails its CRC check)"
+            )
+        if kind == b"IHDR":
+            header = struct.unpack(">IIBB", data[position + 8 : position + 18])
+        elif kind == b"IDAT":
+            idat.append(view[position + 8 : end - 4])
+        elif kind == b"IEND":
+            ended = True
+            break
+        position = end
+    if not ended:
+        raise DataError(f"{path} does not decode as an image (it is cut short or broken before its IEND chunk)")
     if header is None or header[3] not in _PNG_CHANNELS:
         raise DataError(f"{path} does not decode as an image (bad PNG header)")
     width, height, depth, colour = header

@@ -177,3 +177,35 @@ def test_check_processes_is_zero_off_linux_whatever_is_asked(monkeypatch):
     assert checks.check_processes(10**6) == 0
     monkeypatch.delenv(checks.CHECK_PROCESSES_ENV)
     assert checks.check_processes(10**6) == 0
+
+
+def _with_chunk_after_idat(png: bytes, chunk: bytes) -> bytes:
+    """Insert ``chunk`` just before IEND (the last 12 bytes)."""
+    return png[:-12] + chunk + png[-12:]
+
+
+@pytest.mark.parametrize(
+    "damage",
+    ["CRC of a text chunk after the pixels", "cut before IEND", "chunk type not a word", "CRC of IHDR"],
+)
+def test_the_chunk_walk_refuses_what_pil_verify_refused(damage):
+    import io
+
+    from builders.test_image_checks import _chunk
+    from PIL import Image
+
+    good = samples.png_bytes(samples.render_plane_image("Fetal brain", (40, 32), np.random.default_rng(5)))
+    if damage == "CRC of a text chunk after the pixels":
+        text = _chunk(b"tEXt", b"Comment\0hello")
+        bad = _with_chunk_after_idat(good, text[:-4] + bytes(4 * [0x55]))
+    elif damage == "cut before IEND":
+        bad = good[:-12]
+    elif damage == "chunk type not a word":
+        bad = _with_chunk_after_idat(good, _chunk(b"t-Xt", b"x"))
+    else:
+        bad = good[:29] + bytes([good[29] ^ 0xFF]) + good[30:]  # IHDR's CRC (bytes 29-32)
+    with pytest.raises(Exception), Image.open(io.BytesIO(bad)) as image:  # noqa: B017 - PIL's types vary
+        image.verify()
+    with pytest.raises(DataError, match="bad.png does not decode as an image"):
+        checks.check_image_bytes(bad, Path("bad.png"))
+    checks.check_image_bytes(_with_chunk_after_idat(good, _chunk(b"tEXt", b"Comment\0hello")), Path("ok.png"))
