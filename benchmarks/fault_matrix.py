@@ -332,14 +332,17 @@ def f_push_spoiled(how):
     return run
 
 
-def f_image(damage):
+def f_image(damage, processes: int | None = None):
+    # processes: check in that many worker processes (FULORA_CHECK_PROCESSES), as a large source is.
+    env = {} if processes is None else {"FULORA_CHECK_PROCESSES": str(processes)}
+
     def run(ws):
         source = spanish(ws)
         victim = sorted((source / "Images").iterdir())[2]
         saved = victim.read_bytes()
         victim.write_bytes(corrupt_pixels_valid_crc(saved) if damage == "pixels" else huge_header_png())
         args = prepare_args(ws, source)
-        outcome = cli(*args)
+        outcome = cli(*args, env=env)
         named = victim.name in outcome.message
         result = refused_then(ws, outcome, lambda: victim.write_bytes(saved), args)
         return result[0], result[1], "" if named or outcome.exit == 0 else "file not named"
@@ -690,6 +693,8 @@ FAULTS = [
     Fault("push: stray hidden shard", f_push_spoiled("stray")),
     Fault("PNG corrupt pixels, valid CRC", f_image("pixels")),
     Fault("PNG header 100000x100000", f_image("huge")),
+    Fault("PNG corrupt pixels, in worker processes", f_image("pixels", processes=2)),
+    Fault("PNG header 100000x100000, in workers", f_image("huge", processes=2)),
     Fault("empty split: train-only source, full", f_empty("train-only source, full")),
     Fault("empty split: header-only CSV", f_empty("header-only CSV")),
     Fault("empty split: subset selects nothing", f_empty("subset selects nothing")),

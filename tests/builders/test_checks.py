@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from builders.test_image_checks import corrupt_idat_valid_crc
 from click.testing import CliRunner
+from pixel_fixtures import gradient16, sixteen_bit_png
 
 from fulora_data import samples
 from fulora_data.builders import checks
@@ -121,8 +122,9 @@ def test_check_processes_uses_one_worker_per_core_only_for_many_files(monkeypatc
     assert checks.check_processes(10**6) == 0
 
 
-def test_a_build_checked_in_worker_processes_equals_one_checked_in_threads(tmp_path, monkeypatch):
+def test_a_build_checked_in_worker_processes_equals_one_checked_in_threads_16_bit_scan_included(tmp_path, monkeypatch):
     source = samples.write_spanish_source(tmp_path / "src", per_plane=3, test_per_plane=2)
+    sorted((source / "Images").iterdir())[4].write_bytes(sixteen_bit_png(gradient16()))  # stored as 8-bit
     built = {}
     for processes in ("0", "2"):
         monkeypatch.setenv(checks.CHECK_PROCESSES_ENV, processes)
