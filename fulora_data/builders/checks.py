@@ -8,7 +8,8 @@ Inflating is most of a build's work. Many files (``read_checked`` on a split of 
 more) are checked by worker processes, one per core, while the building process reads the same files, makes
 the Arrow tables and writes them: no lock is shared, so the cores stay busy (threads share the GIL with the
 writer, and measured about 1.3x slower). A worker returns each good file's CRC-32 and the building process
-compares it with the bytes it stores, so what is stored is what was checked. A few files, or a platform
+compares it with the bytes it stores, so what is stored is what was checked; a file a worker refused (or
+that changed since) is checked again where it is read, and refused there by name. A few files, or a platform
 other than Linux (where ``fork`` is not safe), use a thread pool (``in_order``): reading a file and
 inflating release the GIL.
 """
@@ -116,9 +117,9 @@ def read_checked(
         for chunk, results in zip(chunks, verdicts, strict=True):
             for record, result in zip(chunk, results, strict=True):
                 data = record.path.read_bytes()
-                if isinstance(result, str):
-                    raise DataError(result)
-                if result is None or _crc32(data) != result:  # unreadable there, or changed since: check here
+                if result is None or _crc32(data) != result:
+                    # Refused or unreadable there, or changed since: checked here, on the bytes stored (a
+                    # file refused there raises here with its one sentence, or the reading error does).
                     check_image_bytes(data, record.path)
                 yield record, data
     except BaseException:  # an error or an abandoned build: nothing waits for the checks still queued
@@ -153,21 +154,17 @@ def _leave_interrupts_to_the_builder() -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
-def _check_files(paths: list[str]) -> list[int | str | None]:
-    """A worker's task: for each file, its CRC-32 when it decodes, the error sentence when it does not, and
-    None when it cannot be read (the building process reads it and says why)."""
-    results: list[int | str | None] = []
+def _check_files(paths: list[str]) -> list[int | None]:
+    """A worker's task: for each file, its CRC-32 when it decodes, None when it does not or cannot be read
+    (the building process then checks or reads it itself, and says why in one sentence)."""
+    results: list[int | None] = []
     for path in paths:
         try:
             with open(path, "rb") as handle:
                 data = handle.read()
-        except OSError:
-            results.append(None)
-            continue
-        try:
             check_image_bytes(data, Path(path))
-        except DataError as err:
-            results.append(str(err))
+        except (OSError, DataError):
+            results.append(None)
             continue
         results.append(_crc32(data))
     return results

@@ -91,7 +91,7 @@ def test_read_checked_checks_in_process_a_file_that_changed_after_its_worker_che
     assert results == [zlib.crc32(f.path.read_bytes()) for f in files[:2]]  # a good file: its CRC-32
     bad = tmp_path / "bad.png"
     bad.write_bytes(corrupt_idat_valid_crc(files[1].path.read_bytes()))
-    assert "bad.png does not decode" in checks._check_files([str(bad)])[0]
+    assert checks._check_files([str(bad)]) == [None]  # refused: the building process checks it again
     assert checks._check_files([str(tmp_path / "missing.png")]) == [None]  # unreadable: the reader says why
     # Checked by a worker, then replaced by a corrupt file before the building process read it: the
     # stored bytes no longer match the worker's CRC, so they are checked again where they are read.
@@ -101,6 +101,18 @@ def test_read_checked_checks_in_process_a_file_that_changed_after_its_worker_che
     files[30].path.write_bytes(corrupt_idat_valid_crc(files[30].path.read_bytes()))
     with pytest.raises(DataError, match=r"030\.png does not decode"):
         list(stream)
+
+
+def test_read_checked_stores_a_file_repaired_after_its_worker_refused_it(tmp_path):
+    files = _pngs(tmp_path / "images", 40)
+    good = files[30].path.read_bytes()
+    files[30].path.write_bytes(corrupt_idat_valid_crc(good))
+    stream = read_checked(files, processes=1)
+    next(stream)
+    time.sleep(0.5)  # the worker has refused file 30 by now
+    files[30].path.write_bytes(good)
+    stored = {record.path: data for record, data in stream}
+    assert stored[files[30].path] == good and len(stored) == 39
 
 
 @pytest.mark.parametrize("value", ["-1", "two", "65"])
