@@ -538,6 +538,8 @@ def f_folder(kind):
         locked = ws / "ro"
         locked.mkdir()
         os.chmod(locked, 0o555)
+        # Root ignores permissions; an immutable folder (chattr +i) refuses new entries even to root.
+        immutable = os.geteuid() == 0 and _chattr("+i", locked)
         try:
             if kind == "read-only --cache-dir":
                 outcome = cli(*prepare_args(ws, source, "spanish", "es")[:-1], locked / "c")
@@ -546,11 +548,21 @@ def f_folder(kind):
             else:
                 outcome = cli("evaluate", "predictions", preds, "--report", locked / "r")
         finally:
+            if immutable:
+                _chattr("-i", locked)
             os.chmod(locked, 0o755)
-        note = "run as root: permissions not enforced" if os.geteuid() == 0 else ""
+        note = "run as root: permissions not enforced" if os.geteuid() == 0 and not immutable else ""
         return outcome, None, note
 
     return run
+
+
+def _chattr(flag: str, path: Path) -> bool:
+    """Set or clear a file attribute; whether it worked (chattr may be missing, or the file system refuse)."""
+    try:
+        return subprocess.run(["chattr", flag, str(path)], capture_output=True).returncode == 0
+    except OSError:
+        return False
 
 
 def f_predictions(kind):
