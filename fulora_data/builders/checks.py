@@ -270,7 +270,7 @@ def _check_png_pixels(data: bytes, path: Path, *, inflate=_inflate) -> None:
             first = (-size) % row  # where the next row's filter byte falls in this piece
             bad_filter = bad_filter or bool((np.frombuffer(piece, dtype=np.uint8)[first::row] > 4).any())
             size += len(piece)
-    except (zlib.error, *_INFLATE_ERRORS) as err:
+    except _INFLATE_ERRORS as err:
         raise DataError(f"{path} does not decode as an image (its pixel stream is corrupt: {err})") from None
     if size != needed or not inflater.eof:
         raise DataError(

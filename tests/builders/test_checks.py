@@ -3,6 +3,7 @@ processes and the two inflaters."""
 
 from __future__ import annotations
 
+import multiprocessing
 import sys
 import threading
 import time
@@ -68,7 +69,10 @@ def _pngs(folder: Path, count: int) -> list[_File]:
 
 def test_read_checked_in_worker_processes_gives_every_file_s_bytes_in_order(tmp_path):
     files = _pngs(tmp_path / "images", 70)
-    got = list(read_checked(files, processes=2))
+    stream = read_checked(files, processes=2)
+    got = [next(stream)]
+    assert len(multiprocessing.active_children()) == 2  # checked in two worker processes, not threads
+    got += list(stream)
     assert [record.path for record, _ in got] == [f.path for f in files]
     assert [data for _, data in got] == [f.path.read_bytes() for f in files]
     assert [data for _, data in read_checked(files, processes=0)] == [data for _, data in got]
@@ -223,3 +227,13 @@ def test_the_chunk_walk_refuses_what_pil_verify_refused(damage):
     with pytest.raises(DataError, match="bad.png does not decode as an image"):
         checks.check_image_bytes(bad, Path("bad.png"))
     checks.check_image_bytes(_with_chunk_after_idat(good, _chunk(b"tEXt", b"Comment\0hello")), Path("ok.png"))
+
+
+def test_prepare_with_a_bad_check_processes_setting_says_so_in_one_line_and_caches_nothing(tmp_path, monkeypatch):
+    monkeypatch.setenv(checks.CHECK_PROCESSES_ENV, "two")
+    source = samples.write_spanish_source(tmp_path / "src", per_plane=2, test_per_plane=1)
+    args = ["data", "prepare", "spanish", "-c", "full", "--source", str(source), "--cache-dir", str(tmp_path / "c")]
+    result = CliRunner().invoke(main, args)
+    assert result.exit_code == 1, result.output
+    assert "Error: FULORA_CHECK_PROCESSES must be a whole number from 0 to 64, got 'two'" in result.output
+    assert "Traceback" not in result.output and not list((tmp_path / "c").rglob("*.arrow"))
